@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest
+
+from accounts.models import User
+
+
+class EmailBackend(ModelBackend):
+    """Email (any case) and password. Pending and disabled accounts still authenticate here so
+    that the login form can say why they may not enter; the middleware keeps them out."""
+
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> User | None:
+        if not username or not password:
+            return None
+        user = User.objects.filter(email__iexact=username.strip()).first()
+        if user is None:
+            User().set_password(password)  # same work as a real check: no timing hint
+            return None
+        return user if user.check_password(password) else None
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        return True
+
+    def get_user(self, user_id: int) -> User | None:  # type: ignore[override]
+        return User.objects.filter(pk=user_id).first()

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class DownloadState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DOWNLOADING = "downloading", "Downloading"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Download(models.Model):
+    """One request to bring a Hub repo into the local cache. The web side creates and cancels;
+    the supervisor runs it and writes progress."""
+
+    repo_id = models.CharField(max_length=200, db_index=True)
+    revision = models.CharField(max_length=100, default="main")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    state = models.CharField(max_length=16, choices=DownloadState.choices, default=DownloadState.QUEUED, db_index=True)
+    bytes_done = models.PositiveBigIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(null=True, blank=True)
+    speed_bps = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.repo_id} ({self.state})"
+
+    @property
+    def percent(self) -> float | None:
+        if not self.bytes_total:
+            return None
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)

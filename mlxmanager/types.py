@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from accounts.models import User
+
+
+class AuthedRequest(HttpRequest):
+    """A request that the default-deny middleware has let through: `user` is an approved User."""
+
+    user: User  # type: ignore[assignment]

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from mlxmanager.views import healthz
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="servers:dashboard"), name="home"),
+    path("healthz", healthz, name="healthz"),
+    path("accounts/", include("accounts.urls")),
+    path("users/", include("accounts.users_urls")),
+    path("profiles/", include("profiles.urls")),
+    path("servers/", include("servers.urls")),
+    path("models/", include("library.urls")),
+    path("system/", include("servers.system_urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "DEBUG", "Debug"
+    INFO = "INFO", "Info"
+    WARNING = "WARNING", "Warning"
+    ERROR = "ERROR", "Error"
+    CRITICAL = "CRITICAL", "Critical"
+
+
+class ServerProfile(models.Model):
+    """The recipe for one `mlx_lm.server`: which model, where, and with which options.
+
+    Option fields are blank/null when the user leaves the server's own default in place; the argv
+    builder (`profiles.argv.build_server_argv`) passes only what is set and differs from it.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    model = models.CharField(
+        max_length=500, help_text="A Hugging Face repo id (mlx-community/Qwen3-4B-4bit) or an absolute path."
+    )
+    host = models.CharField(max_length=255, default="127.0.0.1")
+    port = models.PositiveIntegerField(unique=True, validators=[MinValueValidator(1024), MaxValueValidator(65535)])
+
+    adapter_path = models.CharField(max_length=500, blank=True)
+    draft_model = models.CharField(max_length=500, blank=True)
+    num_draft_tokens = models.PositiveIntegerField(null=True, blank=True)
+    trust_remote_code = models.BooleanField(default=False)
+    log_level = models.CharField(max_length=10, choices=LogLevel.choices, default=LogLevel.INFO)
+    chat_template = models.TextField(blank=True)
+    use_default_chat_template = models.BooleanField(default=False)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    top_k = models.PositiveIntegerField(null=True, blank=True)
+    min_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    chat_template_args = models.JSONField(default=dict, blank=True)
+    decode_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    prompt_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    prefill_step_size = models.PositiveIntegerField(null=True, blank=True)
+    prompt_cache_size = models.PositiveIntegerField(null=True, blank=True)
+    prompt_cache_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    kv_bits = models.PositiveSmallIntegerField(null=True, blank=True)
+    kv_group_size = models.PositiveIntegerField(null=True, blank=True)
+    quantized_kv_start = models.PositiveIntegerField(null=True, blank=True)
+    allowed_origins = models.CharField(max_length=1000, blank=True, help_text="Comma-separated; blank means any (*).")
+
+    auto_start = models.BooleanField(default=False, help_text="Start this server whenever the supervisor starts.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="profile_name_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible base URL of this profile's server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"

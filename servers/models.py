@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from profiles.models import ServerProfile
+from servers.states import State
+
+
+class ServerState(models.TextChoices):
+    STOPPED = State.STOPPED.value, "Stopped"
+    STARTING = State.STARTING.value, "Starting"
+    RUNNING = State.RUNNING.value, "Running"
+    UNHEALTHY = State.UNHEALTHY.value, "Unhealthy"
+    BACKOFF = State.BACKOFF.value, "Backoff"
+    STOPPING = State.STOPPING.value, "Stopping"
+    FATAL = State.FATAL.value, "Fatal"
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
+class Server(models.Model):
+    """One per profile. The web side writes the desired-state columns; the supervisor writes
+    the actual-state columns. Each side saves only its own columns (update_fields)."""
+
+    profile = models.OneToOneField(ServerProfile, on_delete=models.CASCADE, related_name="server")
+
+    # Written by the web side.
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
+    restart_requested = models.PositiveIntegerField(default=0, help_text="Bumped by each Restart request.")
+
+    # Written by the supervisor.
+    state = models.CharField(max_length=16, choices=ServerState.choices, default=ServerState.STOPPED)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    process_started_at = models.FloatField(null=True, blank=True, help_text="psutil create_time of the process.")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    restart_handled = models.PositiveIntegerField(default=0, help_text="The last restart_requested acted on.")
+    last_exit_code = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    restart_count = models.PositiveIntegerField(default=0)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    last_health_at = models.DateTimeField(null=True, blank=True)
+    last_health_ms = models.FloatField(null=True, blank=True)
+    health_failures = models.PositiveIntegerField(default=0)
+    rss_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    cpu_percent = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["profile__name"]
+
+    def __str__(self) -> str:
+        return f"{self.profile.name} ({self.state})"
+
+
+class ServerEvent(models.Model):
+    """Append-only: every state transition and every user action on a server."""
+
+    class Kind(models.TextChoices):
+        TRANSITION = "transition", "State change"
+        ACTION = "action", "User action"
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    action = models.CharField(max_length=32, blank=True, help_text="start, stop, restart ...")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cause = models.CharField(max_length=32, blank=True, help_text="user, supervisor, health, exit ...")
+    message = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class ServerSample(models.Model):
+    """Memory and CPU of one running server at one moment, for the dashboard's charts."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="samples")
+    taken_at = models.DateTimeField(db_index=True)
+    rss_bytes = models.PositiveBigIntegerField()
+    cpu_percent = models.FloatField()
+
+    class Meta:
+        ordering = ["taken_at"]
+        indexes = [models.Index(fields=["server", "taken_at"])]
+
+
+class SystemSample(models.Model):
+    """System memory at one moment, for the System page's chart."""
+
+    taken_at = models.DateTimeField(db_index=True)
+    memory_total = models.PositiveBigIntegerField()
+    memory_available = models.PositiveBigIntegerField()
+    memory_used_by_servers = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["taken_at"]
+
+
+class SupervisorHeartbeat(models.Model):
+    """A single row the supervisor refreshes at every tick; the web reads its age."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    beat_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    wake_address = models.CharField(max_length=500, blank=True, help_text="Where the web side wakes it.")

@@ -1,0 +1,86 @@
+"""What is on this machine: where a profile's model lives, how big it is, what its config says.
+
+One place for these answers; profiles (form hints), servers (pre-start checks) and the library
+pages all ask here. Reads files only: never reaches the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+
+def is_local_path(model: str) -> bool:
+    """A profile's model is either an absolute folder path or a Hub repo id."""
+    return model.startswith("/")
+
+
+def is_valid_repo_id(model: str) -> bool:
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return "/" in model
+
+
+def local_model_path(model: str, *, cache_dir: Path | None = None) -> Path | None:
+    """The folder holding the model's files, or None when it is not on this machine.
+
+    An absolute path must be a folder with config.json; a repo id must have a snapshot with
+    config.json in the Hugging Face cache (settings.HF_HUB_CACHE)."""
+    if is_local_path(model):
+        folder = Path(model)
+        return folder if (folder / "config.json").is_file() else None
+    if not is_valid_repo_id(model):
+        return None
+    found = try_to_load_from_cache(model, "config.json", cache_dir=str(cache_dir or settings.HF_HUB_CACHE))
+    if isinstance(found, str):
+        return Path(found).parent
+    return None
+
+
+def weights_bytes(folder: Path) -> int:
+    """Size of the model's weights: the sum of its *.safetensors files (links followed)."""
+    return sum(path.stat().st_size for path in folder.glob("*.safetensors"))
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The model's config.json, or {} when it is missing or not a JSON object."""
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    family: str | None
+    context_length: int | None
+    quantization: str | None
+
+
+def model_facts(config: dict[str, Any]) -> ModelFacts:
+    """Family, context length and quantization as a person would name them, from config.json."""
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    merged = {**text_config, **config}
+    context = merged.get("max_position_embeddings") or merged.get("max_sequence_length") or merged.get("n_ctx")
+    quant = merged.get("quantization") or merged.get("quantization_config")
+    quantization = None
+    if isinstance(quant, dict) and quant.get("bits"):
+        quantization = f"{quant['bits']}-bit"
+        if quant.get("group_size"):
+            quantization += f" (group {quant['group_size']})"
+    family = merged.get("model_type")
+    return ModelFacts(
+        family=str(family) if family else None,
+        context_length=int(context) if isinstance(context, int) else None,
+        quantization=quantization,
+    )

@@ -69,7 +69,8 @@ class ModelFacts:
 
 def model_facts(config: dict[str, Any]) -> ModelFacts:
     """Family, context length and quantization as a person would name them, from config.json."""
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    nested = config.get("text_config")
+    text_config: dict[str, Any] = nested if isinstance(nested, dict) else {}
     merged = {**text_config, **config}
     context = merged.get("max_position_embeddings") or merged.get("max_sequence_length") or merged.get("n_ctx")
     quant = merged.get("quantization") or merged.get("quantization_config")

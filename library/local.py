@@ -85,3 +85,15 @@ def model_facts(config: dict[str, Any]) -> ModelFacts:
         context_length=int(context) if isinstance(context, int) else None,
         quantization=quantization,
     )
+
+
+def cached_repo_ids(*, cache_dir: Path | None = None) -> list[str]:
+    """Model repo ids that have at least one snapshot in the Hugging Face cache, sorted."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(cache_dir or settings.HF_HUB_CACHE)
+    except CacheNotFound:
+        return []
+    return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model" and repo.revisions)

@@ -1,0 +1,70 @@
+"""What the web side may do to a server: record the user's intent and wake the supervisor.
+
+These functions never spawn, signal or wait on a process; the supervisor acts on what they write.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import F
+
+from accounts.models import User
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerEvent, ServerState
+from servers.wakeup import wake_supervisor
+
+
+class ServerActionRefused(Exception):
+    """The action makes no sense in the server's current state; the message says why, politely."""
+
+
+def server_for(profile: ServerProfile) -> Server:
+    server, _ = Server.objects.get_or_create(profile=profile)
+    return server
+
+
+def _record_action(server: Server, *, action: str, by: User | None, message: str = "") -> None:
+    ServerEvent.objects.create(
+        server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause="user", message=message
+    )
+
+
+@transaction.atomic
+def server_start(*, profile: ServerProfile, by: User | None) -> Server:
+    """Ask for the server to run. Starting a `fatal` server counts as the user's say-so to retry."""
+    server = server_for(profile)
+    if server.desired_state == DesiredState.RUNNING and server.state not in (ServerState.FATAL, ServerState.STOPPED):
+        raise ServerActionRefused(f"{profile.name} is already {server.get_state_display().lower()}.")
+    updates: dict[str, object] = {"desired_state": DesiredState.RUNNING}
+    if server.state == ServerState.FATAL:
+        updates["restart_requested"] = F("restart_requested") + 1
+    Server.objects.filter(pk=server.pk).update(**updates)
+    _record_action(server, action="start", by=by)
+    transaction.on_commit(wake_supervisor)
+    server.refresh_from_db()
+    return server
+
+
+@transaction.atomic
+def server_stop(*, profile: ServerProfile, by: User | None) -> Server:
+    server = server_for(profile)
+    if server.desired_state == DesiredState.STOPPED and server.state == ServerState.STOPPED:
+        raise ServerActionRefused(f"{profile.name} is not running, so there is nothing to stop.")
+    Server.objects.filter(pk=server.pk).update(desired_state=DesiredState.STOPPED)
+    _record_action(server, action="stop", by=by)
+    transaction.on_commit(wake_supervisor)
+    server.refresh_from_db()
+    return server
+
+
+@transaction.atomic
+def server_restart(*, profile: ServerProfile, by: User | None) -> Server:
+    """Stop and start again (or just start, if it was not running)."""
+    server = server_for(profile)
+    Server.objects.filter(pk=server.pk).update(
+        desired_state=DesiredState.RUNNING, restart_requested=F("restart_requested") + 1
+    )
+    _record_action(server, action="restart", by=by)
+    transaction.on_commit(wake_supervisor)
+    server.refresh_from_db()
+    return server

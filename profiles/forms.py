@@ -24,13 +24,14 @@ KV_BITS = [(bits, f"{bits}-bit") for bits in (2, 3, 4, 5, 6, 8)]
 KV_GROUP_SIZES = [(size, str(size)) for size in (32, 64, 128)]
 
 
-def _int(label: str, low: int, high: int, **kwargs: Any) -> forms.IntegerField:
+def _int(label: str, low: int, high: int, *, required: bool = False, **kwargs: Any) -> forms.IntegerField:
     return forms.IntegerField(
         label=label,
-        required=False,
+        required=required,
         min_value=low,
         max_value=high,
         error_messages={
+            "required": f"Enter a {label.lower()}.",
             "invalid": f"{label} must be a whole number.",
             "min_value": f"{label} must be at least {low}.",
             "max_value": f"{label} must be at most {high}.",
@@ -175,6 +176,13 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        required = {
+            "name": "Give the profile a name.",
+            "model": "Enter a model: a Hugging Face repo id or an absolute path to a model folder.",
+            "host": "Enter a host, such as 127.0.0.1.",
+        }
+        for name, message in required.items():
+            self.fields[name].error_messages["required"] = message
         port_url = reverse("profiles:check_port") + (f"?profile={self.instance.pk}" if self.instance.pk else "")
         self.fields["port"].widget.attrs.update(
             {"hx-get": port_url, "hx-trigger": "input changed delay:300ms", "hx-target": "#port-status"}

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from library.local import cached_repo_ids
 from mlxmanager.types import AuthedRequest
 from profiles import services
-from profiles.argv import command_line
+from profiles.argv import OPTIONS, command_line
 from profiles.forms import ProfileForm
 from profiles.modelinfo import apply_suggestions, check_model, format_suggestion
 from profiles.models import ServerProfile
@@ -48,7 +48,7 @@ def profile_list(request: AuthedRequest) -> HttpResponse:
 def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(ServerProfile.objects.select_related("server", "created_by"), pk=pk)
     form = ProfileForm(instance=profile)
-    settings_rows = [(form[name].label, _display(profile, name)) for name in form.fields]
+    settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields]
     return render(
         request,
         "profiles/detail.html",
@@ -62,15 +62,24 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     )
 
 
-def _display(profile: ServerProfile, name: str) -> str:
+SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
+
+
+def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
+    """A setting as shown on the profile page, and whether it is the server's default."""
     value = getattr(profile, name)
     if isinstance(value, bool):
-        return "Yes" if value else "No"
+        return ("Yes" if value else "No"), not value
     if value in (None, "", {}):
-        return "—"
+        if name not in SERVER_DEFAULTS:
+            return "—", True
+        default = SERVER_DEFAULTS[name]
+        if name == "allowed_origins":
+            return "any origin (*)", True
+        return ("server default" if default in (None, "") else f"server default ({default})"), True
     if name == "chat_template_args":
-        return format_suggestion(value)
-    return str(value)
+        return format_suggestion(value), False
+    return str(value), False
 
 
 def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile | None) -> HttpResponse:
@@ -81,7 +90,7 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
         "profile": profile,
         "cached_models": cached_repo_ids(),
         "check": check_model(model) if model.strip() else None,
-        "port_status": port_status(port, exclude=profile) if port.strip() else None,
+        "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
         "running": profile is not None and server_state(profile) != ServerState.STOPPED,
     }
     return render(request, "profiles/form.html", context)

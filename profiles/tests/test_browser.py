@@ -4,7 +4,6 @@ the as-you-type checks), edit, duplicate, delete, and a refused delete."""
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -66,11 +65,18 @@ def test_profile_pages(
     expect(page.locator("#command-line")).to_contain_text(f"--port {base}")
     expect(page.locator("#command-line")).to_contain_text("--temp 1.2")
     screenshot(page, "profiles-detail")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copy-command")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == page.locator("#command-line").text_content()
     profile = ServerProfile.objects.get(name="Tiny chat")
     assert profile.created_by == user and profile.chat_template_args == {"enable_thinking": False}
 
     # Edit.
     page.get_by_role("button", name="Edit").click()
+    page.fill("input[name=port]", str(base + 9))
+    page.fill("input[name=port]", str(base))  # its own port: not "taken by another profile"
+    expect(page.locator("#port-status")).to_contain_text(f"Port {base} is free.")
     page.fill("input[name=temperature]", "0.6")
     page.fill("input[name=port]", "80")
     page.get_by_role("button", name="Save changes").click()
@@ -107,5 +113,8 @@ def test_profile_pages(
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, "profiles-list-phone")
     page.goto(f"{live_server.url}/profiles/{profile.pk}/edit/")
-    expect(page.locator("#model-check")).to_contain_text(re.compile("llama"))
+    expect(page.locator("#model-check")).to_contain_text("llama")
+    other = ServerProfile.objects.create(name="Other", model="mlx-community/x", port=base + 8)
+    page.fill("input[name=port]", str(other.port))
+    expect(page.locator("#port-status")).to_contain_text("already used by the profile “Other”")
     screenshot(page, "profiles-edit-phone")

@@ -185,6 +185,14 @@ def test_suggestions_fill_only_empty_fields(user_client: Client, qwen3_folder: P
     assert form["chat_template_args"].value() == '{"enable_thinking": false, "x": 1}'
 
 
+def test_new_form_when_no_port_is_left(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    make_profile(port=65535)
+    response = user_client.get("/profiles/new/")
+    assert response.status_code == 200
+    assert "No free port left" in response.content.decode()
+    assert response.context["form"]["port"].value() is None
+
+
 # --- bad input over every field: a form error or a redirect, never a 500 ---
 
 ANY_TEXT = st.one_of(

@@ -107,7 +107,8 @@ def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse
         form = ProfileForm(instance=profile, initial=initial)
         return _form_page(request, form, profile)
     if request.method == "POST":
-        form = ProfileForm(request.POST, instance=profile)
+        # The form writes typed values onto its instance; keep `profile` as saved for the page's heading.
+        form = ProfileForm(request.POST, instance=ServerProfile.objects.get(pk=profile.pk) if profile else None)
         if form.is_valid():
             fields = {name: form.cleaned_data[name] for name in form.fields}
             try:
@@ -115,7 +116,7 @@ def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse
                     saved = services.profile_create(fields=fields, by=request.user)
                     messages.success(request, f"Profile “{saved.name}” created.")
                 else:
-                    saved = services.profile_update(profile=profile, fields=fields)
+                    saved = services.profile_update(profile=form.instance, fields=fields)
                     note = "" if server_state(saved) == ServerState.STOPPED else " Restart its server to use them."
                     messages.success(request, f"Changes to “{saved.name}” saved.{note}")
             except services.ProfileConflict as exc:

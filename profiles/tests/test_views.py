@@ -96,6 +96,8 @@ def test_edit_saves_and_says_a_running_server_needs_a_restart(
     page = user_client.get(f"/profiles/{profile.pk}/edit/")
     assert "Its server is running" in page.content.decode()
     data = {"name": "Chat", "model": profile.model, "host": "0.0.0.0", "port": "9321", "log_level": "INFO"}
+    bad = user_client.post(f"/profiles/{profile.pk}/edit/", {**data, "name": "Renamed", "port": "80"})
+    assert "Edit “Chat”" in bad.content.decode()  # the heading names the saved profile, not the typed name
     response = user_client.post(f"/profiles/{profile.pk}/edit/", data, follow=True)
     profile.refresh_from_db()
     assert (profile.host, profile.port) == ("0.0.0.0", 9321)

@@ -1,10 +1,191 @@
+"""Profile pages: list, detail, create, edit, duplicate, delete, and the form's htmx checks."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
 
+from django import forms
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from library.local import cached_repo_ids
+from mlxmanager.types import AuthedRequest
+from profiles import services
+from profiles.argv import OPTIONS, command_line
+from profiles.forms import ProfileForm
+from profiles.modelinfo import apply_suggestions, check_model, format_suggestion
 from profiles.models import ServerProfile
+from profiles.ports import NoFreePort, next_free_port, port_status
+from servers.models import DesiredState, Server, ServerState
 
 
-def profile_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "profiles/list.html", {"profiles": ServerProfile.objects.all()})
+def server_state(profile: ServerProfile) -> str:
+    """The server's state for display; a profile that never ran has no Server row: stopped."""
+    try:
+        return profile.server.state
+    except Server.DoesNotExist:
+        return ServerState.STOPPED
+
+
+def can_delete(profile: ServerProfile) -> bool:
+    try:
+        server = profile.server
+    except Server.DoesNotExist:
+        return True
+    return server.desired_state != DesiredState.RUNNING and server.state in (ServerState.STOPPED, ServerState.FATAL)
+
+
+@require_GET
+def profile_list(request: AuthedRequest) -> HttpResponse:
+    profiles = ServerProfile.objects.select_related("server")
+    rows = [{"profile": profile, "state": server_state(profile)} for profile in profiles]
+    return render(request, "profiles/list.html", {"rows": rows})
+
+
+@require_GET
+def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
+    profile = get_object_or_404(ServerProfile.objects.select_related("server", "created_by"), pk=pk)
+    form = ProfileForm(instance=profile)
+    settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields]
+    return render(
+        request,
+        "profiles/detail.html",
+        {
+            "profile": profile,
+            "state": server_state(profile),
+            "can_delete": can_delete(profile),
+            "command": command_line(profile),
+            "settings_rows": settings_rows,
+        },
+    )
+
+
+SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
+
+
+def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
+    """A setting as shown on the profile page, and whether it is the server's default."""
+    value = getattr(profile, name)
+    if isinstance(value, bool):
+        return ("Yes" if value else "No"), not value
+    if value in (None, "", {}):
+        if name not in SERVER_DEFAULTS:
+            return "—", True
+        default = SERVER_DEFAULTS[name]
+        if name == "allowed_origins":
+            return "any origin (*)", True
+        return ("server default" if default in (None, "") else f"server default ({default})"), True
+    if name == "chat_template_args":
+        return format_suggestion(value), False
+    return str(value), False
+
+
+def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile | None) -> HttpResponse:
+    model = str(form["model"].value() or "")
+    port = str(form["port"].value() or "")
+    context = {
+        "form": form,
+        "profile": profile,
+        "cached_models": cached_repo_ids(),
+        "check": check_model(model) if model.strip() else None,
+        "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
+        "running": profile is not None and server_state(profile) != ServerState.STOPPED,
+    }
+    return render(request, "profiles/form.html", context)
+
+
+def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse:
+    if request.method == "POST" and "apply_suggestions" in request.POST:
+        data = {key: request.POST.get(key, "") for key in request.POST}
+        suggested = apply_suggestions(data, check_model(data.get("model", "")).suggestions)
+        initial: dict[str, Any] = dict(suggested)
+        for name, field in ProfileForm.base_fields.items():
+            if isinstance(field, forms.BooleanField):
+                initial[name] = name in request.POST
+        form = ProfileForm(instance=profile, initial=initial)
+        return _form_page(request, form, profile)
+    if request.method == "POST":
+        # The form writes typed values onto its instance; keep `profile` as saved for the page's heading.
+        form = ProfileForm(request.POST, instance=ServerProfile.objects.get(pk=profile.pk) if profile else None)
+        if form.is_valid():
+            fields = {name: form.cleaned_data[name] for name in form.fields}
+            try:
+                if profile is None:
+                    saved = services.profile_create(fields=fields, by=request.user)
+                    messages.success(request, f"Profile “{saved.name}” created.")
+                else:
+                    saved = services.profile_update(profile=form.instance, fields=fields)
+                    note = "" if server_state(saved) == ServerState.STOPPED else " Restart its server to use them."
+                    messages.success(request, f"Changes to “{saved.name}” saved.{note}")
+            except services.ProfileConflict as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("profiles:detail", pk=saved.pk)
+        return _form_page(request, form, profile)
+    return _form_page(
+        request, ProfileForm(instance=profile, initial=_new_initial(request) if not profile else {}), profile
+    )
+
+
+def _new_initial(request: AuthedRequest) -> dict[str, Any]:
+    initial: dict[str, Any] = {}
+    if model := request.GET.get("model", "").strip():
+        initial["model"] = model
+    try:
+        initial["port"] = next_free_port()
+    except NoFreePort as exc:
+        messages.warning(request, str(exc))
+    return initial
+
+
+def profile_new(request: AuthedRequest) -> HttpResponse:
+    return _edit(request, None)
+
+
+def profile_edit(request: AuthedRequest, pk: int) -> HttpResponse:
+    return _edit(request, get_object_or_404(ServerProfile, pk=pk))
+
+
+@require_POST
+def profile_duplicate(request: AuthedRequest, pk: int) -> HttpResponse:
+    profile = get_object_or_404(ServerProfile, pk=pk)
+    try:
+        copy = services.profile_duplicate(profile=profile, by=request.user)
+    except (NoFreePort, services.ProfileConflict) as exc:
+        messages.error(request, str(exc))
+        return redirect("profiles:detail", pk=profile.pk)
+    messages.success(request, f"Copied “{profile.name}” to “{copy.name}” on port {copy.port}.")
+    return redirect("profiles:detail", pk=copy.pk)
+
+
+@require_POST
+def profile_delete(request: AuthedRequest, pk: int) -> HttpResponse:
+    profile = get_object_or_404(ServerProfile, pk=pk)
+    try:
+        services.profile_delete(profile=profile)
+    except services.ProfileDeleteRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("profiles:detail", pk=pk)
+    messages.success(request, f"Profile “{profile.name}” deleted.")
+    return redirect("profiles:list")
+
+
+def _exclude(request: AuthedRequest) -> ServerProfile | None:
+    pk = request.GET.get("profile", "")
+    return ServerProfile.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
+
+
+@require_GET
+def check_port(request: AuthedRequest) -> HttpResponse:
+    """htmx, as the port is typed: free, taken by a profile (error) or by a foreign process (warning)."""
+    status = port_status(request.GET.get("port", ""), exclude=_exclude(request))
+    return render(request, "profiles/_port_status.html", {"port_status": status})
+
+
+@require_GET
+def check_model_view(request: AuthedRequest) -> HttpResponse:
+    """htmx, as the model is typed: a problem with it, or its facts and the settings that fit it."""
+    model = request.GET.get("model", "")
+    return render(request, "profiles/_model_check.html", {"check": check_model(model) if model.strip() else None})

@@ -1,0 +1,294 @@
+"""The profile form: every field validated, with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.urls import reverse
+
+from profiles.argv import split_origins
+from profiles.modelinfo import folder_problem, model_shape_problem
+from profiles.models import ServerProfile
+from profiles.ports import PORT_MAX, PORT_MIN
+
+ORIGIN_RE = re.compile(r"^https?://[^\s/,?#]+$")
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9}
+SIZE_UNITS |= {"T": 10**12, "TB": 10**12}
+KV_BITS = [(bits, f"{bits}-bit") for bits in (2, 3, 4, 5, 6, 8)]
+KV_GROUP_SIZES = [(size, str(size)) for size in (32, 64, 128)]
+
+
+def _int(label: str, low: int, high: int, *, required: bool = False, **kwargs: Any) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label,
+        required=required,
+        min_value=low,
+        max_value=high,
+        error_messages={
+            "required": f"Enter a {label.lower()}.",
+            "invalid": f"{label} must be a whole number.",
+            "min_value": f"{label} must be at least {low}.",
+            "max_value": f"{label} must be at most {high}.",
+        },
+        **kwargs,
+    )
+
+
+def _float(label: str, low: float, high: float, **kwargs: Any) -> forms.FloatField:
+    return forms.FloatField(
+        label=label,
+        required=False,
+        min_value=low,
+        max_value=high,
+        error_messages={
+            "invalid": f"{label} must be a number, such as 0.7.",
+            "min_value": f"{label} must be at least {low}.",
+            "max_value": f"{label} must be at most {high}.",
+        },
+        **kwargs,
+    )
+
+
+class SizeField(forms.CharField):
+    """A size in bytes, typed as 8000000000, 8GB or 500 MB (decimal units, as mlx-lm reads them)."""
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        text = super().to_python(value)
+        if not text:
+            return None
+        match = SIZE_RE.match(text)
+        if not match:
+            raise forms.ValidationError("Enter a size such as 8GB, 500MB or a number of bytes.")
+        try:
+            size = int(Decimal(match.group(1)) * SIZE_UNITS[(match.group(2) or "").upper()])
+        except (InvalidOperation, KeyError):
+            raise forms.ValidationError("Enter a size such as 8GB, 500MB or a number of bytes.") from None
+        if size < 1 or size > 2**60:
+            raise forms.ValidationError("The prompt cache size in bytes must be more than 0 and at most 1 EB.")
+        return size
+
+
+class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
+    port = _int("Port", PORT_MIN, PORT_MAX, required=True)
+    num_draft_tokens = _int("Draft tokens", 1, 64, help_text="Tokens the draft model proposes per step (mlx: 3).")
+    temperature = _float("Temperature", 0.0, 10.0, help_text="0 always picks the most likely token (mlx: 0.0).")
+    top_p = forms.FloatField(
+        label="Top-p",
+        required=False,
+        help_text="More than 0, at most 1 (mlx: 1.0, off).",
+        error_messages={"invalid": "Top-p must be a number, such as 0.95."},
+    )
+    top_k = _int("Top-k", 0, 100_000, help_text="0 turns it off (mlx: 0).")
+    min_p = _float("Min-p", 0.0, 1.0, help_text="From 0 to 1; 0 turns it off (mlx: 0.0).")
+    max_tokens = _int(
+        "Max tokens", 1, 10_000_000, help_text="Default answer length when a request sets none (mlx: 512)."
+    )
+    decode_concurrency = _int("Decode concurrency", 1, 4096, help_text="Requests decoded in parallel (mlx: 32).")
+    prompt_concurrency = _int("Prompt concurrency", 1, 4096, help_text="Prompts processed in parallel (mlx: 8).")
+    prefill_step_size = _int("Prefill step size", 1, 1_000_000, help_text="Tokens per prefill step (mlx: 2048).")
+    prompt_cache_size = _int("Prompt cache size", 0, 100_000, help_text="Distinct KV caches kept (mlx: 10).")
+    prompt_cache_bytes = SizeField(
+        label="Prompt cache bytes", required=False, help_text="Most memory for KV caches, e.g. 8GB (mlx: no limit)."
+    )
+    kv_bits = forms.TypedChoiceField(
+        label="KV bits",
+        choices=[("", "Full precision (mlx default)"), *KV_BITS],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="Quantize the KV cache; saves memory, serves one request at a time.",
+    )
+    kv_group_size = forms.TypedChoiceField(
+        label="KV group size",
+        choices=[("", "mlx default (64)"), *KV_GROUP_SIZES],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )
+    quantized_kv_start = _int(
+        "Quantized KV start", 0, 1_000_000_000, help_text="Token position where KV quantization starts (mlx: 5000)."
+    )
+    chat_template_args = forms.CharField(
+        label="Chat template arguments",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"enable_thinking": false}'}),
+        help_text="A JSON object passed to the chat template.",
+    )
+
+    class Meta:
+        model = ServerProfile
+        fields = [
+            "name",
+            "description",
+            "model",
+            "host",
+            "port",
+            "auto_start",
+            "adapter_path",
+            "draft_model",
+            "num_draft_tokens",
+            "trust_remote_code",
+            "log_level",
+            "chat_template",
+            "use_default_chat_template",
+            "chat_template_args",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "max_tokens",
+            "decode_concurrency",
+            "prompt_concurrency",
+            "prefill_step_size",
+            "prompt_cache_size",
+            "prompt_cache_bytes",
+            "kv_bits",
+            "kv_group_size",
+            "quantized_kv_start",
+            "allowed_origins",
+        ]
+        labels = {
+            "adapter_path": "Adapter path",
+            "draft_model": "Draft model",
+            "trust_remote_code": "Trust remote code",
+            "use_default_chat_template": "Use the default chat template",
+            "allowed_origins": "Allowed origins",
+            "auto_start": "Start with the supervisor",
+        }
+        help_texts = {
+            "host": "An IP address or localhost; 0.0.0.0 makes the server reachable from the network.",
+            "adapter_path": "Absolute path to a folder of trained adapter weights.",
+            "draft_model": "A smaller model for speculative decoding (repo id or absolute path).",
+            "chat_template": "A Jinja chat template replacing the tokenizer's own.",
+            "allowed_origins": "Comma-separated origins for CORS, e.g. http://localhost:3000; blank means any (*).",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "chat_template": forms.Textarea(attrs={"rows": 3}),
+            "model": forms.TextInput(attrs={"list": "cached-models", "autocomplete": "off", "spellcheck": "false"}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        required = {
+            "name": "Give the profile a name.",
+            "model": "Enter a model: a Hugging Face repo id or an absolute path to a model folder.",
+            "host": "Enter a host, such as 127.0.0.1.",
+        }
+        for name, message in required.items():
+            self.fields[name].error_messages["required"] = message
+        port_url = reverse("profiles:check_port") + (f"?profile={self.instance.pk}" if self.instance.pk else "")
+        self.fields["port"].widget.attrs.update(
+            {"hx-get": port_url, "hx-trigger": "input changed delay:300ms", "hx-target": "#port-status"}
+        )
+        self.fields["model"].widget.attrs.update(
+            {
+                "hx-get": reverse("profiles:check_model"),
+                "hx-trigger": "input changed delay:400ms",
+                "hx-target": "#model-check",
+            }
+        )
+        args_initial = self.initial.get("chat_template_args")
+        if isinstance(args_initial, dict):
+            self.initial["chat_template_args"] = json.dumps(args_initial) if args_initial else ""
+
+    def _others(self) -> Any:
+        return ServerProfile.objects.exclude(pk=self.instance.pk) if self.instance.pk else ServerProfile.objects.all()
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the profile a name.")
+        clash = self._others().filter(name__iexact=name).first()
+        if clash:
+            raise forms.ValidationError(
+                f"A profile named “{clash.name}” already exists; names must differ (ignoring case)."
+            )
+        return name
+
+    def clean_model(self) -> str:
+        model: str = self.cleaned_data["model"].strip()
+        if problem := model_shape_problem(model):
+            raise forms.ValidationError(problem)
+        return model
+
+    def clean_host(self) -> str:
+        host: str = self.cleaned_data["host"].strip()
+        if host.lower() == "localhost":
+            return "localhost"
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            raise forms.ValidationError(
+                "The host must be an IP address (127.0.0.1, 0.0.0.0, ::1) or localhost."
+            ) from None
+
+    def clean_port(self) -> int:
+        port: int = self.cleaned_data["port"]
+        clash = self._others().filter(port=port).first()
+        if clash:
+            raise forms.ValidationError(f"Port {port} is already used by the profile “{clash.name}”.")
+        return port
+
+    def clean_adapter_path(self) -> str:
+        path: str = self.cleaned_data["adapter_path"].strip()
+        if path and (problem := folder_problem(path, what="adapter path")):
+            raise forms.ValidationError(problem)
+        return path
+
+    def clean_draft_model(self) -> str:
+        model: str = self.cleaned_data["draft_model"].strip()
+        if model and (problem := model_shape_problem(model)):
+            raise forms.ValidationError(problem)
+        return model
+
+    def clean_top_p(self) -> float | None:
+        top_p: float | None = self.cleaned_data["top_p"]
+        if top_p is not None and not 0 < top_p <= 1:
+            raise forms.ValidationError("Top-p must be more than 0 and at most 1.")
+        return top_p
+
+    def clean_chat_template_args(self) -> dict[str, Any]:
+        text: str = self.cleaned_data["chat_template_args"].strip()
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"This is not valid JSON ({exc}).") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError(
+                'Chat template arguments must be a JSON object, like {"enable_thinking": false}.'
+            )
+        return value
+
+    def clean_allowed_origins(self) -> str:
+        origins = split_origins(self.cleaned_data["allowed_origins"])
+        bad = [origin for origin in origins if origin != "*" and not ORIGIN_RE.match(origin)]
+        if bad:
+            raise forms.ValidationError(
+                f"Not an origin: {bad[0]}. Write each as scheme://host[:port], e.g. http://localhost:3000, or *."
+            )
+        return ", ".join(origins)
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if data.get("draft_model") and data.get("num_draft_tokens") is None and "num_draft_tokens" not in self.errors:
+            self.add_error("num_draft_tokens", "A draft model needs the number of draft tokens (3 is a good start).")
+        if (
+            data.get("num_draft_tokens") is not None
+            and not data.get("draft_model")
+            and "draft_model" not in self.errors
+        ):
+            self.add_error("num_draft_tokens", "Draft tokens are only used with a draft model; set one or clear this.")
+        if data.get("kv_bits") is None and "kv_bits" not in self.errors:
+            for name in ("kv_group_size", "quantized_kv_start"):
+                if data.get(name) is not None:
+                    self.add_error(name, "Only used when KV bits is set; choose KV bits or clear this.")
+        return data

@@ -1,0 +1,105 @@
+"""Writes to profiles: create, update, duplicate, delete."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from profiles.models import ServerProfile
+from profiles.ports import next_free_port
+from servers.models import DesiredState, Server, ServerState
+
+NAME_MAX = ServerProfile._meta.get_field("name").max_length or 100
+COPY_SUFFIX = re.compile(r"^(?P<base>.*?) \(copy(?: (?P<n>\d+))?\)$")
+
+
+class ProfileConflict(Exception):
+    """Another profile took the name or port between the form check and the write."""
+
+
+class ProfileDeleteRefused(Exception):
+    """The profile's server is not stopped; the message says what to do."""
+
+
+def _conflict_message(fields: Mapping[str, Any]) -> str:
+    return (
+        f"Another profile took the name “{fields.get('name')}” or port {fields.get('port')} a moment ago; "
+        "choose another one."
+    )
+
+
+def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfile:
+    """Save a new profile from validated form data."""
+    profile = ServerProfile(created_by=by, **fields)
+    try:
+        with transaction.atomic():
+            profile.save()
+    except IntegrityError:
+        raise ProfileConflict(_conflict_message(fields)) from None
+    return profile
+
+
+def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any]) -> ServerProfile:
+    """Write the changed fields of an existing profile. A running server keeps its old settings
+    until it is restarted."""
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    try:
+        with transaction.atomic():
+            profile.save(update_fields=[*fields, "updated_at"])
+    except IntegrityError:
+        raise ProfileConflict(_conflict_message(fields)) from None
+    return profile
+
+
+def copy_name(name: str) -> str:
+    """The first free "name (copy)", "name (copy 2)", ... (case-insensitive, within the length limit).
+    Copying a copy counts on from its base name instead of stacking suffixes."""
+    match = COPY_SUFFIX.match(name)
+    base = match.group("base") if match else name
+    taken = {
+        n.lower() for n in ServerProfile.objects.filter(name__istartswith=base[:50]).values_list("name", flat=True)
+    }
+    number = 1
+    while True:
+        suffix = " (copy)" if number == 1 else f" (copy {number})"
+        candidate = base[: NAME_MAX - len(suffix)] + suffix
+        if candidate.lower() not in taken:
+            return candidate
+        number += 1
+
+
+def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfile:
+    """A copy with a unique "(copy)" name, the next free port, and auto-start off."""
+    copy = ServerProfile.objects.get(pk=profile.pk)
+    copy.pk = None
+    copy.id = None
+    copy.name = copy_name(profile.name)
+    copy.port = next_free_port()
+    copy.auto_start = False
+    copy.created_by = by
+    try:
+        with transaction.atomic():
+            copy.save(force_insert=True)
+    except IntegrityError:
+        raise ProfileConflict(f"Could not copy “{profile.name}”: its new name or port was taken; try again.") from None
+    return copy
+
+
+def profile_delete(*, profile: ServerProfile) -> None:
+    """Delete a profile whose server is stopped (or failed for good). A running server would be
+    left without its recipe, so that is refused."""
+    with transaction.atomic():
+        server = Server.objects.filter(profile=profile).first()
+        if server is not None and (
+            server.desired_state == DesiredState.RUNNING or server.state not in (ServerState.STOPPED, ServerState.FATAL)
+        ):
+            raise ProfileDeleteRefused(
+                f"“{profile.name}” cannot be deleted while its server is {server.get_state_display().lower()}"
+                f"{' and set to run' if server.desired_state == DesiredState.RUNNING else ''}. Stop it first."
+            )
+        profile.delete()

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import shlex
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from accounts.models import User
+from profiles.argv import build_server_argv
+from profiles.forms import ProfileForm
+from profiles.models import ServerProfile
+from profiles.tests.test_ports import _unused_port_block
+from servers.models import Server
+
+HTMX = {"HX-Request": "true"}
+
+
+def test_pages_need_an_approved_login(db: Any) -> None:
+    for url in ("/profiles/", "/profiles/new/", "/profiles/check/port/?port=9000"):
+        response = Client().get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_list_shows_name_model_port_and_server_state(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    idle = make_profile(name="Idle one", port=9301)
+    busy = make_profile(name="Busy one", model="mlx-community/Llama-3.2-1B-Instruct-4bit", port=9302)
+    Server.objects.create(profile=busy, desired_state="running", state="running")
+    html = user_client.get("/profiles/").content.decode()
+    assert "Idle one" in html and "Busy one" in html and "mlx-community/Llama-3.2-1B-Instruct-4bit" in html
+    assert "127.0.0.1:9301" in html and "127.0.0.1:9302" in html
+    assert html.count('class="badge state-stopped"') == 1 and html.count('class="badge state-running"') == 1
+    assert f'href="/profiles/{idle.pk}/"' in html
+
+
+def test_empty_list_invites_to_create(user_client: Client) -> None:
+    assert "Create your first profile" in user_client.get("/profiles/").content.decode()
+
+
+def test_detail_shows_the_settings_and_the_shell_quoted_command(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile(name="Chat", chat_template_args={"enable_thinking": False}, temperature=0.6)
+    html = user_client.get(f"/profiles/{profile.pk}/").content.decode()
+    expected = shlex.join(build_server_argv(profile))
+    assert "--chat-template-args" in expected
+    from django.utils.html import escape
+
+    assert escape(expected) in html
+    assert 'id="copy-command"' in html
+    assert "0.6" in html and "stopped" in html
+
+
+def test_new_form_suggests_the_next_free_port_and_takes_the_model_from_the_link(
+    user_client: Client, make_profile: Callable[..., ServerProfile], settings: Any
+) -> None:
+    base = _unused_port_block(10)
+    settings.MLXM_PORT_BASE = base
+    make_profile(port=base + 3)
+    response = user_client.get("/profiles/new/?model=mlx-community/Qwen3-4B-4bit")
+    form = response.context["form"]
+    assert form["port"].value() == base + 4
+    assert form["model"].value() == "mlx-community/Qwen3-4B-4bit"
+    assert f'value="{base + 4}"' in response.content.decode()
+
+
+def test_create_through_the_form(user_client: Client, approved_user: User, tiny_model: Path) -> None:
+    data = {"name": "Tiny", "model": str(tiny_model), "host": "127.0.0.1", "port": "9310", "log_level": "INFO"}
+    response = user_client.post("/profiles/new/", {**data, "temperature": "0.5", "auto_start": "on"})
+    profile = ServerProfile.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/profiles/{profile.pk}/"
+    assert (profile.temperature, profile.auto_start, profile.created_by) == (0.5, True, approved_user)
+
+
+def test_create_with_errors_shows_the_form_again(user_client: Client) -> None:
+    response = user_client.post("/profiles/new/", {"name": "", "model": "x", "port": "80", "host": "nope"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Give the profile a name." in html and "at least 1024" in html and "IP address" in html
+    assert ServerProfile.objects.count() == 0
+
+
+def test_edit_saves_and_says_a_running_server_needs_a_restart(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile(name="Chat", port=9320)
+    Server.objects.create(profile=profile, desired_state="running", state="running")
+    page = user_client.get(f"/profiles/{profile.pk}/edit/")
+    assert "Its server is running" in page.content.decode()
+    data = {"name": "Chat", "model": profile.model, "host": "0.0.0.0", "port": "9321", "log_level": "INFO"}
+    bad = user_client.post(f"/profiles/{profile.pk}/edit/", {**data, "name": "Renamed", "port": "80"})
+    assert "Edit “Chat”" in bad.content.decode()  # the heading names the saved profile, not the typed name
+    response = user_client.post(f"/profiles/{profile.pk}/edit/", data, follow=True)
+    profile.refresh_from_db()
+    assert (profile.host, profile.port) == ("0.0.0.0", 9321)
+    assert "Restart its server" in response.content.decode()
+
+
+def test_duplicate_and_delete_are_post_only(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile()
+    assert user_client.get(f"/profiles/{profile.pk}/duplicate/").status_code == 405
+    assert user_client.get(f"/profiles/{profile.pk}/delete/").status_code == 405
+    assert user_client.post("/profiles/999999/delete/").status_code == 404
+
+
+def test_duplicate_view(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile(name="Chat", auto_start=True)
+    response = user_client.post(f"/profiles/{profile.pk}/duplicate/", follow=True)
+    copy = ServerProfile.objects.get(name="Chat (copy)")
+    assert response.redirect_chain[-1][0] == f"/profiles/{copy.pk}/"
+    assert "Copied “Chat” to “Chat (copy)”" in response.content.decode()
+
+
+def test_delete_refused_while_running_with_a_clear_message(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile(name="Chat")
+    Server.objects.create(profile=profile, desired_state="running", state="running")
+    response = user_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
+    assert "cannot be deleted while its server is running" in response.content.decode()
+    assert ServerProfile.objects.filter(pk=profile.pk).exists()
+    Server.objects.filter(profile=profile).update(desired_state="stopped", state="stopped")
+    response = user_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
+    assert "Profile “Chat” deleted." in response.content.decode()
+    assert not ServerProfile.objects.filter(pk=profile.pk).exists()
+
+
+def test_port_check_as_you_type(
+    user_client: Client, make_profile: Callable[..., ServerProfile], listening_socket: socket.socket
+) -> None:
+    chat = make_profile(name="Chat", port=9330)
+    taken = user_client.get("/profiles/check/port/?port=9330", headers=HTMX).content.decode()
+    assert 'data-level="error"' in taken and "Chat" in taken
+    own = user_client.get(f"/profiles/check/port/?port=9330&profile={chat.pk}", headers=HTMX).content.decode()
+    assert 'data-level="ok"' in own
+    held = listening_socket.getsockname()[1]
+    foreign = user_client.get(f"/profiles/check/port/?port={held}", headers=HTMX).content.decode()
+    assert 'data-level="warning"' in foreign and "PID" in foreign
+
+
+def test_model_check_shows_facts_and_family_suggestions(user_client: Client, qwen3_folder: Path) -> None:
+    html = user_client.get("/profiles/check/model/", {"model": str(qwen3_folder)}, headers=HTMX).content.decode()
+    assert "qwen3" in html and "40,960 tokens" in html and "4-bit (group 64)" in html
+    assert "enable_thinking" in html and 'name="apply_suggestions"' in html
+    bad = user_client.get("/profiles/check/model/", {"model": "relative/path/x y"}, headers=HTMX).content.decode()
+    assert 'data-check="problem"' in bad
+    remote = user_client.get("/profiles/check/model/", {"model": "someone/not-here"}, headers=HTMX).content.decode()
+    assert 'data-check="remote"' in remote
+
+
+def test_cached_models_are_offered_and_recognised(user_client: Client, cached_repo: str) -> None:
+    html = user_client.get("/profiles/new/").content.decode()
+    assert f'<option value="{cached_repo}">' in html
+    check = user_client.get("/profiles/check/model/", {"model": cached_repo}, headers=HTMX).content.decode()
+    assert 'data-check="local"' in check and "qwen3" in check
+
+
+def test_suggestions_fill_only_empty_fields(user_client: Client, qwen3_folder: Path) -> None:
+    data = {
+        "name": "Qwen",
+        "model": str(qwen3_folder),
+        "host": "127.0.0.1",
+        "port": "9340",
+        "log_level": "INFO",
+        "temperature": "1.1",  # typed by the user: kept
+        "chat_template_args": '{"enable_thinking": true, "x": 1}',  # typed: kept, nothing added over it
+        "trust_remote_code": "on",
+        "apply_suggestions": "1",
+    }
+    response = user_client.post("/profiles/new/", data)
+    assert response.status_code == 200 and ServerProfile.objects.count() == 0
+    form = response.context["form"]
+    assert form["temperature"].value() == "1.1"
+    assert form["top_p"].value() == "0.8" and form["top_k"].value() == "20"
+    assert form["chat_template_args"].value() == '{"enable_thinking": true, "x": 1}'
+    assert form["trust_remote_code"].value() is True and form["use_default_chat_template"].value() is False
+    data["chat_template_args"] = '{"x": 1}'
+    form = user_client.post("/profiles/new/", data).context["form"]
+    assert form["chat_template_args"].value() == '{"enable_thinking": false, "x": 1}'
+
+
+def test_new_form_when_no_port_is_left(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    make_profile(port=65535)
+    response = user_client.get("/profiles/new/")
+    assert response.status_code == 200
+    assert "No free port left" in response.content.decode()
+    assert response.context["form"]["port"].value() is None
+
+
+# --- bad input over every field: a form error or a redirect, never a 500 ---
+
+ANY_TEXT = st.one_of(
+    st.text(max_size=60),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["", " ", "/", "/tmp", "../x", "{}", "[]", "null", '{"a":', "\x00", "1e999", "0x10", "٣"]),
+)
+FIELDS = list(ProfileForm.base_fields)
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.dictionaries(st.sampled_from(FIELDS), ANY_TEXT, min_size=1), apply=st.booleans())
+def test_any_input_gives_a_form_error_or_a_saved_profile(
+    user_client: Client, data: dict[str, str], apply: bool
+) -> None:
+    form = ProfileForm(data)
+    valid = form.is_valid()
+    assert valid or form.errors
+    response = user_client.post("/profiles/new/", {**data, "apply_suggestions": "1"} if apply else data)
+    assert response.status_code in (200, 302)
+    if response.status_code == 200 and not apply:
+        assert response.context["form"].errors
+    for url in ("/profiles/check/port/", "/profiles/check/model/"):
+        assert user_client.get(url, {"port": data.get("port", ""), "model": data.get("model", "")}).status_code == 200

@@ -1,8 +1,102 @@
+"""The System page: this machine's memory, chip, versions and Hugging Face cache, the supervisor's
+state, and (for admins) the OS services. The live part is re-fetched by htmx every few seconds."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+
+from mlxmanager.types import AuthedRequest
+from servers import system_info
+from servers.charts import svg_area, svg_points
+from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
+
+POLL_SECONDS = 5
+CHART_MINUTES = 60
+CHART_WIDTH, CHART_HEIGHT = 600.0, 120.0
+SERVICE_STATUS_SECONDS = 30
 
 
-def system(request: HttpRequest) -> HttpResponse:
-    return render(request, "servers/system.html")
+def memory_chart(samples: list[Any], *, now: Any) -> dict[str, Any]:
+    """Used memory (total - available) and our servers' share over the last hour, as SVG shapes."""
+    if not samples:
+        return {}
+    top = max(s.memory_total for s in samples)
+    start = now.timestamp() - CHART_MINUTES * 60
+    xs = [s.taken_at.timestamp() for s in samples]
+    size = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "vmax": top, "xs": xs, "x_range": (start, now.timestamp())}
+    used = svg_points([s.memory_total - s.memory_available for s in samples], **size)
+    servers = svg_points([s.memory_used_by_servers for s in samples], **size)
+    return {
+        "used_points": used,
+        "used_area": svg_area(used, height=CHART_HEIGHT),
+        "servers_points": servers,
+        "servers_area": svg_area(servers, height=CHART_HEIGHT),
+        "top": top,
+        "count": len(samples),
+        "width": int(CHART_WIDTH),
+        "height": int(CHART_HEIGHT),
+    }
+
+
+def live_context() -> dict[str, Any]:
+    now = timezone.now()
+    memory = system_info.memory()
+    ours = system_info.servers_memory()
+    device = system_info.mlx_device_info()
+    return {
+        "now": now,
+        "poll_seconds": POLL_SECONDS,
+        "memory": memory,
+        "servers_memory": ours,
+        "servers_percent": 100.0 * ours / memory.total if memory.total else 0.0,
+        "other_percent": max(0.0, memory.used_percent - (100.0 * ours / memory.total if memory.total else 0.0)),
+        "recommended": system_info.recommended_for_models(memory.total, device),
+        "hub_cache": system_info.hub_cache(),
+        "supervisor": system_info.supervisor_status(now=now),
+        "servers": system_info.supervised_servers(),
+        "downloads": system_info.downloads_in_flight(),
+        "chart": memory_chart(system_info.memory_samples(now=now, minutes=CHART_MINUTES), now=now),
+    }
+
+
+def service_context() -> dict[str, Any]:
+    """The OS services' status (asked of launchctl/systemctl, kept briefly) and the commands."""
+    target = current_target()
+    context: dict[str, Any] = {
+        "install_command": manage_command(target),
+        "uninstall_command": manage_command(target, "--uninstall"),
+        "status_command": manage_command(target, "--status"),
+        "service_manager": "launchd" if target.platform == "darwin" else "systemd",
+    }
+    statuses = cache.get("system:service-status")
+    if statuses is None:
+        try:
+            statuses = services_status(target=target, runner=SubprocessRunner())
+        except ServiceError as exc:
+            context["service_error"] = str(exc)
+            return context
+        cache.set("system:service-status", statuses, SERVICE_STATUS_SECONDS)
+    context["service_statuses"] = statuses
+    return context
+
+
+def system(request: AuthedRequest) -> HttpResponse:
+    context = live_context()
+    if getattr(request, "htmx", False):
+        return render(request, "servers/system_live.html", context)
+    device = system_info.mlx_device_info()
+    context |= {
+        "processor": system_info.processor(device),
+        "operating_system": system_info.operating_system(),
+        "python": system_info.python_version(),
+        "versions": system_info.package_versions(),
+        "device": device,
+    }
+    if request.user.is_admin:
+        context |= service_context()
+    return render(request, "servers/system.html", context)

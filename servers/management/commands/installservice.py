@@ -71,11 +71,10 @@ class Command(BaseCommand):
     def show_status(self, target: Target) -> None:
         for status in services_status(target=target, runner=self.runner):
             installed = "installed" if status.installed else "not installed"
-            running = (
-                f"running (pid {status.pid})"
-                if status.running and status.pid
-                else "running"
-                if status.running
-                else "not running"
-            )
+            if status.running is None:
+                running = "running: unknown"
+            elif status.running:
+                running = f"running (pid {status.pid})" if status.pid else "running"
+            else:
+                running = "not running"
             self.stdout.write(f"{status.name}: {installed}, {running} [{status.label}: {status.detail}] {status.path}")

@@ -22,7 +22,8 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +53,9 @@ PASSED_THROUGH = (
     "TIME_ZONE",
     "LANG",
 )
+# launchd may refuse a bootstrap for a few seconds while the job it just booted out is still exiting.
+BOOTSTRAP_ATTEMPTS = 10
+RETRY_PAUSE = 3.0
 DEFAULT_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -165,6 +169,7 @@ class RemoveFile:
 class Run:
     argv: tuple[str, ...]
     check: bool = True  # False: a failure is expected when there is nothing to undo
+    attempts: int = 1  # >1: tried again after RETRY_PAUSE seconds while it fails
 
 
 Step = WriteFile | RemoveFile | Run
@@ -175,10 +180,17 @@ def describe(step: Step) -> str:
         return f"write {step.path}:\n{step.content.decode()}"
     if isinstance(step, RemoveFile):
         return f"remove {step.path}"
-    return f"run: {shlex.join(step.argv)}" + ("" if step.check else "   (a failure here is fine)")
+    note = (
+        "   (a failure here is fine)"
+        if not step.check
+        else "   (tried again while launchd is busy)"
+        if step.attempts > 1
+        else ""
+    )
+    return f"run: {shlex.join(step.argv)}{note}"
 
 
-def carry_out(steps: Sequence[Step], *, runner: Runner) -> list[str]:
+def carry_out(steps: Sequence[Step], *, runner: Runner, pause: Callable[[float], None] = time.sleep) -> list[str]:
     """Do the steps in order; returns what was done. Raises ServiceError when a checked command fails."""
     done: list[str] = []
     for step in steps:
@@ -196,6 +208,11 @@ def carry_out(steps: Sequence[Step], *, runner: Runner) -> list[str]:
                 done.append(f"removed {step.path}")
         else:
             result = runner.run(step.argv)
+            for _ in range(step.attempts - 1):
+                if result.returncode == 0:
+                    break
+                pause(RETRY_PAUSE)
+                result = runner.run(step.argv)
             if step.check and result.returncode != 0:
                 answer = (result.stderr or result.stdout).strip()
                 raise ServiceError(f"`{shlex.join(step.argv)}` failed ({result.returncode}): {answer}")
@@ -257,6 +274,9 @@ class Launchd:
         if service.name == "supervisor":
             # Without it launchd throttles CPU and I/O of the job, and the model servers it spawns.
             plist["ProcessType"] = "Interactive"
+            # The model servers run in their own sessions; should launchd ever see them in the job's
+            # process group, it must not kill them when the supervisor exits: the next one adopts them.
+            plist["AbandonProcessGroup"] = True
         return plist
 
     def render(self, service: Service) -> bytes:
@@ -271,7 +291,7 @@ class Launchd:
                 # An older definition may be loaded: unload it so the new one takes effect.
                 Run(("launchctl", "bootout", target), check=False),
                 Run(("launchctl", "enable", target)),
-                Run(("launchctl", "bootstrap", self.domain, str(self.path_for(service)))),
+                Run(("launchctl", "bootstrap", self.domain, str(self.path_for(service))), attempts=BOOTSTRAP_ATTEMPTS),
             ]
         return steps
 
@@ -405,13 +425,15 @@ def backend_for(target: Target) -> Launchd | Systemd:
         ) from None
 
 
-def services_install(*, target: Target, runner: Runner, dry_run: bool = False) -> list[str]:
+def services_install(
+    *, target: Target, runner: Runner, dry_run: bool = False, pause: Callable[[float], None] = time.sleep
+) -> list[str]:
     backend = backend_for(target)
     steps = backend.install_steps(app_services(target))
     if dry_run:
         return [describe(step) for step in steps]
     target.log_dir.mkdir(parents=True, exist_ok=True)
-    return carry_out(steps, runner=runner)
+    return carry_out(steps, runner=runner, pause=pause)
 
 
 def services_uninstall(*, target: Target, runner: Runner, dry_run: bool = False) -> list[str]:

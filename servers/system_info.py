@@ -7,6 +7,7 @@ match what the OS (and Activity Monitor) counts; there `vm_stat` and `sysctl` ar
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -149,8 +150,9 @@ class Recommended:
     note: str
 
 
+@functools.cache
 def mlx_device_info() -> dict[str, Any]:
-    """What MLX says about its device ({} when it cannot say)."""
+    """What MLX says about its device ({} when it cannot say); asked once per process."""
     try:
         import mlx.core as mx
 

@@ -27,7 +27,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from servers.management.commands.installservice import Command
-from servers.service_install import CommandResult, Launchd, Systemd, Target, app_services
+from servers.service_install import (
+    BOOTSTRAP_ATTEMPTS,
+    RETRY_PAUSE,
+    CommandResult,
+    Launchd,
+    Systemd,
+    Target,
+    app_services,
+)
 
 UID = 501
 BASE_DIR = Path(settings.BASE_DIR)
@@ -42,6 +50,7 @@ class RecordingRunner:
     def __init__(self, answers: dict[tuple[str, ...], CommandResult] | None = None) -> None:
         self.calls: list[list[str]] = []
         self.answers = answers or {}
+        self.pauses: list[float] = []  # the installer's waits between attempts, recorded instead of slept
 
     def run(self, argv: Sequence[str]) -> CommandResult:
         self.calls.append(list(argv))
@@ -67,6 +76,7 @@ def run_command(target: Target, runner: RecordingRunner, *args: str) -> str:
     command = Command()
     command.runner = runner
     command.target = target
+    command.pause = runner.pauses.append
     out = StringIO()
     call_command(command, *args, stdout=out)
     return out.getvalue()
@@ -115,6 +125,7 @@ def test_launchd_plist_parses_and_has_the_right_keys(tmp_path: Path) -> None:
     # A stopping supervisor gets time to finish and release its lock before launchd kills it.
     assert sup["ExitTimeOut"] >= 60
     assert sup["ProcessType"] == "Interactive"
+    assert sup["AbandonProcessGroup"] is True
     assert sup["EnvironmentVariables"] == env
 
 
@@ -382,6 +393,34 @@ def test_a_failed_load_is_a_command_error(tmp_path: Path, static_root: Path) -> 
     )
     with pytest.raises(CommandError, match=r"launchctl bootstrap gui/501 .* failed \(5\): Bootstrap failed"):
         run_command(target, runner)
+    # Tried again for a while (launchd may still be booting the old job out), then given up.
+    assert [call[1] for call in runner.calls].count("bootstrap") == BOOTSTRAP_ATTEMPTS
+    assert runner.pauses == [RETRY_PAUSE] * (BOOTSTRAP_ATTEMPTS - 1)
+
+
+class BusyLaunchd(RecordingRunner):
+    """launchd still tearing the old job down: the first two bootstraps fail with error 5."""
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        result = super().run(argv)
+        if argv[1] == "bootstrap" and [c[1] for c in self.calls].count("bootstrap") <= 2:
+            return CommandResult(5, "", "Bootstrap failed: 5: Input/output error")
+        return result
+
+
+@pytest.mark.django_db
+def test_bootstrap_is_tried_again_while_launchd_is_busy(tmp_path: Path, static_root: Path) -> None:
+    runner = BusyLaunchd()
+    out = run_command(make_target(tmp_path, "darwin"), runner)
+    bootstraps = [call for call in runner.calls if call[1] == "bootstrap"]
+    assert [call[3].rsplit("/", 1)[-1] for call in bootstraps] == [
+        "com.mlxmanager.web.plist",
+        "com.mlxmanager.web.plist",
+        "com.mlxmanager.web.plist",
+        "com.mlxmanager.supervisor.plist",
+    ]
+    assert runner.pauses == [RETRY_PAUSE, RETRY_PAUSE]
+    assert "Installed." in out
 
 
 @pytest.mark.django_db

@@ -3,6 +3,8 @@ login and come back after a crash (launchd LaunchAgents on macOS, systemd user u
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management import call_command
@@ -27,6 +29,7 @@ class Command(BaseCommand):
     # Tests set these two: launchctl and systemctl cannot run in CI, and the home must be a temp dir.
     runner: Runner = SubprocessRunner()
     target: Target | None = None
+    pause: Callable[[float], None] = staticmethod(time.sleep)
 
     def add_arguments(self, parser: CommandParser) -> None:
         group = parser.add_mutually_exclusive_group()
@@ -57,7 +60,9 @@ class Command(BaseCommand):
             # The services serve what is on disk: the schema and the static files must be current.
             call_command("migrate", interactive=False, verbosity=0)
             call_command("collectstatic", interactive=False, verbosity=0)
-        self.report(services_install(target=target, runner=self.runner, dry_run=dry_run), {"dry_run": dry_run})
+        self.report(
+            services_install(target=target, runner=self.runner, dry_run=dry_run, pause=self.pause), {"dry_run": dry_run}
+        )
         if not dry_run:
             self.stdout.write(self.style.SUCCESS("Installed. Check with: " + manage_command(target, "--status")))
             if target.platform == "linux":

@@ -21,8 +21,8 @@ from django.utils import timezone
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers import system_info
-from servers.charts import svg_area, svg_points
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+from servers.system_views import svg_area, svg_points
 
 GB = 1024**3
 

@@ -3,6 +3,7 @@ state, and (for admins) the OS services. The live part is re-fetched by htmx eve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -73,9 +74,11 @@ def memory_chart(samples: list[SystemSample], *, now: datetime) -> dict[str, Any
     top = max(s.memory_total for s in samples)
     start = now.timestamp() - CHART_MINUTES * 60
     xs = [s.taken_at.timestamp() for s in samples]
-    size = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "vmax": top, "xs": xs, "x_range": (start, now.timestamp())}
-    used = svg_points([s.memory_total - s.memory_available for s in samples], **size)
-    servers = svg_points([s.memory_used_by_servers for s in samples], **size)
+    plot = functools.partial(
+        svg_points, width=CHART_WIDTH, height=CHART_HEIGHT, vmax=top, xs=xs, x_range=(start, now.timestamp())
+    )
+    used = plot([s.memory_total - s.memory_available for s in samples])
+    servers = plot([s.memory_used_by_servers for s in samples])
     return {
         "used_points": used,
         "used_area": svg_area(used, height=CHART_HEIGHT),

@@ -67,8 +67,9 @@ def svg_area(points: str, *, height: float = 30.0) -> str:
     return f"{first_x},{height:.2f} {points} {last_x},{height:.2f}"
 
 
-def memory_chart(samples: list[SystemSample], *, now: datetime) -> dict[str, Any]:
-    """Used memory (total - available) and our servers' share over the last hour, as SVG shapes."""
+def memory_chart(samples: list[SystemSample], *, now: datetime, limit: int | None = None) -> dict[str, Any]:
+    """Used memory (total - available) and our servers' share over the last hour, as SVG shapes,
+    with a line at `limit` (what MLX recommends for models)."""
     if not samples:
         return {}
     top = max(s.memory_total for s in samples)
@@ -85,6 +86,7 @@ def memory_chart(samples: list[SystemSample], *, now: datetime) -> dict[str, Any
         "servers_points": servers,
         "servers_area": svg_area(servers, height=CHART_HEIGHT),
         "top": top,
+        "limit_y": f"{CHART_HEIGHT - CHART_HEIGHT * min(limit, top) / top:.2f}" if limit and top else None,
         "count": len(samples),
         "width": int(CHART_WIDTH),
         "height": int(CHART_HEIGHT),
@@ -96,6 +98,8 @@ def live_context() -> dict[str, Any]:
     memory = system_info.memory()
     ours = system_info.servers_memory()
     device = system_info.mlx_device_info()
+    recommended = system_info.recommended_for_models(memory.total, device)
+    samples = system_info.memory_samples(now=now, minutes=CHART_MINUTES)
     return {
         "now": now,
         "poll_seconds": POLL_SECONDS,
@@ -103,12 +107,12 @@ def live_context() -> dict[str, Any]:
         "servers_memory": ours,
         "servers_percent": 100.0 * ours / memory.total if memory.total else 0.0,
         "other_percent": max(0.0, memory.used_percent - (100.0 * ours / memory.total if memory.total else 0.0)),
-        "recommended": system_info.recommended_for_models(memory.total, device),
+        "recommended": recommended,
         "hub_cache": system_info.hub_cache(),
         "supervisor": system_info.supervisor_status(now=now),
         "servers": system_info.supervised_servers(),
         "downloads": system_info.downloads_in_flight(),
-        "chart": memory_chart(system_info.memory_samples(now=now, minutes=CHART_MINUTES), now=now),
+        "chart": memory_chart(samples, now=now, limit=recommended.bytes),
     }
 
 

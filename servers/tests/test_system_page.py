@@ -154,6 +154,10 @@ def test_memory_chart_shows_the_last_hour_only(user_client: Client) -> None:
     assert points[0] == pytest.approx((600 * 10 / 60, 120 - 120 * 6 / 16), abs=1.0)
     assert points[-1] == pytest.approx((600 * 55 / 60, 120 - 120 * 12 / 16), abs=1.0)
     assert "3 samples" in html
+    # The dashed line at what MLX may use for models: three quarters of this machine's RAM, on a 16 GB scale.
+    limit_y = re.search(r'class="limit-line" x1="0" x2="600" y1="([\d.]+)"', html)
+    expected = 120 - 120 * min(int(psutil.virtual_memory().total * 0.75), 16 * GB) / (16 * GB)
+    assert limit_y and float(limit_y.group(1)) == pytest.approx(expected, abs=0.01)
 
 
 def test_svg_points_and_area() -> None:

@@ -14,8 +14,11 @@ import os
 import plistlib
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Sequence
 from io import StringIO
 from pathlib import Path
@@ -430,3 +433,41 @@ def test_an_unsupported_platform_is_a_command_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"supported on macOS .* and Linux"):
         run_command(target, runner, "--dry-run")
     assert runner.calls == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_web_unit_runs_as_systemd_would_start_it(tmp_path: Path) -> None:
+    """What the unit says (ExecStart, WorkingDirectory, Environment= and nothing else from this
+    shell) is enough for gunicorn to serve the app: a real process answers /healthz."""
+    port = free_port()
+    target = make_target(tmp_path, "linux", HOST="127.0.0.1", PORT=str(port))
+    web = app_services(target)[0]
+    unit, env = read_unit(Systemd(target).render(web).decode())
+    service = unit["Service"]
+    process = subprocess.Popen(
+        shlex.split(service["ExecStart"]),
+        cwd=service["WorkingDirectory"],
+        env={**env, "HOME": str(tmp_path / "home")},  # systemd's user manager adds HOME; nothing else
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    answer = (response.status, response.read())
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert answer == (200, b'{"ok": true}'), process.communicate()[1].decode() if process.poll() is not None else ""
+        assert (tmp_path / "data dir" / "secret_key").exists(), "the service used the data directory it was given"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

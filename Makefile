@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test lint bench setup dev-setup browser migrate clean
+.PHONY: run test lint bench setup dev-setup browser systemd-analyze migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,15 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+## systemd-analyze, with which the tests verify the generated systemd units (servers/tests/test_installservice.py).
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "Installing Debian's systemd for systemd-analyze verify"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq systemd >/dev/null; }
+
 ## Every test, browser ones included.
-test: dev-setup browser
+test: dev-setup browser systemd-analyze
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,0 +1,79 @@
+"""The System page in a real Chromium: it renders, refreshes itself through htmx, and fits a phone."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from conftest import browser_login, screenshot
+from library.models import Download, DownloadState
+from profiles.models import ServerProfile
+from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+
+GB = 1024**3
+
+
+def seed_a_busy_hour() -> None:
+    now = timezone.now()
+    SupervisorHeartbeat.objects.create(
+        pid=4321, hostname="studio", started_at=now - timedelta(minutes=47), beat_at=now - timedelta(seconds=1)
+    )
+    for index, (name, rss) in enumerate((("Qwen3 4B", 3 * GB), ("Llama 3.2 1B", GB))):
+        profile = ServerProfile.objects.create(name=name, model=f"mlx-community/model-{index}", port=8200 + index)
+        Server.objects.create(profile=profile, state=ServerState.RUNNING, pid=5000 + index, rss_bytes=rss)
+    Download.objects.create(
+        repo_id="mlx-community/Mistral-7B-4bit", state=DownloadState.DOWNLOADING, bytes_done=3 * GB, bytes_total=4 * GB
+    )
+    for minute in range(60, 0, -1):
+        servers = (1 if minute > 40 else 4) * GB
+        SystemSample.objects.create(
+            taken_at=now - timedelta(minutes=minute),
+            memory_total=24 * GB,
+            memory_available=int(24 * GB - servers - (5 + math.sin(minute / 6)) * GB),
+            memory_used_by_servers=servers,
+        )
+
+
+@pytest.mark.browser
+def test_system_page_in_a_browser(live_server: Any, page: Any, admin_user: User) -> None:
+    seed_a_busy_hour()
+    browser_login(page, live_server.url, admin_user.email)
+    page.goto(f"{live_server.url}/system/")
+    page.wait_for_selector("#memory")
+    assert page.locator("h1").inner_text() == "System"
+    assert page.locator("#supervisor-state").inner_text() == "running"
+    assert page.locator("#supervisor-pid").inner_text() == "4321 on studio"
+    assert page.locator("svg.memchart polyline.used-line").count() == 1
+    assert page.locator("#services").is_visible()
+    assert "installservice --uninstall" in page.locator("#uninstall-command").inner_text()
+    screenshot(page, "system-desktop")
+
+    # The live part refreshes itself: the supervisor restarts with a new PID and the page shows it.
+    now = timezone.now()
+    SupervisorHeartbeat.objects.filter(pk=1).update(pid=8765, started_at=now, beat_at=now)
+    with page.expect_request(lambda r: r.url.endswith("/system/") and r.headers.get("hx-request") == "true"):
+        pass
+    page.wait_for_function("document.querySelector('#supervisor-pid').textContent.startsWith('8765')", timeout=12_000)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    page.wait_for_selector("#memory")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
+    screenshot(page, "system-phone")
+
+
+@pytest.mark.browser
+def test_system_page_without_a_supervisor_for_a_plain_user(live_server: Any, page: Any, approved_user: User) -> None:
+    browser_login(page, live_server.url, approved_user.email)
+    page.goto(f"{live_server.url}/system/")
+    page.wait_for_selector("#memory")
+    assert page.locator("#supervisor-state").inner_text() == "not running"
+    assert "python manage.py runsupervisor" in page.locator("#supervisor").inner_text()
+    assert page.locator("#services").count() == 0
+    screenshot(page, "system-no-supervisor")

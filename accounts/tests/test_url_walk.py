@@ -4,10 +4,10 @@ later in any app is covered without anyone remembering to add it here."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.http import HttpResponse
 from django.test import Client
 
 from accounts.middleware import is_public
@@ -17,20 +17,21 @@ from accounts.tests.urlwalk import WalkedURL, all_urls
 # The only views open to anyone, each marked @public on purpose.
 EXEMPT = {"healthz", "accounts:login", "accounts:register", "accounts:pending"}
 ADMIN_ONLY_PREFIXES = ("/users/", "/admin/")
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HX-Request": "true"}
 
 pytestmark = pytest.mark.django_db
+Response = Any  # the test client's response
 
 
 def _guarded() -> list[WalkedURL]:
     return [u for u in all_urls() if u.name not in EXEMPT]
 
 
-def _location(response: HttpResponse) -> str:
+def _location(response: Response) -> str:
     return urlsplit(response.get("Location", "")).path
 
 
-def _gate(response: HttpResponse) -> str:
+def _gate(response: Response) -> str:
     """What the response did with the visitor: sent them to log in, to the pending page, to the
     admin's login, refused them, or let them in ("open")."""
     if response.status_code == 403:
@@ -46,8 +47,8 @@ def _gate(response: HttpResponse) -> str:
 
 def _check(
     urls: list[WalkedURL],
-    request: Callable[[WalkedURL], HttpResponse],
-    expect: Callable[[WalkedURL, HttpResponse], bool],
+    request: Callable[[WalkedURL], Response],
+    expect: Callable[[WalkedURL, Response], bool],
 ) -> None:
     failures = []
     for walked in urls:
@@ -81,7 +82,7 @@ def test_exempt_pages_open_to_anyone(client: Client) -> None:
 def test_anonymous_is_sent_to_login_everywhere_else(client: Client) -> None:
     urls = _guarded()
 
-    def to_login_with_next(walked: WalkedURL, response: HttpResponse) -> bool:
+    def to_login_with_next(walked: WalkedURL, response: Response) -> bool:
         return _gate(response) == "login" and "next=" in response["Location"]
 
     _check(urls, lambda u: client.get(u.url), to_login_with_next)
@@ -89,10 +90,10 @@ def test_anonymous_is_sent_to_login_everywhere_else(client: Client) -> None:
 
 
 def test_anonymous_htmx_request_gets_hx_redirect_to_login(client: Client) -> None:
-    def hx_to_login(walked: WalkedURL, response: HttpResponse) -> bool:
+    def hx_to_login(walked: WalkedURL, response: Response) -> bool:
         return response.status_code == 200 and response.get("HX-Redirect", "").startswith("/accounts/login/")
 
-    _check(_guarded(), lambda u: client.get(u.url, **HTMX), hx_to_login)  # type: ignore[arg-type]
+    _check(_guarded(), lambda u: client.get(u.url, headers=HTMX), hx_to_login)
     # The login page brings the user back to the page the fragment was on.
     response = client.get("/servers/", HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL="http://testserver/profiles/?x=1")
     assert response["HX-Redirect"] == "/accounts/login/?next=/profiles/%3Fx%3D1"
@@ -105,7 +106,7 @@ def test_pending_account_reaches_nothing_but_the_pending_page(make_user: Callabl
     _check(_guarded(), lambda u: client.post(u.url), lambda u, r: _gate(r) == "pending")
     _check(
         _guarded(),
-        lambda u: client.get(u.url, **HTMX),  # type: ignore[arg-type]
+        lambda u: client.get(u.url, headers=HTMX),
         lambda u, r: r.get("HX-Redirect") == "/accounts/pending/",
     )
 
@@ -114,17 +115,17 @@ def test_disabled_account_is_logged_out_on_every_url(make_user: Callable[..., Us
     user = make_user(status=UserStatus.DISABLED)
     client = Client()
 
-    def as_disabled(method: str) -> Callable[[WalkedURL], HttpResponse]:
-        def request(walked: WalkedURL) -> HttpResponse:
+    def as_disabled(method: str) -> Callable[[WalkedURL], Response]:
+        def request(walked: WalkedURL) -> Response:
             client.force_login(user)
-            response: HttpResponse = getattr(client, method)(walked.url)
-            response.still_logged_in = "_auth_user_id" in client.session  # type: ignore[attr-defined]
+            response: Response = getattr(client, method)(walked.url)
+            response.still_logged_in = "_auth_user_id" in client.session
             return response
 
         return request
 
-    def refused(walked: WalkedURL, response: HttpResponse) -> bool:
-        return _gate(response) == "login" and not response.still_logged_in  # type: ignore[attr-defined]
+    def refused(walked: WalkedURL, response: Response) -> bool:
+        return _gate(response) == "login" and not response.still_logged_in
 
     _check(_guarded(), as_disabled("get"), refused)
     _check(_guarded(), as_disabled("post"), refused)
@@ -134,7 +135,7 @@ def test_approved_user_is_kept_out_of_users_and_admin(user_client: Client) -> No
     def admin_only(walked: WalkedURL) -> bool:
         return walked.url.startswith(ADMIN_ONLY_PREFIXES)
 
-    def refused(walked: WalkedURL, response: HttpResponse) -> bool:
+    def refused(walked: WalkedURL, response: Response) -> bool:
         if walked.url.startswith("/users/"):
             return response.status_code == 403
         if walked.name == "admin:login":  # the admin's own login form, saying they may not enter
@@ -153,7 +154,7 @@ def test_approved_user_is_kept_out_of_users_and_admin(user_client: Client) -> No
 
 
 def test_admin_reaches_everything(admin_client: Client) -> None:
-    def let_in(walked: WalkedURL, response: HttpResponse) -> bool:
+    def let_in(walked: WalkedURL, response: Response) -> bool:
         if response.status_code == 403 and walked.url.startswith("/admin/"):
             # Django admin's own model permissions: axes' logs are read-only (no add view) and
             # autocomplete wants parameters. Our gate never answers 403 under /admin/.

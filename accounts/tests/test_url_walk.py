@@ -164,3 +164,9 @@ def test_admin_reaches_everything(admin_client: Client) -> None:
         return _gate(response) == "open" and response.status_code < 500
 
     _check(_guarded(), lambda u: admin_client.get(u.url), let_in)
+
+
+def test_healthz_is_open_and_reveals_nothing(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert client.post("/healthz").status_code == 405

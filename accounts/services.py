@@ -18,6 +18,11 @@ class AccountsError(Exception):
     """A refused change to an account; `str(error)` is the message for the person who asked."""
 
 
+class EmailTakenError(AccountsError):
+    def __init__(self) -> None:
+        super().__init__("An account with this email already exists.")
+
+
 class LastAdminError(AccountsError):
     def __init__(self) -> None:
         super().__init__("This is the last active administrator: make another account an administrator first.")
@@ -50,6 +55,9 @@ def user_register(*, email: str, password: str) -> User:
     every later one is pending. The lock makes two simultaneous first registrations
     serialize, so only one of them can see an empty table."""
     _lock_users()
+    # Checked again under the lock: the form's check cannot see a simultaneous registration.
+    if User.objects.filter(email__iexact=email).exists():
+        raise EmailTakenError
     is_first = not User.objects.exists()
     if is_first:
         return User.objects.create_superuser(email=email, password=password)

@@ -65,8 +65,6 @@ def user_list(request: AuthedRequest) -> HttpResponse:
 def _after_action(request: AuthedRequest, user: User, done: str, error: str = "") -> HttpResponse:
     """Back to the list (keeping its filter) with a message; for htmx, just the updated row."""
     if request.htmx:
-        if not error and not User.objects.filter(pk=user.pk).exists():
-            return HttpResponse("")  # the row goes away
         user.refresh_from_db()
         return render(request, "accounts/_user_row.html", {"u": user, "row_error": error, "row_done": done})
     if error:

@@ -84,6 +84,13 @@ def test_simultaneous_first_registrations_make_exactly_one_admin() -> None:
         assert User.objects.filter(status=UserStatus.PENDING).count() == racers - 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_registrations_of_one_email_give_a_form_error_not_a_500() -> None:
+    statuses = _race_registrations(["same@example.com", "SAME@example.com", "Same@Example.com"])
+    assert sorted(statuses) == [200, 200, 302]
+    assert User.objects.filter(email__iexact="same@example.com").count() == 1
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("email", ["not-an-email", "a@", "@example.com", "a b@example.com", "", "x" * 250 + "@e.com"])
 def test_malformed_email_is_a_form_error(email: str) -> None:

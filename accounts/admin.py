@@ -65,9 +65,10 @@ class UserAdmin(BaseUserAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Approve (or re-enable) the selected accounts", permissions=["change"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        for user in queryset:
+        waiting = list(queryset.exclude(status=UserStatus.APPROVED))
+        for user in waiting:
             services.user_approve(user=user, by=request.user)  # type: ignore[arg-type]
-        self.message_user(request, f"{len(queryset)} account(s) approved.", messages.SUCCESS)
+        self.message_user(request, f"{len(waiting)} account(s) approved.", messages.SUCCESS)
 
     @admin.action(description="Disable the selected accounts", permissions=["change"])
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

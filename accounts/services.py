@@ -67,6 +67,8 @@ def user_register(*, email: str, password: str) -> User:
 @transaction.atomic
 def user_approve(*, user: User, by: User) -> None:
     """Let a pending (or disabled) account in; records who approved it and when."""
+    if user.status == UserStatus.APPROVED:
+        return  # approving twice keeps the first approval's who and when
     user.status = UserStatus.APPROVED
     user.approved_at = timezone.now()
     user.approved_by = by

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from accounts import services
@@ -55,6 +57,10 @@ def test_approve_lets_the_account_log_in(
     bob.refresh_from_db()
     assert bob.status == UserStatus.APPROVED and bob.approved_by == admin_user and bob.approved_at
     assert Client().post("/accounts/login/", {"username": "bob@example.com", "password": PASSWORD}).status_code == 302
+    first_approval = bob.approved_at
+    admin_client.post(f"/users/{bob.pk}/approve/")  # again: nothing changes
+    bob.refresh_from_db()
+    assert bob.approved_at == first_approval
 
 
 def test_disable_enable_grant_revoke(admin_client: Client, make_user: Callable[..., User]) -> None:
@@ -181,3 +187,28 @@ def test_get_on_post_only_actions_is_405(admin_client: Client, make_user: Callab
     bob = make_user(status=UserStatus.PENDING)
     assert admin_client.get(f"/users/{bob.pk}/{action}/").status_code == 405
     assert User.objects.get(pk=bob.pk).status == UserStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(make_user: Callable[..., User]) -> None:
+    ann, ben = make_user("ann@example.com", admin=True), make_user("ben@example.com", admin=True)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def demote(user: User, by: User) -> None:
+        try:
+            barrier.wait()
+            services.user_set_admin(user=user, is_admin=False, by=by)
+            outcomes.append("done")
+        except services.LastAdminError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=demote, args=pair) for pair in ((ann, ben), (ben, ann))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["done", "refused"]
+    assert User.objects.filter(is_staff=True, status=UserStatus.APPROVED).count() == 1

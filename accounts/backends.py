@@ -28,3 +28,11 @@ class EmailBackend(ModelBackend):
 
     def get_user(self, user_id: int) -> User | None:  # type: ignore[override]
         return User.objects.filter(pk=user_id).first()
+
+
+def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | None = None) -> str | None:
+    """The account name django-axes counts failures for: the email as typed in the login form
+    (`username`), in lower case, so `Bob@x` and `bob@x` share one lock."""
+    source: Any = credentials or (request.POST if request is not None else {})
+    username = source.get("username") or source.get("email")
+    return str(username).strip().lower() if username else None

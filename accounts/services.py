@@ -1,6 +1,12 @@
-"""Writes to accounts: registration and the administrators' actions."""
+"""Writes to accounts: registration and the administrators' actions.
+
+Every change that could take away administrator rights goes through `_guard_last_admin` inside a
+transaction that holds the write lock, so that no sequence of actions, even simultaneous ones by
+two administrators, leaves the installation without an approved administrator."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -8,23 +14,127 @@ from django.utils import timezone
 from accounts.models import User, UserStatus
 
 
-@transaction.atomic
-def user_register(*, email: str, password: str) -> User:
-    """Create an account. The very first one becomes an approved administrator (superuser);
-    every later one is pending. The table lock makes two simultaneous first registrations
-    serialize, so only one of them can see an empty table."""
+class AccountsError(Exception):
+    """A refused change to an account; `str(error)` is the message for the person who asked."""
+
+
+class EmailTakenError(AccountsError):
+    def __init__(self) -> None:
+        super().__init__("An account with this email already exists.")
+
+
+class LastAdminError(AccountsError):
+    def __init__(self) -> None:
+        super().__init__("This is the last active administrator: make another account an administrator first.")
+
+
+def _lock_users() -> None:
+    """Serialize writers to the user table for the rest of the transaction. SQLite transactions
+    are IMMEDIATE (settings), so they hold the write lock already; PostgreSQL needs a table lock."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {User._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-    # SQLite: transactions are IMMEDIATE (settings), so this one holds the write lock already.
+
+
+def _active_admins() -> Iterable[int]:
+    return User.objects.filter(status=UserStatus.APPROVED, is_staff=True).values_list("pk", flat=True)
+
+
+def user_guard_last_admin(*, losing: Iterable[User]) -> None:
+    """Raise `LastAdminError` if the accounts in `losing` (about to be disabled, demoted or
+    deleted) are all the active administrators there are."""
+    losing_pks = {user.pk for user in losing if user.pk is not None}
+    admins = set(_active_admins())
+    if admins and admins <= losing_pks:
+        raise LastAdminError
+
+
+@transaction.atomic
+def user_register(*, email: str, password: str) -> User:
+    """Create an account. The very first one becomes an approved administrator (superuser);
+    every later one is pending. The lock makes two simultaneous first registrations
+    serialize, so only one of them can see an empty table."""
+    _lock_users()
+    # Checked again under the lock: the form's check cannot see a simultaneous registration.
+    if User.objects.filter(email__iexact=email).exists():
+        raise EmailTakenError
     is_first = not User.objects.exists()
     if is_first:
         return User.objects.create_superuser(email=email, password=password)
     return User.objects.create_user(email=email, password=password, status=UserStatus.PENDING)
 
 
+@transaction.atomic
 def user_approve(*, user: User, by: User) -> None:
+    """Let a pending (or disabled) account in; records who approved it and when."""
+    if user.status == UserStatus.APPROVED:
+        return  # approving twice keeps the first approval's who and when
     user.status = UserStatus.APPROVED
     user.approved_at = timezone.now()
     user.approved_by = by
     user.save(update_fields=["status", "approved_at", "approved_by"])
+
+
+@transaction.atomic
+def user_enable(*, user: User, by: User) -> None:
+    """Re-enable a disabled account. The first approval (who and when) is kept."""
+    if user.approved_at is None:
+        user_approve(user=user, by=by)
+        return
+    user.status = UserStatus.APPROVED
+    user.save(update_fields=["status"])
+
+
+@transaction.atomic
+def user_disable(*, user: User, by: User) -> None:
+    """Shut an account out; the middleware ends its sessions on their next request."""
+    _lock_users()
+    user_guard_last_admin(losing=[user])
+    user.status = UserStatus.DISABLED
+    user.save(update_fields=["status"])
+
+
+@transaction.atomic
+def user_set_admin(*, user: User, is_admin: bool, by: User) -> None:
+    """Grant or revoke administrator rights (staff and superuser, so Django admin works too)."""
+    _lock_users()
+    if not is_admin:
+        user_guard_last_admin(losing=[user])
+    user.is_staff = is_admin
+    user.is_superuser = is_admin
+    user.save(update_fields=["is_staff", "is_superuser"])
+
+
+@transaction.atomic
+def user_set_password(*, user: User, password: str, by: User) -> None:
+    """An administrator sets a new password; the account's existing sessions end with it."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+
+
+@transaction.atomic
+def user_delete(*, user: User, by: User) -> None:
+    _lock_users()
+    user_guard_last_admin(losing=[user])
+    user.delete()
+
+
+@transaction.atomic
+def user_save(*, user: User) -> None:
+    """Save an account edited as a whole (Django admin's change form), refusing a change that
+    would leave no active administrator."""
+    _lock_users()
+    if not (user.status == UserStatus.APPROVED and user.is_staff):
+        user_guard_last_admin(losing=[user])
+    user.save()
+
+
+@transaction.atomic
+def users_delete(*, users: Iterable[User], by: User) -> int:
+    """Delete several accounts at once (Django admin's bulk delete); all or none."""
+    users = list(users)
+    _lock_users()
+    user_guard_last_admin(losing=users)
+    for user in users:
+        user.delete()
+    return len(users)

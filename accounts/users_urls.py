@@ -6,4 +6,11 @@ app_name = "users"
 
 urlpatterns = [
     path("", users_views.user_list, name="list"),
+    path("<int:pk>/approve/", users_views.user_approve, name="approve"),
+    path("<int:pk>/disable/", users_views.user_disable, name="disable"),
+    path("<int:pk>/enable/", users_views.user_enable, name="enable"),
+    path("<int:pk>/grant-admin/", users_views.user_grant_admin, name="grant_admin"),
+    path("<int:pk>/revoke-admin/", users_views.user_revoke_admin, name="revoke_admin"),
+    path("<int:pk>/password/", users_views.user_password, name="password"),
+    path("<int:pk>/delete/", users_views.user_delete, name="delete"),
 ]

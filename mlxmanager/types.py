@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 
@@ -9,3 +10,4 @@ class AuthedRequest(HttpRequest):
     """A request that the default-deny middleware has let through: `user` is an approved User."""
 
     user: User  # type: ignore[assignment]
+    htmx: HtmxDetails

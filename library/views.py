@@ -66,7 +66,10 @@ def downloads(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def search(request: HtmxHttpRequest) -> HttpResponse:
-    form = SearchForm(request.GET or None, initial={"author": "mlx-community", "sort": "downloads"})
+    data = request.GET.copy()
+    data.setdefault("author", "mlx-community")  # the default filter; "any" (or blank) widens it
+    data.setdefault("sort", "downloads")
+    form = SearchForm(data if request.GET else None, initial={"author": "mlx-community", "sort": "downloads"})
     results: list[HubModel] = []
     error = ""
     searched = False

@@ -93,7 +93,7 @@ def test_cancel_stops_it_and_leaves_no_half_model(hub: Any, empty_cache: Path) -
     finally:
         runner.shutdown()
     assert final.state == DownloadState.CANCELLED
-    assert final.bytes_done < final.bytes_total  # it really stopped before the end
+    assert final.bytes_done < (final.bytes_total or 0)  # it really stopped before the end
     assert MEDIUM not in cached_repo_ids()
     assert local_models() == []
     assert not list(empty_cache.glob("models--mlx-community--Medium-Model-8bit"))

@@ -74,16 +74,17 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
     error = ""
     searched = False
     if request.GET and form.is_valid():
-        data = form.cleaned_data
+        cleaned = form.cleaned_data
         searched = True
         try:
             results = hub_search(
-                query=data["q"], author=data["author"], sort=data["sort"] or "downloads", max_size=data["max_size"]
+                query=cleaned["q"],
+                author=cleaned["author"],
+                sort=cleaned["sort"] or "downloads",
+                max_size=cleaned["max_size"],
             )
         except HubError as problem:
             error = str(problem)
-    elif not request.GET:
-        form = SearchForm(initial={"author": "mlx-community", "sort": "downloads"})
     context = {
         "form": form,
         "results": results,

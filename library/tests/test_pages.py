@@ -25,7 +25,7 @@ GIANT = "mlx-community/Giant-Model-1T-8bit"
 MIRROR = "someone-else/Qwen3-4B-mirror"
 
 
-def page(client: Client, url: str, data: dict[str, Any] | None = None) -> str:
+def page(client: Client, url: str, data: dict[str, str] | None = None) -> str:
     """The page's HTML with filesizeformat's non-breaking spaces made plain."""
     return client.get(url, data or {}).content.decode().replace("\xa0", " ")
 
@@ -65,7 +65,7 @@ def test_search_shows_sizes_params_quantization_and_max_size_filters(user_client
     assert '<td class="size">2.1 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes (+ config.json)
     assert "800.0M" in qwen and "4-bit" in qwen and "90,000" in qwen and "2025-05-01" in qwen
     assert '<td class="size">200.0 TB</td>' in row_html(html, GIANT)
-    small = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "max_size": 4 * 1000**3})
+    small = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "max_size": str(4 * 1000**3)})
     assert GIANT not in rows(small.content.decode()) and QWEN in rows(small.content.decode())
 
 

@@ -19,6 +19,7 @@ Until step 4 the repo has no snapshot, so `scan_cache_dir` never lists a half mo
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -34,7 +35,7 @@ from typing import Any
 import huggingface_hub.constants as hf_constants
 import psutil
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 from huggingface_hub import HfApi, hf_hub_url, snapshot_download
@@ -49,6 +50,7 @@ PROGRESS_EVERY = 0.5  # seconds between progress writes
 # progress once per piece; smaller pieces let progress, cancel and stop act within a second.
 hf_constants.DOWNLOAD_CHUNK_SIZE = 256 * 1024
 
+logger = logging.getLogger(__name__)
 FINAL_STATES = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELLED)
 
 
@@ -230,6 +232,8 @@ def fetch_repo(download: Download, *, cache: Path, progress: Progress) -> None:
         blobs = storage / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
         partial = blobs / f"{piece.etag}.incomplete"
+        if partial.is_file() and partial.stat().st_size > piece.size:
+            partial.unlink()  # not a prefix of this file: start it again
         with partial.open("ab") as handle:
             http_get(
                 piece.url,
@@ -303,6 +307,7 @@ def download_execute(download_id: int, *, runner_id: str, stop: threading.Event)
         except NotEnoughDisk as error:
             _finish(download_id, DownloadState.FAILED, str(error))
         except Exception as error:
+            logger.warning("download %s of %s failed", download_id, download.repo_id, exc_info=True)
             _finish(download_id, DownloadState.FAILED, describe(error))
         else:
             _finish(download_id, DownloadState.COMPLETED)
@@ -322,6 +327,12 @@ class DownloadRunner:
         """Start queued downloads (at most two at a time), act on cancellations, record progress."""
         if self.stop.is_set():
             return
+        try:
+            self._tick()
+        except DatabaseError:  # a busy database is retried at the next tick
+            logger.warning("download runner tick failed", exc_info=True)
+
+    def _tick(self) -> None:
         self.jobs = {pk: job for pk, job in self.jobs.items() if job[1].is_alive()}
         now = timezone.now()
         Download.objects.filter(runner=self.runner_id, state=DownloadState.DOWNLOADING).update(heartbeat_at=now)

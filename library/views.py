@@ -126,8 +126,9 @@ def download(request: HtmxHttpRequest) -> HttpResponse:
     except LibraryError as problem:
         if request.htmx:
             return HttpResponse(f'<span class="field-error">{_escape(str(problem))}</span>', status=400)
-        messages.error(request, str(problem))
-        return redirect("library:search")
+        form = SearchForm(initial={"author": "mlx-community", "sort": "downloads"})
+        context = {"form": form, "error": str(problem), "results": [], "memory_total": memory_total()}
+        return render(request, "library/search.html", context, status=400)
     if request.htmx:
         return render(request, "library/_queued.html", {"download": queued})
     messages.success(request, f"{queued.repo_id}: download queued.")

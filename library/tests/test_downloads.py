@@ -222,3 +222,34 @@ def test_at_most_two_downloads_at_once(hub: Any) -> None:
         assert states[2] == DownloadState.QUEUED
     finally:
         runner.shutdown()
+
+
+def test_cancelling_a_stopped_download_removes_its_partial_files(hub: Any, empty_cache: Path) -> None:
+    hub.bytes_per_second = 2_000_000
+    download = download_queue(repo_id=MEDIUM, by=None)
+    first = DownloadRunner()
+    drive(first, download.pk, lambda row: row.bytes_done > 1_000_000)
+    first.shutdown()
+    assert list(empty_cache.glob("*/blobs/*.incomplete"))
+    assert download_cancel(download=Download.objects.get(pk=download.pk), by=None)
+    second = DownloadRunner()
+    try:
+        final = drive(second, download.pk, lambda row: row.state == DownloadState.CANCELLED)[-1]
+    finally:
+        second.shutdown()
+    assert final.finished_at is not None
+    assert not list(empty_cache.glob("models--*"))
+    assert MEDIUM not in cached_repo_ids()
+
+
+def test_downloadmodel_command_downloads_through_the_same_code(hub: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("downloadmodel", TINY, stdout=out, stderr=StringIO())
+    assert "downloaded" in out.getvalue()
+    row = Download.objects.get(repo_id=TINY)
+    assert row.state == DownloadState.COMPLETED and row.bytes_done == row.bytes_total
+    assert snapshot_file(TINY, "model.safetensors").read_bytes() == expected(hub, TINY, "model.safetensors")

@@ -42,6 +42,7 @@ from huggingface_hub import HfApi, hf_hub_url, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.file_download import get_hf_file_metadata, http_get, repo_folder_name
 from huggingface_hub.utils import build_hf_headers
+from tqdm.auto import tqdm
 
 from library.models import Download, DownloadState
 
@@ -186,6 +187,14 @@ class Progress:
         return Bar
 
 
+class QuietTqdm(tqdm):
+    """The client's own bars stay off: progress is the row's (and the command's single bar)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)
+
+
 @dataclass
 class Piece:
     name: str
@@ -251,7 +260,9 @@ def fetch_repo(download: Download, *, cache: Path, progress: Progress) -> None:
     progress.flush(force=True)
     # The client lays out the snapshot around the blobs already in place (and fetches any
     # Xet-backed file itself).
-    snapshot_download(download.repo_id, revision=download.revision, cache_dir=cache, max_workers=2)
+    snapshot_download(
+        download.repo_id, revision=download.revision, cache_dir=cache, max_workers=2, tqdm_class=QuietTqdm
+    )
     missing = [name for name, _ in files if not (snapshot / name).is_file()]
     if missing:
         raise OSError(f"Files missing after the download: {', '.join(missing[:5])}")

@@ -6,6 +6,7 @@ the partial files: the next run, or the supervisor, resumes from them."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--revision", default="main")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request would bury the bar
         try:
             download = download_queue(repo_id=options["repo_id"], revision=options["revision"], by=None)
         except LibraryError as problem:

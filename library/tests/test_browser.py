@@ -99,3 +99,17 @@ def test_search_download_watch_progress_then_delete(
     page.goto(f"{live_server.url}/models/search/?q=qwen&author=any")
     page.locator("tr[data-repo]").first.wait_for()
     screenshot(page, "library-search-phone")
+
+
+def test_hub_down_shows_a_message_in_the_browser(
+    page: Any, live_server: Any, approved_user: User, hub: Any, settings: Any
+) -> None:
+    settings.MLXM_HUB_TIMEOUT = 1.0
+    hub.down = True
+    browser_login(page, live_server.url, approved_user.email)
+    page.goto(f"{live_server.url}/models/search/")
+    page.fill("input[name=q]", "qwen")
+    message = page.locator(".hub-error")
+    message.wait_for()
+    assert "did not answer in time" in message.inner_text()
+    screenshot(page, "library-search-hub-down")

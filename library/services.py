@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
@@ -49,7 +50,7 @@ def download_cancel(*, download: Download, by: User | None) -> bool:
 
 def servers_using(repo_id: str) -> list[Server]:
     return list(
-        Server.objects.filter(profile__model=repo_id)
+        Server.objects.filter(Q(profile__model=repo_id) | Q(profile__draft_model=repo_id))
         .exclude(state__in=[ServerState.STOPPED, ServerState.FATAL])
         .select_related("profile")
     )

@@ -181,3 +181,9 @@ def test_local_page_lists_cache_and_model_dirs_with_profiles(
 def test_empty_state_guides_to_search(user_client: Client) -> None:
     html = user_client.get("/models/").content.decode()
     assert "No models yet" in html and 'href="/models/search/"' in html
+
+
+def test_model_page_for_an_unknown_repo_or_a_path_is_a_message(user_client: Client, hub: Any) -> None:
+    response = user_client.get("/models/hub/mlx-community/No-Such-Model/")
+    assert response.status_code == 200 and "No such model on the Hub" in response.content.decode()
+    assert user_client.get("/models/hub/../../etc/").status_code == 404

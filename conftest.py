@@ -84,6 +84,30 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama")
 
 
+# --- the hub stand-in ---
+
+
+@pytest.fixture(scope="session")
+def hub_stub(tiny_model: Path) -> Iterator[Any]:
+    """The Hugging Face Hub stand-in (testing/hubstub.py) on the port HF_ENDPOINT points at,
+    serving the tiny model and a few models with big declared sizes."""
+    from testing.hubstub import HubStub, standard_repos
+
+    hub = HubStub(port=int(os.environ["MLXM_TEST_HUB_PORT"])).start()
+    for repo in standard_repos(tiny_model):
+        hub.add(repo)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def hub(hub_stub: Any) -> Iterator[Any]:
+    """The stand-in with its switches (slow, drop, down) reset before and after the test."""
+    hub_stub.reset()
+    yield hub_stub
+    hub_stub.reset()
+
+
 # --- the browser ---
 
 

@@ -97,3 +97,64 @@ def cached_repo_ids(*, cache_dir: Path | None = None) -> list[str]:
     except CacheNotFound:
         return []
     return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model" and repo.revisions)
+
+
+@dataclass
+class LocalModel:
+    """A model on this machine: a repo in the Hugging Face cache or a folder under MLXM_MODEL_DIRS."""
+
+    name: str  # the repo id, or the folder's absolute path (what a profile's `model` holds)
+    path: Path
+    size: int
+    revisions: int
+    last_used: float | None
+    facts: ModelFacts
+    in_cache: bool
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
+    """Cached model repos (from scan_cache_dir) and model folders under MLXM_MODEL_DIRS."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    found: list[LocalModel] = []
+    try:
+        info = scan_cache_dir(cache_dir or settings.HF_HUB_CACHE)
+        repos = sorted(info.repos, key=lambda r: r.repo_id.lower())
+    except CacheNotFound:
+        repos = []
+    for repo in repos:
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        newest = max(repo.revisions, key=lambda r: r.last_modified)
+        found.append(
+            LocalModel(
+                name=repo.repo_id,
+                path=newest.snapshot_path,
+                size=repo.size_on_disk,
+                revisions=len(repo.revisions),
+                last_used=repo.last_accessed,
+                facts=model_facts(read_config(newest.snapshot_path)),
+                in_cache=True,
+            )
+        )
+    for root in settings.MLXM_MODEL_DIRS:
+        candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+        for folder in candidates:
+            if (folder / "config.json").is_file():
+                found.append(
+                    LocalModel(
+                        name=str(folder),
+                        path=folder,
+                        size=_folder_size(folder),
+                        revisions=1,
+                        last_used=None,
+                        facts=model_facts(read_config(folder)),
+                        in_cache=False,
+                    )
+                )
+    return found

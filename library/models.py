@@ -32,12 +32,26 @@ class Download(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Written by whoever runs the download (the supervisor's DownloadRunner or `manage.py
+    # downloadmodel`): a row left `downloading` whose heartbeat went stale is picked up again.
+    runner = models.CharField(max_length=200, blank=True, help_text="host:pid:token of the process running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.repo_id} ({self.state})"
+
+    @property
+    def active(self) -> bool:
+        return self.state in (DownloadState.QUEUED, DownloadState.DOWNLOADING)
+
+    @property
+    def seconds_left(self) -> float | None:
+        if not self.bytes_total or not self.speed_bps or self.state != DownloadState.DOWNLOADING:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / self.speed_bps)
 
     @property
     def percent(self) -> float | None:

@@ -6,4 +6,10 @@ app_name = "library"
 
 urlpatterns = [
     path("", views.local_models, name="local"),
+    path("search/", views.search, name="search"),
+    path("hub/<path:repo_id>/", views.hub_model, name="hub_model"),
+    path("download/", views.download, name="download"),
+    path("downloads/", views.downloads, name="downloads"),
+    path("downloads/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("delete/", views.delete, name="delete"),
 ]

@@ -1,8 +1,166 @@
+"""The model library's pages: local models, Hub search, a Hub model's page, downloads."""
+
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from accounts.models import User
+from library.forms import SearchForm
+from library.hub import HubError, HubModel, hub_search, memory_total
+from library.hub import hub_model as fetch_hub_model
+from library.local import is_valid_repo_id, local_model_path, model_facts
+from library.local import local_models as list_local_models
+from library.models import Download
+from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete, servers_using
+from profiles.models import ServerProfile
 
 
-def local_models(request: HttpRequest) -> HttpResponse:
-    return render(request, "library/local.html")
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _user(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _downloads_context() -> dict[str, Any]:
+    active = list(Download.objects.filter(state__in=ACTIVE).order_by("created_at"))
+    recent = list(Download.objects.exclude(state__in=ACTIVE).order_by("-finished_at", "-created_at")[:5])
+    return {"active_downloads": active, "recent_downloads": recent}
+
+
+def _local_context() -> dict[str, Any]:
+    models = list_local_models()
+    profiles: dict[str, list[ServerProfile]] = {}
+    for profile in ServerProfile.objects.filter(model__in=[m.name for m in models]).order_by("name"):
+        profiles.setdefault(profile.model, []).append(profile)
+    rows = [
+        {"model": m, "profiles": profiles.get(m.name, []), "in_use": bool(m.in_cache and servers_using(m.name))}
+        for m in models
+    ]
+    return {"rows": rows, **_downloads_context()}
+
+
+@require_GET
+def local_models(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "library/local.html", _local_context())
+
+
+@require_GET
+def downloads(request: HtmxHttpRequest) -> HttpResponse:
+    """The live part of the downloads list (polled by htmx); reads only the database."""
+    context = _downloads_context()
+    response = render(request, "library/_downloads.html", context)
+    if request.GET.get("was_active") and not context["active_downloads"]:
+        response["HX-Refresh"] = "true"  # a download ended: show the updated local list
+    return response
+
+
+@require_GET
+def search(request: HtmxHttpRequest) -> HttpResponse:
+    data = request.GET.copy()
+    data.setdefault("author", "mlx-community")  # the default filter; "any" (or blank) widens it
+    data.setdefault("sort", "downloads")
+    form = SearchForm(data if request.GET else None, initial={"author": "mlx-community", "sort": "downloads"})
+    results: list[HubModel] = []
+    error = ""
+    searched = False
+    if request.GET and form.is_valid():
+        cleaned = form.cleaned_data
+        searched = True
+        try:
+            results = hub_search(
+                query=cleaned["q"],
+                author=cleaned["author"],
+                sort=cleaned["sort"] or "downloads",
+                max_size=cleaned["max_size"],
+            )
+        except HubError as problem:
+            error = str(problem)
+    context = {
+        "form": form,
+        "results": results,
+        "error": error,
+        "searched": searched,
+        "memory_total": memory_total(),
+        "active_repos": set(Download.objects.filter(state__in=ACTIVE).values_list("repo_id", flat=True)),
+    }
+    template = "library/_results.html" if request.htmx else "library/search.html"
+    return render(request, template, context)
+
+
+@require_GET
+def hub_model(request: HtmxHttpRequest, repo_id: str) -> HttpResponse:
+    if not is_valid_repo_id(repo_id):
+        return render(request, "library/hub_model.html", {"repo_id": repo_id, "error": "Not a repo id."}, status=404)
+    context: dict[str, Any] = {
+        "repo_id": repo_id,
+        "profiles": ServerProfile.objects.filter(model=repo_id).order_by("name"),
+        "local_path": local_model_path(repo_id),
+        # /profiles/new/ is the profiles app's page (DESIGN.md contract); it reads ?model=.
+        "new_profile_url": f"/profiles/new/?{urlencode({'model': repo_id})}",
+        "memory_total": memory_total(),
+    }
+    try:
+        page = fetch_hub_model(repo_id)
+    except HubError as problem:
+        context["error"] = str(problem)
+        return render(request, "library/hub_model.html", context)
+    context.update(page=page, model=page.model, facts=model_facts(page.config))
+    return render(request, "library/hub_model.html", context)
+
+
+@require_POST
+def download(request: HtmxHttpRequest) -> HttpResponse:
+    repo_id = request.POST.get("repo_id", "")
+    try:
+        queued = download_queue(repo_id=repo_id, by=_user(request))
+    except LibraryError as problem:
+        if request.htmx:
+            return HttpResponse(f'<span class="field-error">{_escape(str(problem))}</span>', status=400)
+        form = SearchForm(initial={"author": "mlx-community", "sort": "downloads"})
+        context = {"form": form, "error": str(problem), "results": [], "memory_total": memory_total()}
+        return render(request, "library/search.html", context, status=400)
+    if request.htmx:
+        return render(request, "library/_queued.html", {"download": queued})
+    messages.success(request, f"{queued.repo_id}: download queued.")
+    return redirect(f"{reverse('library:local')}#downloads")
+
+
+def _escape(text: str) -> str:
+    from django.utils.html import escape
+
+    return str(escape(text))
+
+
+@require_POST
+def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    item = get_object_or_404(Download, pk=pk)
+    if download_cancel(download=item, by=_user(request)):
+        messages.info(request, f"{item.repo_id}: cancelling; partial files will be removed.")
+    if request.htmx:
+        return render(request, "library/_downloads.html", _downloads_context())
+    return redirect(f"{reverse('library:local')}#downloads")
+
+
+@require_POST
+def delete(request: HtmxHttpRequest) -> HttpResponse:
+    repo_id = request.POST.get("repo_id", "")
+    try:
+        freed = model_delete(repo_id=repo_id, by=_user(request))
+    except LibraryError as problem:
+        context = {**_local_context(), "delete_error": str(problem)}
+        status = 409 if is_valid_repo_id(repo_id) else 400
+        return render(request, "library/local.html", context, status=status)
+    from django.template.defaultfilters import filesizeformat
+
+    messages.success(request, f"Deleted {repo_id} ({filesizeformat(freed)} freed).")
+    return redirect("library:local")

@@ -1,0 +1,204 @@
+"""Questions to the Hugging Face Hub, always through `huggingface_hub` (so HF_ENDPOINT, HF_TOKEN
+and HF_HUB_OFFLINE work as users know them). Errors come back as `HubError` with a sentence a
+person can act on; callers show it and carry on with what is local."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psutil
+from django.conf import settings
+from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from library.local import cached_repo_ids
+
+T = TypeVar("T")
+SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
+SEARCH_LIMIT = 30
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub")
+_size_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hub-sizes")
+_sizes: dict[tuple[str, str], tuple[int, list[tuple[str, int]]]] = {}
+_sizes_lock = threading.Lock()
+
+
+class HubError(Exception):
+    """The Hub could not answer; the message is meant for the page."""
+
+
+def hub_timeout() -> float:
+    return float(getattr(settings, "MLXM_HUB_TIMEOUT", 15.0))
+
+
+def _with_deadline(func: Callable[[], T]) -> T:
+    """Run a Hub call with a deadline: the client retries a failing Hub for ~20 s, a page should not."""
+    future = _pool.submit(func)
+    try:
+        return future.result(timeout=hub_timeout())
+    except FutureTimeout:
+        raise HubError(
+            "The Hugging Face Hub did not answer in time: it may be down, or this machine is offline. "
+            "Your local models still work."
+        ) from None
+    except RepositoryNotFoundError:
+        raise HubError("No such model on the Hub (or it is private and no token is set).") from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise HubError(f"The Hugging Face Hub answered with an error (HTTP {status}). Try again later.") from None
+    except (OSError, ValueError) as error:
+        raise HubError(
+            f"Could not reach the Hugging Face Hub ({type(error).__name__}). Your local models still work."
+        ) from None
+    except Exception as error:  # httpx errors and the client's own
+        raise HubError(
+            f"Could not reach the Hugging Face Hub ({type(error).__name__}). Your local models still work."
+        ) from None
+
+
+def memory_total() -> int:
+    return int(psutil.virtual_memory().total)
+
+
+def fits_in_memory(size: int | None) -> bool:
+    return size is not None and size + int(getattr(settings, "MLXM_MEMORY_HEADROOM", 0)) <= memory_total()
+
+
+def quantization_from(repo_id: str, dtypes: list[str]) -> str | None:
+    name = repo_id.split("/")[-1].lower()
+    if match := re.search(r"(?:^|[-_])(\d{1,2})-?bits?(?:$|[-_])", name):
+        return f"{match[1]}-bit"
+    for label in ("bf16", "fp16", "f16", "f32", "mxfp4"):
+        if re.search(rf"(?:^|[-_]){label}(?:$|[-_])", name):
+            return label.upper()
+    real = [d for d in dtypes if d not in ("U32", "U8", "I32")]
+    return real[0] if len(real) == 1 else None
+
+
+@dataclass
+class HubModel:
+    repo_id: str
+    sha: str | None
+    downloads: int | None
+    likes: int | None
+    last_modified: datetime | None
+    parameters: int | None
+    quantization: str | None
+    size: int | None = None
+    files: list[tuple[str, int]] = field(default_factory=list)
+    downloaded: bool = False
+
+    @property
+    def fits(self) -> bool:
+        return fits_in_memory(self.size)
+
+
+def _file_sizes(repo_id: str, sha: str | None) -> tuple[int, list[tuple[str, int]]]:
+    """Total size and (file, size) list from the Hub's file metadata, remembered per commit."""
+    key = (repo_id, sha or "")
+    with _sizes_lock:
+        if sha and key in _sizes:
+            return _sizes[key]
+    info = HfApi().model_info(repo_id, revision=sha, files_metadata=True)
+    files = [(s.rfilename, int(s.size or 0)) for s in info.siblings or []]
+    result = (sum(size for _, size in files), files)
+    with _sizes_lock:
+        _sizes[(repo_id, info.sha or sha or "")] = result
+    return result
+
+
+def _model_from(info: Any, downloaded: set[str]) -> HubModel:
+    safetensors = getattr(info, "safetensors", None)
+    dtypes = list(safetensors.parameters) if safetensors else []
+    return HubModel(
+        repo_id=info.id,
+        sha=info.sha,
+        downloads=info.downloads,
+        likes=info.likes,
+        last_modified=info.last_modified,
+        parameters=safetensors.total if safetensors else None,
+        quantization=quantization_from(info.id, dtypes),
+        downloaded=info.id in downloaded,
+    )
+
+
+def hub_search(*, query: str, author: str, sort: str, max_size: int | None) -> list[HubModel]:
+    """Models matching `query` (author "" for anyone), with sizes from the Hub's file sizes."""
+
+    def run() -> list[HubModel]:
+        infos = list(
+            HfApi().list_models(
+                search=query or None,
+                author=author or None,
+                sort=SORTS.get(sort, "downloads"),  # type: ignore[arg-type]
+                limit=SEARCH_LIMIT,
+                expand=["downloads", "likes", "lastModified", "safetensors", "sha"],  # type: ignore[list-item]
+            )
+        )
+        downloaded = set(cached_repo_ids())
+        models = [_model_from(info, downloaded) for info in infos]
+        for model, (size, files) in zip(
+            models, _size_pool.map(lambda m: _file_sizes(m.repo_id, m.sha), models), strict=True
+        ):
+            model.size, model.files = size, files
+        return [m for m in models if max_size is None or (m.size is not None and m.size <= max_size)]
+
+    return _with_deadline(run)
+
+
+@dataclass
+class HubModelPage:
+    model: HubModel
+    config: dict[str, Any]
+    readme: str
+
+
+def _fetch_text(repo_id: str, filename: str, revision: str | None) -> str:
+    """A small file's text straight from the Hub, without putting it in the cache (a lone
+    config.json in the cache would look like a downloaded model)."""
+    response = get_session().get(hf_hub_url(repo_id, filename, revision=revision), follow_redirects=True)
+    if response.status_code == 404:
+        return ""
+    hf_raise_for_status(response)
+    return response.text
+
+
+def hub_model(repo_id: str) -> HubModelPage:
+    import json
+
+    def run() -> HubModelPage:
+        info = HfApi().model_info(repo_id, files_metadata=True)
+        model = _model_from(info, set(cached_repo_ids()))
+        model.files = [(s.rfilename, int(s.size or 0)) for s in info.siblings or []]
+        model.size = sum(size for _, size in model.files)
+        names = {name for name, _ in model.files}
+        config: dict[str, Any] = {}
+        if "config.json" in names:
+            try:
+                loaded = json.loads(_fetch_text(repo_id, "config.json", info.sha))
+                config = loaded if isinstance(loaded, dict) else {}
+            except ValueError:
+                config = {}
+        readme = _fetch_text(repo_id, "README.md", info.sha) if "README.md" in names else ""
+        return HubModelPage(model=model, config=config, readme=first_paragraph(readme))
+
+    return _with_deadline(run)
+
+
+def first_paragraph(card: str) -> str:
+    """The model card's first paragraph of prose: after the YAML header, not a heading."""
+    text = card
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        text = text[end + 4 :] if end != -1 else ""
+    for block in re.split(r"\n\s*\n", text):
+        block = block.strip()
+        if block and not block.startswith(("#", "<", "!", "|", "```")):
+            return block[:800]
+    return ""

@@ -1,0 +1,80 @@
+"""Writes and side effects of the model library. The web side only queues and cancels downloads
+(the supervisor runs them) and deletes cached models through huggingface_hub's own strategy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Q
+from huggingface_hub import scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
+
+from accounts.models import User
+from library.local import is_valid_repo_id
+from library.models import Download, DownloadState
+from servers.models import Server, ServerState
+from servers.wakeup import wake_supervisor
+
+ACTIVE = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
+
+
+class LibraryError(Exception):
+    """A refused request; the message is for the page."""
+
+
+def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> Download:
+    """Queue a download, or join the one already queued or running for the same repo."""
+    repo_id = repo_id.strip()
+    if not is_valid_repo_id(repo_id):
+        raise LibraryError(f"{repo_id!r} is not a Hugging Face repo id (like mlx-community/Qwen3-4B-4bit).")
+    existing = (
+        Download.objects.filter(repo_id=repo_id, revision=revision, state__in=ACTIVE, cancel_requested=False)
+        .order_by("created_at")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by)
+    wake_supervisor()
+    return download
+
+
+def download_cancel(*, download: Download, by: User | None) -> bool:
+    """Ask the runner to stop and remove the partial files; False when it had already ended."""
+    changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
+    if changed:
+        wake_supervisor()
+    return bool(changed)
+
+
+def servers_using(repo_id: str) -> list[Server]:
+    return list(
+        Server.objects.filter(Q(profile__model=repo_id) | Q(profile__draft_model=repo_id))
+        .exclude(state__in=[ServerState.STOPPED, ServerState.FATAL])
+        .select_related("profile")
+    )
+
+
+def model_delete(*, repo_id: str, by: User | None, cache_dir: Path | None = None) -> int:
+    """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
+    the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
+    server or a download uses it."""
+    if not is_valid_repo_id(repo_id):
+        raise LibraryError("Only a Hugging Face repo id in the cache can be deleted here.")
+    in_use = servers_using(repo_id)
+    if in_use:
+        names = ", ".join(server.profile.name for server in in_use)
+        raise LibraryError(f"{repo_id} is in use by a running server ({names}); stop it first.")
+    if Download.objects.filter(repo_id=repo_id, state__in=ACTIVE).exists():
+        raise LibraryError(f"{repo_id} is being downloaded; cancel the download first.")
+    try:
+        info = scan_cache_dir(cache_dir or settings.HF_HUB_CACHE)
+    except CacheNotFound:
+        info = None
+    repo = next((r for r in (info.repos if info else ()) if r.repo_type == "model" and r.repo_id == repo_id), None)
+    if info is None or repo is None:
+        raise LibraryError(f"{repo_id} is not in the model cache.")
+    strategy = info.delete_revisions(*(revision.commit_hash for revision in repo.revisions))
+    strategy.execute()
+    return int(strategy.expected_freed_size)

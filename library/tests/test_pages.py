@@ -1,0 +1,189 @@
+"""Search, the model page, queueing and deleting, through Django's test client and the real
+huggingface_hub client talking to the hub stand-in."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from huggingface_hub import snapshot_download
+
+from library.local import cached_repo_ids
+from library.models import Download
+from profiles.models import ServerProfile
+from servers.models import Server, ServerState
+
+pytestmark = pytest.mark.django_db
+
+TINY = "mlx-community/Tiny-Llama-4bit"
+QWEN = "mlx-community/Qwen3-4B-4bit"
+GIANT = "mlx-community/Giant-Model-1T-8bit"
+MIRROR = "someone-else/Qwen3-4B-mirror"
+
+
+def page(client: Client, url: str, data: dict[str, str] | None = None) -> str:
+    """The page's HTML with filesizeformat's non-breaking spaces made plain."""
+    return client.get(url, data or {}).content.decode().replace("\xa0", " ")
+
+
+def rows(html: str) -> list[str]:
+    """Repo ids of the result rows, in order."""
+    return re.findall(r'<tr data-repo="([^"]+)"', html)
+
+
+def row_html(html: str, repo_id: str) -> str:
+    start = html.index(f'<tr data-repo="{repo_id}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_search_defaults_to_mlx_community_and_author_any_widens_it(user_client: Client, hub: Any) -> None:
+    html = user_client.get("/models/search/", {"q": "qwen"}).content.decode()
+    assert rows(html) == [QWEN]
+    html = user_client.get("/models/search/", {"q": "qwen", "author": "any"}).content.decode()
+    assert set(rows(html)) == {QWEN, MIRROR}
+    html = user_client.get("/models/search/", {"q": "qwen", "author": "someone-else"}).content.decode()
+    assert rows(html) == [MIRROR]
+
+
+def test_search_sorts_by_downloads_likes_and_recency(user_client: Client, hub: Any) -> None:
+    def order(sort: str) -> list[str]:
+        html = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "sort": sort}).content.decode()
+        return [r for r in rows(html) if r != "mlx-community/Medium-Model-8bit"]
+
+    assert order("downloads") == [QWEN, GIANT, TINY]
+    assert order("likes") == [GIANT, QWEN, TINY]
+    assert order("recent") == [QWEN, TINY, GIANT]
+
+
+def test_search_shows_sizes_params_quantization_and_max_size_filters(user_client: Client, hub: Any) -> None:
+    html = page(user_client, "/models/search/", {"q": "", "author": "mlx-community"})
+    qwen = row_html(html, QWEN)
+    assert '<td class="size">2.1 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes (+ config.json)
+    assert "800.0M" in qwen and "4-bit" in qwen and "90,000" in qwen and "2025-05-01" in qwen
+    assert '<td class="size">200.0 TB</td>' in row_html(html, GIANT)
+    small = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "max_size": str(4 * 1000**3)})
+    assert GIANT not in rows(small.content.decode()) and QWEN in rows(small.content.decode())
+
+
+def test_fits_in_memory_and_downloaded_badges(user_client: Client, hub: Any) -> None:
+    snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)  # put the tiny model in the cache
+    html = user_client.get("/models/search/", {"q": "", "author": "mlx-community"}).content.decode()
+    assert "badge-downloaded" in row_html(html, TINY)
+    assert "badge-downloaded" not in row_html(html, QWEN)
+    assert "badge-fits" in row_html(html, QWEN)  # 2.1 GiB on a machine with more memory than that
+    assert "badge-fits" not in row_html(html, GIANT) and "too big" in row_html(html, GIANT)
+
+
+def test_htmx_search_answers_with_the_results_fragment(user_client: Client, hub: Any) -> None:
+    response = user_client.get("/models/search/", {"q": "tiny"}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert "<html" not in html and rows(html) == [TINY]
+
+
+def test_hub_down_gives_a_clear_message_not_a_500(user_client: Client, hub: Any, settings: Any) -> None:
+    settings.MLXM_HUB_TIMEOUT = 1.5
+    hub.down = True
+    response = user_client.get("/models/search/", {"q": "qwen"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "did not answer in time" in html and "local models still work" in html
+    assert rows(html) == []
+    assert user_client.get(f"/models/hub/{QWEN}/").status_code == 200
+    assert user_client.get("/models/").status_code == 200  # the local library still works
+
+
+def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client: Client, hub: Any) -> None:
+    ServerProfile.objects.create(name="tiny-chat", model=TINY, port=8111)
+    html = page(user_client, f"/models/hub/{TINY}/")
+    assert re.search(r"model\.safetensors</td><td>[\d.]+ KB", html)
+    assert "<dt>Family</dt><dd>llama</dd>" in html and "<dt>Context length</dt><dd>256</dd>" in html
+    assert "A tiny llama model for tests, made with random weights." in html
+    assert "More text." not in html  # only the first paragraph
+    assert "tiny-chat" in html
+    assert 'href="/profiles/new/?model=mlx-community%2FTiny-Llama-4bit"' in html
+
+
+def test_download_button_queues_one_row_and_bad_ids_none(user_client: Client, hub: Any) -> None:
+    response = user_client.post("/models/download/", {"repo_id": QWEN})
+    assert response.status_code == 302
+    assert list(Download.objects.values_list("repo_id", "state")) == [(QWEN, "queued")]
+    response = user_client.post("/models/download/", {"repo_id": QWEN}, headers={"HX-Request": "true"})
+    assert "queued" in response.content.decode() and Download.objects.count() == 1  # joined
+    for bad in ("../../etc", "/etc/passwd", "", "no slash"):
+        response = user_client.post("/models/download/", {"repo_id": bad})
+        assert response.status_code == 400 and "is not a Hugging Face repo id" in response.content.decode()
+    assert Download.objects.count() == 1
+    page = user_client.get("/models/").content.decode()
+    assert QWEN in page and "<progress" in page
+
+
+def _cache_listing(cache: Path) -> list[str]:
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+
+
+def test_delete_removes_the_repo_from_the_cache(user_client: Client, hub: Any, empty_cache: Path) -> None:
+    snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
+    assert TINY in user_client.get("/models/").content.decode()
+    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    assert response.status_code == 302
+    assert TINY not in cached_repo_ids()
+    assert not (empty_cache / "models--mlx-community--Tiny-Llama-4bit").exists()
+    assert "No models yet" in user_client.get("/models/").content.decode()
+
+
+def test_delete_is_refused_while_a_running_server_uses_it(user_client: Client, hub: Any) -> None:
+    snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
+    profile = ServerProfile.objects.create(name="tiny-chat", model=TINY, port=8112)
+    Server.objects.create(profile=profile, state=ServerState.RUNNING)
+    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    assert response.status_code == 409
+    assert "in use by a running server (tiny-chat)" in response.content.decode()
+    assert TINY in cached_repo_ids()
+    Server.objects.filter(profile=profile).update(state=ServerState.STOPPED)
+    assert user_client.post("/models/delete/", {"repo_id": TINY}).status_code == 302
+    assert TINY not in cached_repo_ids()
+
+
+@pytest.mark.parametrize(
+    "repo_id", ["../../etc", "/etc", "/tmp", "mlx-community/../../etc", "..", "models--mlx-community--Tiny-Llama-4bit"]
+)
+def test_delete_refuses_paths_and_touches_nothing(
+    user_client: Client, hub: Any, empty_cache: Path, tmp_path: Path, repo_id: str
+) -> None:
+    snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    before = _cache_listing(empty_cache)
+    response = user_client.post("/models/delete/", {"repo_id": repo_id})
+    assert response.status_code in (400, 409)
+    assert _cache_listing(empty_cache) == before
+    assert outside.read_text() == "keep me" and Path("/etc/hostname").exists()
+
+
+def test_local_page_lists_cache_and_model_dirs_with_profiles(
+    user_client: Client, hub: Any, settings: Any, tiny_model: Path
+) -> None:
+    settings.MLXM_MODEL_DIRS = [tiny_model.parent]
+    html = user_client.get("/models/").content.decode()
+    assert str(tiny_model) in html and "folder" in html
+    snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
+    ServerProfile.objects.create(name="tiny-chat", model=TINY, port=8113)
+    html = user_client.get("/models/").content.decode()
+    row = html[html.index(f'data-model="{TINY}"') :]
+    row = row[: row.index("</tr>")]
+    assert "tiny-chat" in row and "llama" in row and "256 ctx" in row
+
+
+def test_empty_state_guides_to_search(user_client: Client) -> None:
+    html = user_client.get("/models/").content.decode()
+    assert "No models yet" in html and 'href="/models/search/"' in html
+
+
+def test_model_page_for_an_unknown_repo_or_a_path_is_a_message(user_client: Client, hub: Any) -> None:
+    response = user_client.get("/models/hub/mlx-community/No-Such-Model/")
+    assert response.status_code == 200 and "No such model on the Hub" in response.content.decode()
+    assert user_client.get("/models/hub/../../etc/").status_code == 404

@@ -34,7 +34,7 @@ class HubError(Exception):
 
 
 def hub_timeout() -> float:
-    return float(getattr(settings, "MLXM_HUB_TIMEOUT", 15.0))
+    return settings.MLXM_HUB_TIMEOUT
 
 
 def _with_deadline(func: Callable[[], T]) -> T:
@@ -67,7 +67,7 @@ def memory_total() -> int:
 
 
 def fits_in_memory(size: int | None) -> bool:
-    return size is not None and size + int(getattr(settings, "MLXM_MEMORY_HEADROOM", 0)) <= memory_total()
+    return size is not None and size + settings.MLXM_MEMORY_HEADROOM <= memory_total()
 
 
 def quantization_from(repo_id: str, dtypes: list[str]) -> str | None:

@@ -186,3 +186,5 @@ MLXM_MEMORY_HEADROOM = env.int("MLXM_MEMORY_HEADROOM", default=2 * 1024**3)
 MLXM_START_TIMEOUT = env.float("MLXM_START_TIMEOUT", default=300.0)
 # Seconds after which the supervisor's heartbeat counts as stale.
 MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
+# Seconds a Hub search or model page may wait for the Hub before saying it cannot be reached.
+MLXM_HUB_TIMEOUT = env.float("MLXM_HUB_TIMEOUT", default=15.0)

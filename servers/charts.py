@@ -21,16 +21,14 @@ def sparkline_points(
     if not known:
         return ""
     if len(known) == 1:
-        y = _y(known[0][1], 0.0, maximum or known[0][1] or 1.0, height, pad)
+        top = maximum or known[0][1] or 1.0
+        y = pad + (1.0 - min(max(known[0][1] / top, 0.0), 1.0)) * (height - 2 * pad)
         return f"0,{y:.1f} {width:.1f},{y:.1f}"
     top = maximum if maximum is not None else max(v for _, v in known)
     bottom = min(0.0, min(v for _, v in known))
-    span = max(len(values) - 1, 1)
-    return " ".join(f"{i * width / span:.1f},{_y(v, bottom, top, height, pad):.1f}" for i, v in known)
-
-
-def _y(value: float, bottom: float, top: float, height: float, pad: float) -> float:
     if top <= bottom:
-        return height - pad
-    ratio = min(max((value - bottom) / (top - bottom), 0.0), 1.0)
-    return pad + (1.0 - ratio) * (height - 2 * pad)
+        top = bottom + 1.0
+    scale = (height - 2 * pad) / (top - bottom)
+    step = width / max(len(values) - 1, 1)
+    # y grows downwards: the top of the scale is drawn at `pad`, the bottom at `height - pad`.
+    return " ".join(f"{i * step:.1f},{pad + (top - (top if v > top else v)) * scale:.1f}" for i, v in known)

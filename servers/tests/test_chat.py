@@ -14,7 +14,8 @@ from django.test import Client
 from profiles.models import ServerProfile
 from servers.chat import ChatError, chat_complete, chat_url
 from servers.models import ServerState
-from servers.tests.conftest import RealServer, free_port, set_server
+from servers.tests.conftest import RealServer, free_port
+from servers.tests.factories import set_server
 
 HTMX = {"HX-Request": "true"}
 

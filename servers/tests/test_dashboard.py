@@ -14,7 +14,7 @@ from django.utils import timezone
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
-from servers.tests.conftest import add_samples, set_server
+from servers.tests.factories import add_samples, set_server
 
 HTMX = {"HX-Request": "true"}
 # session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute.
@@ -238,3 +238,29 @@ def test_server_page_shows_state_command_and_timeline(
     assert "exited during start" in html and "Killed (exit code 3)" in html
     state = user_client.get(f"/servers/{profile.pk}/state/", headers=HTMX).content.decode()
     assert 'id="server-state"' in state and 'hx-swap-oob="true"' in state and "exited during start" in state
+
+
+# --- the sparkline builder (shared with the System page) ---
+
+
+def test_sparkline_points_scale_and_gaps() -> None:
+    from servers.charts import sparkline_points
+
+    assert sparkline_points([0, 50, 100], 100, 20, maximum=100) == "0.0,19.0 50.0,10.0 100.0,1.0"
+    assert sparkline_points([None, 2, None, 4], 30, 10) == "10.0,5.0 30.0,1.0"  # gaps are skipped
+    assert sparkline_points([200, 0], 10, 10, maximum=100) == "0.0,1.0 10.0,9.0"  # clipped at the top
+    assert sparkline_points([3], 10, 10) == "0,1.0 10.0,1.0"
+    assert sparkline_points([0, 0], 10, 10) == "0.0,9.0 10.0,9.0"
+    assert sparkline_points([], 10, 10) == sparkline_points([None, None], 10, 10) == ""
+
+
+def test_samples_are_one_point_per_minute_of_the_last_hour(make_profile: Callable[..., ServerProfile]) -> None:
+    from servers.dashboard import CHART_BUCKETS, sample_series
+
+    server = set_server(make_profile(), ServerState.RUNNING)
+    add_samples(server, count=2 * 360, every=timedelta(seconds=10))  # two hours, one every 10 s
+    series = sample_series([server.pk])[server.pk]
+    known = [v for v in series.memory if v is not None]
+    assert len(series.memory) == CHART_BUCKETS and len(known) >= CHART_BUCKETS - 1
+    assert all(1e9 <= v < 1.1e9 for v in known) and all(0 <= v < 100 for v in series.cpu if v is not None)
+    assert sample_series([]) == {}

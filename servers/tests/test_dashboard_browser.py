@@ -91,9 +91,16 @@ def test_dashboard_and_server_page_live(
 
     # A button answers at once with the card; a fatal server can be started again.
     page.click(f"#server-card-{broken.pk} .btn-start")
-    page.wait_for_selector(f"#server-card-{broken.pk} .card-note", timeout=5000)
+    page.wait_for_selector(f"#server-card-{broken.pk} .server-pending:has-text('Restart requested')", timeout=5000)
     assert Server.objects.get(profile=broken).restart_requested == 1
     assert page.evaluate("window.__noReload") is True
+
+    # The supervisor stops beating: the banner appears, still without a reload.
+    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() - timedelta(minutes=2))
+    page.wait_for_selector("#supervisor-banner", timeout=8000)
+    assert "python manage.py runsupervisor" in page.locator("#supervisor-banner").inner_text()
+    assert page.evaluate("window.__noReload") is True
+    screenshot(page, "servers-dashboard-supervisor-down")
 
     beat()
     page.set_viewport_size({"width": 390, "height": 844})

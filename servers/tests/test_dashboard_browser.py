@@ -93,6 +93,10 @@ def test_dashboard_and_server_page_live(
     page.click(f"#server-card-{broken.pk} .btn-start")
     page.wait_for_selector(f"#server-card-{broken.pk} .server-pending:has-text('Restart requested')", timeout=5000)
     assert Server.objects.get(profile=broken).restart_requested == 1
+    # Each button posts to its own action (formaction), through htmx too.
+    page.click(f"#server-card-{flaky.pk} .btn-stop")
+    page.wait_for_selector(f"#server-card-{flaky.pk} .server-pending:has-text('Stop requested')", timeout=5000)
+    assert Server.objects.get(profile=flaky).desired_state == DesiredState.STOPPED
     assert page.evaluate("window.__noReload") is True
 
     # The supervisor stops beating: the banner appears, still without a reload.

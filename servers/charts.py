@@ -31,4 +31,5 @@ def sparkline_points(
     scale = (height - 2 * pad) / (top - bottom)
     step = width / max(len(values) - 1, 1)
     # y grows downwards: the top of the scale is drawn at `pad`, the bottom at `height - pad`.
-    return " ".join(f"{i * step:.1f},{pad + (top - (top if v > top else v)) * scale:.1f}" for i, v in known)
+    base = pad + top * scale
+    return " ".join([f"{i * step:.1f},{base - (top if v > top else v) * scale:.1f}" for i, v in known])

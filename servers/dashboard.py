@@ -1,6 +1,6 @@
 """What the dashboard shows, read from the database only (the supervisor's records) in a fixed
 number of queries whatever the number of servers: the profiles with their servers in one query,
-the last hour of samples aggregated per server and minute in another, the heartbeat in a third."""
+the last hour of samples (one point per server and minute) in another, the heartbeat in a third."""
 
 from __future__ import annotations
 

@@ -1,8 +1,194 @@
+"""The servers dashboard, the server page, its log and the quick chat.
+
+Every view reads the database (the supervisor's records) and files the supervisor writes; none
+of them spawns, signals or waits on a model server. The one exception, on purpose, is the quick
+chat, which sends the user's prompt to the running server with a timeout.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from mlxmanager.types import AuthedRequest
+from profiles.argv import command_line
+from profiles.models import ServerProfile
+from servers.chat import ChatError, ChatReply, chat_complete, chat_url
+from servers.dashboard import UP_STATES, card_for, dashboard_data, supervisor_status
+from servers.logs import server_log_path
+from servers.logtail import read_log
+from servers.models import Server, ServerEvent
+from servers.services import ServerActionRefused, server_restart, server_start, server_stop
+
+EVENTS_SHOWN = 50
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "servers/dashboard.html")
+class Request(AuthedRequest):
+    htmx: HtmxDetails
+
+
+ACTIONS: dict[str, tuple[Callable[..., Server], str]] = {
+    "start": (server_start, "Start requested for {name}."),
+    "stop": (server_stop, "Stop requested for {name}."),
+    "restart": (server_restart, "Restart requested for {name}."),
+}
+
+
+class ChatForm(forms.Form):
+    prompt = forms.CharField(max_length=8000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+@require_GET
+def dashboard(request: Request) -> HttpResponse:
+    """The page, or (for htmx's poll) just its live part: banner, memory bar and cards."""
+    context: dict[str, Any] = {"dash": dashboard_data(), "back_url": reverse("servers:dashboard")}
+    if request.htmx:
+        return render(request, "servers/_live.html", context)
+    if not context["dash"].cards:
+        context["has_models"] = _has_local_models()
+    return render(request, "servers/dashboard.html", context)
+
+
+@require_GET
+def server_detail(request: Request, profile_id: int) -> HttpResponse:
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    return render(request, "servers/server.html", _page_context(profile))
+
+
+@require_GET
+def server_state(request: Request, profile_id: int) -> HttpResponse:
+    """The server page's live part (polled): card, state facts and, out of band, the timeline."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    return render(request, "servers/_server_state.html", {**_state_context(profile), "oob": True})
+
+
+@require_POST
+def server_action(request: Request, profile_id: int, action: str) -> HttpResponse:
+    """Start, stop or restart: record the intent; htmx gets the updated card, others a redirect."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    service, done = ACTIONS[action]
+    try:
+        service(profile=profile, by=request.user)
+        note, level = done.format(name=profile.name), messages.SUCCESS
+    except ServerActionRefused as exc:
+        note, level = str(exc), messages.WARNING
+    back = _safe_next(request)
+    if request.htmx:
+        card = card_for(profile)
+        card.note, card.note_level = note, messages.DEFAULT_TAGS[level]
+        response = render(request, "servers/_card.html", {"card": card, "back_url": back})
+        if level == messages.SUCCESS:  # let the card list poll at once (and then fast)
+            response["HX-Trigger"] = "servers-changed"
+        return response
+    messages.add_message(request, level, note)
+    return redirect(back)
+
+
+@require_GET
+def server_log(request: Request, profile_id: int) -> HttpResponse:
+    """What the log gained since `offset` (htmx poll): the next poller plus the new text, out of band."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    chunk = read_log(
+        server_log_path(profile.pk), offset=_int_param(request, "offset"), inode=_int_param(request, "inode")
+    )
+    return render(request, "servers/_log_poll.html", {"profile": profile, "chunk": chunk, "oob": True})
+
+
+@require_GET
+def server_log_download(request: Request, profile_id: int) -> HttpResponseBase:
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    try:
+        handle = server_log_path(profile.pk).open("rb")
+    except FileNotFoundError:
+        messages.info(request, f"{profile.name} has no log yet: it appears when the server first starts.")
+        return redirect("servers:detail", profile_id=profile.pk)
+    filename = f"{slugify(profile.name) or 'server'}-{profile.pk}.log"
+    return FileResponse(handle, as_attachment=True, filename=filename, content_type="text/plain; charset=utf-8")
+
+
+@require_POST
+def server_chat(request: Request, profile_id: int) -> HttpResponse:
+    """Send the prompt to the running server (server side, with a timeout) and show its answer."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    form = ChatForm(request.POST)
+    reply: ChatReply | None = None
+    error = ""
+    server = Server.objects.filter(profile=profile).first()
+    if not form.is_valid():
+        error = "Write a prompt first (at most 8000 characters)."
+    elif server is None or server.state not in UP_STATES:
+        state = server.get_state_display().lower() if server else "stopped"
+        error = f"{profile.name} is {state}: start it first, then chat."
+    else:
+        try:
+            reply = chat_complete(
+                url=chat_url(profile.host, server.port or profile.port), prompt=form.cleaned_data["prompt"]
+            )
+        except ChatError as exc:
+            error = str(exc)
+    context = {"profile": profile, "reply": reply, "chat_error": error, "chat_form": form}
+    if request.htmx:
+        return render(request, "servers/_chat_result.html", context)
+    return render(request, "servers/server.html", {**_page_context(profile), **context})
+
+
+# --- helpers ---
+
+
+def _state_context(profile: ServerProfile) -> dict[str, Any]:
+    card = card_for(profile)
+    events = (
+        ServerEvent.objects.filter(server__profile=profile).select_related("by")[:EVENTS_SHOWN]
+        if card.server.pk
+        else ServerEvent.objects.none()
+    )
+    return {
+        "profile": profile,
+        "card": card,
+        "events": events,
+        "supervisor": supervisor_status(),
+        "command_line": command_line(profile),
+        "back_url": reverse("servers:detail", args=[profile.pk]),
+        "poll_seconds": 1 if card.busy else 5,
+    }
+
+
+def _page_context(profile: ServerProfile) -> dict[str, Any]:
+    return {
+        **_state_context(profile),
+        "log": read_log(server_log_path(profile.pk)),
+        "chat_form": ChatForm(),
+    }
+
+
+def _safe_next(request: Request) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("servers:dashboard")
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    try:
+        value = int(request.GET.get(name, ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _has_local_models() -> bool:
+    """Any model on this machine (for the empty dashboard's hint); read only when there is no profile."""
+    from library.local import cached_repo_ids
+    from library.models import Download, DownloadState
+
+    return Download.objects.filter(state=DownloadState.COMPLETED).exists() or bool(cached_repo_ids())

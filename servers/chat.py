@@ -1,0 +1,88 @@
+"""The dashboard's quick chat: one OpenAI chat completion sent to a running server, server side.
+
+Plain urllib with a timeout; every failure comes back as a ChatError with a message for people.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+CHAT_TIMEOUT = 60.0
+CHAT_MAX_TOKENS = 256
+
+
+class ChatError(Exception):
+    """The server could not be reached or did not answer well; the message says what happened."""
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if not self.completion_tokens or self.seconds <= 0:
+            return None
+        return self.completion_tokens / self.seconds
+
+
+def chat_url(host: str, port: int) -> str:
+    """Where to reach a server that listens on `host`: a wildcard address is reached on loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/v1/chat/completions"
+
+
+def chat_complete(
+    *, url: str, prompt: str, timeout: float = CHAT_TIMEOUT, max_tokens: int = CHAT_MAX_TOKENS
+) -> ChatReply:
+    body = json.dumps(
+        {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": False}
+    ).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    began = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(500).decode("utf-8", errors="replace").strip()
+        raise ChatError(f"The server answered {exc.code} {exc.reason}" + (f": {detail}" if detail else ".")) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ConnectionRefusedError):
+            raise ChatError("Could not connect: connection refused. Is the server running?") from None
+        if isinstance(reason, TimeoutError):
+            raise ChatError(f"No answer within {timeout:g} seconds.") from None
+        raise ChatError(f"Could not reach the server: {reason}.") from None
+    except TimeoutError:
+        raise ChatError(f"No answer within {timeout:g} seconds.") from None
+    except (ConnectionError, OSError) as exc:
+        raise ChatError(f"The connection failed: {exc}.") from None
+    seconds = time.perf_counter() - began
+    try:
+        data = json.loads(raw)
+        text = data["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ChatError("The server's answer was not an OpenAI chat completion.") from None
+    usage = data.get("usage") or {}
+    return ChatReply(
+        text=str(text or ""),
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        seconds=seconds,
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None

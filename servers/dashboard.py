@@ -1,0 +1,334 @@
+"""What the dashboard shows, read from the database only (the supervisor's records) in a fixed
+number of queries whatever the number of servers: the profiles with their servers in one query,
+the last hour of samples (one point per server and minute) in another, the heartbeat in a third."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+import psutil
+from django.conf import settings
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from profiles.models import ServerProfile
+from servers.charts import sparkline_points
+from servers.models import DesiredState, Server, ServerSample, ServerState, SupervisorHeartbeat
+from servers.states import TRANSIENT
+from servers.templatetags.servers_extras import duration
+
+CHART_WINDOW = timedelta(hours=1)
+CHART_BUCKETS = 60
+SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
+FAST_POLL, SLOW_POLL = 1, 5
+# What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
+# template would cost a query per card, which the query-count test would catch).
+CARD_FIELDS = ["name", "model", "host", "port"] + [
+    f"server__{name}"
+    for name in (
+        "desired_state",
+        "restart_requested",
+        "state",
+        "pid",
+        "port",
+        "started_at",
+        "state_changed_at",
+        "restart_handled",
+        "last_exit_code",
+        "last_error",
+        "restart_count",
+        "last_health_at",
+        "last_health_ms",
+        "rss_bytes",
+        "cpu_percent",
+    )
+]
+UP_STATES = (ServerState.RUNNING, ServerState.UNHEALTHY)
+FAILED_STATES = (ServerState.FATAL, ServerState.BACKOFF, ServerState.UNHEALTHY)
+
+
+def human_bytes(value: int) -> str:
+    """1.4 GB, 812.0 MB: like Django's filesizeformat, without its translation lookups."""
+    size = float(value)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)}\xa0{unit}" if unit == "bytes" else f"{size:.1f}\xa0{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Series:
+    memory: list[float | None]
+    cpu: list[float | None]
+
+    @cached_property
+    def memory_points(self) -> str:
+        return sparkline_points(self.memory, SPARK_WIDTH, SPARK_HEIGHT)
+
+    @cached_property
+    def cpu_points(self) -> str:
+        top = max([100.0, *(v for v in self.cpu if v is not None)])
+        return sparkline_points(self.cpu, SPARK_WIDTH, SPARK_HEIGHT, maximum=top)
+
+    @cached_property
+    def memory_peak(self) -> float | None:
+        return max((v for v in self.memory if v is not None), default=None)
+
+    @cached_property
+    def has_data(self) -> bool:
+        return any(v is not None for v in self.memory)
+
+
+def _empty_series() -> Series:
+    return Series([None] * CHART_BUCKETS, [None] * CHART_BUCKETS)
+
+
+@dataclass
+class Card:
+    profile: ServerProfile
+    server: Server
+    series: Series = field(default_factory=_empty_series)
+    note: str = ""  # the answer to the button just pressed (htmx)
+    note_level: str = "info"
+    root: str = ""  # the dashboard's URL, the prefix of the card's links (reversed once per page)
+
+    @cached_property
+    def url(self) -> str:
+        return f"{self.root or reverse('servers:dashboard')}{self.profile.pk}/"
+
+    @cached_property
+    def text(self) -> dict[str, Any]:
+        """The card's figures, formatted once in Python (50 cards are re-rendered at every poll)."""
+        server, up, dash = self.server, self.is_up, "—"
+        uptime = self.uptime
+        profile, series = self.profile, self.series
+        return {
+            "url": self.url,
+            "name": profile.name,
+            "model": profile.model,
+            "base_url": profile.base_url,
+            "address": f"{profile.host}:{profile.port}",
+            "state": server.state,
+            "state_label": server.get_state_display(),
+            "desired": server.desired_state,
+            "restarts": str(server.restart_count),
+            "memory_points": series.memory_points if series.has_data else "",
+            "cpu_points": series.cpu_points if series.has_data else "",
+            "pid": str(server.pid) if server.pid else dash,
+            "uptime": duration(uptime) if uptime is not None else dash,
+            "rss": human_bytes(server.rss_bytes) if up and server.rss_bytes else dash,
+            "cpu": f"{server.cpu_percent:.0f} %" if up and server.cpu_percent is not None else dash,
+            "health": f"{server.last_health_ms:.0f} ms" if up and server.last_health_ms is not None else dash,
+            "peak": human_bytes(int(self.series.memory_peak or 0)) if self.series.memory_peak else "",
+        }
+
+    @cached_property
+    def is_up(self) -> bool:
+        return self.server.state in UP_STATES
+
+    @cached_property
+    def uptime(self) -> timedelta | None:
+        if not self.is_up or self.server.started_at is None:
+            return None
+        return timezone.now() - self.server.started_at
+
+    @cached_property
+    def failure(self) -> str:
+        """Why the server is not well, in words (empty when it is)."""
+        server = self.server
+        if server.state not in FAILED_STATES and not (server.state == ServerState.STOPPED and server.last_error):
+            return ""
+        reason = server.last_error.strip()
+        if server.last_exit_code is not None:
+            reason = f"{reason} (exit code {server.last_exit_code})" if reason else f"exit code {server.last_exit_code}"
+        return reason
+
+    @cached_property
+    def busy(self) -> bool:
+        """Something is about to change: a transient state or an intent not yet acted on."""
+        server = self.server
+        if server.state in TRANSIENT or server.restart_requested != server.restart_handled:
+            return True
+        if server.desired_state == DesiredState.RUNNING:
+            return server.state == ServerState.STOPPED
+        return server.state in UP_STATES
+
+    @cached_property
+    def pending(self) -> str:
+        """The user's request the supervisor has not acted on yet, in words."""
+        server = self.server
+        if server.restart_requested != server.restart_handled and server.desired_state == DesiredState.RUNNING:
+            return "restart requested"
+        if server.desired_state == DesiredState.RUNNING and server.state == ServerState.STOPPED:
+            return "start requested"
+        if server.desired_state == DesiredState.STOPPED and server.state not in (
+            ServerState.STOPPED,
+            ServerState.STOPPING,
+        ):
+            return "stop requested"
+        return ""
+
+    @cached_property
+    def can_stop(self) -> bool:
+        server = self.server
+        return not (server.desired_state == DesiredState.STOPPED and server.state == ServerState.STOPPED)
+
+    @cached_property
+    def can_start(self) -> bool:
+        server = self.server
+        return server.desired_state == DesiredState.STOPPED or server.state in (ServerState.FATAL, ServerState.STOPPED)
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    beat_at: datetime | None
+    stale_after: float
+
+    @property
+    def missing(self) -> bool:
+        return self.beat_at is None
+
+    @property
+    def age(self) -> float | None:
+        return None if self.beat_at is None else (timezone.now() - self.beat_at).total_seconds()
+
+    @property
+    def stale(self) -> bool:
+        age = self.age
+        return age is None or age > self.stale_after
+
+
+@dataclass(frozen=True)
+class MemoryBar:
+    total: int
+    available: int
+    servers: int
+
+    @property
+    def used(self) -> int:
+        return max(self.total - self.available, 0)
+
+    @property
+    def other(self) -> int:
+        return max(self.used - self.servers, 0)
+
+    def _percent(self, part: int) -> float:
+        return round(100.0 * part / self.total, 1) if self.total else 0.0
+
+    @property
+    def servers_percent(self) -> float:
+        return self._percent(min(self.servers, self.used))
+
+    @property
+    def other_percent(self) -> float:
+        return self._percent(self.other)
+
+    @property
+    def used_percent(self) -> float:
+        return self._percent(self.used)
+
+
+@dataclass
+class Dashboard:
+    cards: list[Card]
+    supervisor: SupervisorStatus
+    memory: MemoryBar
+
+    @cached_property
+    def busy(self) -> bool:
+        return any(card.busy for card in self.cards)
+
+    @property
+    def poll_seconds(self) -> int:
+        return FAST_POLL if self.busy else SLOW_POLL
+
+    @property
+    def running_count(self) -> int:
+        return sum(1 for card in self.cards if card.is_up)
+
+
+def supervisor_status() -> SupervisorStatus:
+    beat = SupervisorHeartbeat.objects.filter(pk=1).values_list("beat_at", flat=True).first()
+    return SupervisorStatus(beat_at=beat, stale_after=settings.MLXM_HEARTBEAT_STALE)
+
+
+def sample_series(server_ids: Sequence[int], *, now: datetime | None = None) -> dict[int, Series]:
+    """Memory and CPU of the given servers over the last hour, one point per minute, in one query.
+
+    Each point is the newest sample of its minute, found by an index seek on (server, taken_at): the
+    cost is servers x minutes whatever the supervisor's sampling rate (averaging every sample
+    instead costs a sort of all of them).
+    """
+    if not server_ids:
+        return {}
+    now = now or timezone.now()
+    step = CHART_WINDOW / CHART_BUCKETS
+    first = now - CHART_WINDOW
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = []
+    for i in range(CHART_BUCKETS):
+        params += [i, adapt(first + step * i), adapt(first + step * (i + 1))]
+    params += list(server_ids)
+    quote = connection.ops.quote_name
+    samples, servers = quote(ServerSample._meta.db_table), quote(Server._meta.db_table)
+    sql = f"""
+        WITH marks(i, lo, hi) AS (VALUES {", ".join(["(%s, %s, %s)"] * CHART_BUCKETS)})
+        SELECT srv.id, marks.i, smp.rss_bytes, smp.cpu_percent
+        FROM marks CROSS JOIN {servers} srv
+        JOIN {samples} smp ON smp.id = (
+            SELECT newest.id FROM {samples} newest
+            WHERE newest.server_id = srv.id AND newest.taken_at > marks.lo AND newest.taken_at <= marks.hi
+            ORDER BY newest.taken_at DESC LIMIT 1
+        )
+        WHERE srv.id IN ({", ".join(["%s"] * len(server_ids))})
+    """
+    series: dict[int, Series] = defaultdict(_empty_series)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for sid, index, rss, cpu in cursor.fetchall():
+            point = series[sid]
+            point.memory[index], point.cpu[index] = float(rss), float(cpu)
+    return series
+
+
+def _charted(server: Server, since: datetime) -> bool:
+    """Servers worth a chart: up, or changed state within the chart's window."""
+    return server.pk is not None and (
+        server.state in UP_STATES or (server.state_changed_at is not None and server.state_changed_at >= since)
+    )
+
+
+def _server_of(profile: ServerProfile) -> Server:
+    try:
+        return profile.server
+    except Server.DoesNotExist:
+        return Server(profile=profile)  # never started: shown as stopped
+
+
+def dashboard_data() -> Dashboard:
+    profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
+    servers = [_server_of(profile) for profile in profiles]
+    since = timezone.now() - CHART_WINDOW
+    series = sample_series([server.pk for server in servers if _charted(server, since)])
+    root = reverse("servers:dashboard")
+    cards = [
+        Card(profile, server, series.get(server.pk) or _empty_series(), root=root)
+        for profile, server in zip(profiles, servers, strict=True)
+    ]
+    vm = psutil.virtual_memory()
+    ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
+    return Dashboard(cards, supervisor_status(), MemoryBar(int(vm.total), int(vm.available), ours))
+
+
+def card_for(profile: ServerProfile) -> Card:
+    server = Server.objects.filter(profile=profile).first() or Server(profile=profile)
+    server.profile = profile
+    series = sample_series([server.pk]).get(server.pk) if server.pk else None
+    return Card(profile, server, series or _empty_series())

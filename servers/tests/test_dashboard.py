@@ -1,0 +1,266 @@
+"""The servers dashboard: the polled partial's query count, the buttons, the banner, empty states."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from library.models import Download, DownloadState
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
+from servers.tests.factories import add_samples, set_server
+
+HTMX = {"HX-Request": "true"}
+# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute.
+PARTIAL_QUERIES = 5
+OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
+
+
+def seed(make_profile: Callable[..., ServerProfile], profiles: int, running: int) -> list[ServerProfile]:
+    made = [make_profile() for _ in range(profiles)]
+    for i, profile in enumerate(made):
+        if i < running:
+            add_samples(set_server(profile, ServerState.RUNNING), count=120, every=timedelta(seconds=30))
+        elif i % 3:  # some never had a Server row at all
+            set_server(profile, OTHER_STATES[i % len(OTHER_STATES)], last_error="boom" if i % 2 else "")
+    return made
+
+
+@pytest.mark.parametrize(("profiles", "running"), [(50, 20), (5, 2)])
+def test_partial_runs_a_fixed_number_of_queries(
+    user_client: Client,
+    make_profile: Callable[..., ServerProfile],
+    django_assert_num_queries: Any,
+    profiles: int,
+    running: int,
+) -> None:
+    seed(make_profile, profiles, running)
+    with django_assert_num_queries(PARTIAL_QUERIES):
+        response = user_client.get("/servers/", headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html  # the partial, not the page
+    assert html.count('class="server-card"') == profiles
+    assert html.count('data-state="running"') == running
+    assert html.count("<polyline") == 2 * running  # memory and CPU sparklines of the running ones
+
+
+def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile("qwen", model="mlx-community/Qwen3-4B-4bit", port=8123)
+    server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1024**3, cpu_percent=33.0, restart_count=2)
+    add_samples(server)
+    html = user_client.get("/servers/").content.decode()
+    assert 'href="http://127.0.0.1:8123/v1"' in html
+    assert "mlx-community/Qwen3-4B-4bit" in html
+    assert f"{server.pid}" in html
+    assert "2.0\xa0GB" in html
+    assert "33 %" in html
+    assert "42 min" in html  # uptime
+    assert "4 ms" in html  # last health latency (3.5 rounds to 4)
+    assert re.search(r'server-restarts">2<', html)
+    points = re.findall(r'<polyline points="([^"]+)"', html)
+    assert len(points) == 2 and all(len(p.split()) > 30 for p in points)
+
+
+def test_failure_reason_is_on_the_badge_card(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile("broken")
+    set_server(
+        profile, ServerState.FATAL, desired_state=DesiredState.RUNNING, last_error="model not found", last_exit_code=1
+    )
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "model not found (exit code 1)" in html
+    assert 'class="badge state-fatal server-state"' in html
+
+
+def test_polls_fast_while_a_server_is_transient_and_slow_otherwise(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile()
+    set_server(profile, ServerState.RUNNING)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'data-poll="5"' in html and "every 5s [document.visibilityState === 'visible']" in html
+    set_server(profile, ServerState.STARTING)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'data-poll="1"' in html and "every 1s [document.visibilityState === 'visible']" in html
+    # An intent the supervisor has not acted on yet also polls fast.
+    set_server(profile, ServerState.STOPPED, desired_state=DesiredState.RUNNING)
+    assert 'data-poll="1"' in user_client.get("/servers/", headers=HTMX).content.decode()
+
+
+def test_banner_when_heartbeat_is_missing_or_stale(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    make_profile()
+    html = user_client.get("/servers/").content.decode()
+    assert "supervisor-banner" in html and "python manage.py runsupervisor" in html and "make run" in html
+    SupervisorHeartbeat.objects.create(pk=1, beat_at=timezone.now() - timedelta(minutes=5))
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "The supervisor is not running" in html
+    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now())
+    assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
+
+
+def test_memory_bar_counts_our_servers(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1024**2)
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1024**2)
+    set_server(make_profile(), ServerState.STOPPED, rss_bytes=900 * 1024**2)  # stale figure of a stopped one
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "Our servers 500.0\xa0MB" in html
+    assert re.search(r'class="mem-servers" style="width: [0-9.]+%"', html)
+
+
+# --- buttons ---
+
+
+def test_start_records_intent_and_returns_the_card(
+    user_client: Client, approved_user: Any, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile("alpha")
+    response = user_client.post(f"/servers/{profile.pk}/start/", headers=HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith("<article") and f'id="server-card-{profile.pk}"' in html
+    assert "Start requested for alpha." in html and "Start requested…" in html
+    assert response["HX-Trigger"] == "servers-changed"
+    server = Server.objects.get(profile=profile)
+    assert server.desired_state == DesiredState.RUNNING
+    event = ServerEvent.objects.get(server=server)
+    assert (event.action, event.by, event.kind) == ("start", approved_user, ServerEvent.Kind.ACTION)
+
+
+def test_stop_and_restart_record_intent(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile()
+    set_server(profile, ServerState.RUNNING)
+    html = user_client.post(f"/servers/{profile.pk}/restart/", headers=HTMX).content.decode()
+    assert "Restart requested" in html
+    assert Server.objects.get(profile=profile).restart_requested == 1
+    html = user_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX).content.decode()
+    assert "Stop requested" in html
+    assert Server.objects.get(profile=profile).desired_state == DesiredState.STOPPED
+    assert list(ServerEvent.objects.values_list("action", flat=True)) == ["stop", "restart"]
+
+
+def test_buttons_work_without_javascript(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile("beta")
+    response = user_client.post(f"/servers/{profile.pk}/start/", {"next": f"/servers/{profile.pk}/"})
+    assert response.status_code == 302 and response["Location"] == f"/servers/{profile.pk}/"
+    assert "Start requested for beta." in user_client.get(response["Location"]).content.decode()
+    # An outside `next` is ignored.
+    response = user_client.post(f"/servers/{profile.pk}/restart/", {"next": "https://evil.example/"})
+    assert response["Location"] == "/servers/"
+
+
+def test_stopping_a_stopped_server_is_refused_politely(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile("idle")
+    set_server(profile, ServerState.STOPPED)
+    response = user_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "idle is not running, so there is nothing to stop." in html and "message-warning" in html
+    assert "HX-Trigger" not in response
+    response = user_client.post(f"/servers/{profile.pk}/stop/", follow=True)
+    assert "nothing to stop" in response.content.decode()
+    assert not ServerEvent.objects.exists()
+
+
+def test_fatal_server_can_be_started_again(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile()
+    set_server(profile, ServerState.FATAL, desired_state=DesiredState.RUNNING, last_error="crashed 5 times")
+    html = user_client.post(f"/servers/{profile.pk}/start/", headers=HTMX).content.decode()
+    assert "Start requested" in html
+    server = Server.objects.get(profile=profile)
+    assert server.desired_state == DesiredState.RUNNING and server.restart_requested == 1
+
+
+def test_actions_need_post_and_a_known_profile(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile()
+    assert user_client.get(f"/servers/{profile.pk}/start/").status_code == 405
+    assert user_client.post("/servers/9999/start/").status_code == 404
+    assert user_client.get("/servers/9999/").status_code == 404
+
+
+def test_anonymous_is_sent_to_login(client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    profile = make_profile()
+    response = client.post(f"/servers/{profile.pk}/start/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert not Server.objects.exists()
+
+
+# --- empty states ---
+
+
+def test_empty_dashboard_says_find_a_model_first(user_client: Client) -> None:
+    html = user_client.get("/servers/").content.decode()
+    assert 'href="/models/search/"' in html and "Find a model" in html
+    assert 'href="/profiles/new/"' in html
+
+
+def test_empty_dashboard_with_a_model_says_create_a_profile(user_client: Client) -> None:
+    Download.objects.create(repo_id="mlx-community/Tiny-4bit", state=DownloadState.COMPLETED)
+    html = user_client.get("/servers/").content.decode()
+    assert "Create a profile" in html and 'href="/models/search/"' not in html
+
+
+# --- the server page ---
+
+
+def test_server_page_shows_state_command_and_timeline(
+    user_client: Client, approved_user: Any, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile("gamma", model="mlx-community/Gamma-4bit", port=8555)
+    server = set_server(
+        profile, ServerState.BACKOFF, desired_state=DesiredState.RUNNING, last_exit_code=3, last_error="Killed"
+    )
+    ServerEvent.objects.create(
+        server=server, kind=ServerEvent.Kind.ACTION, action="start", by=approved_user, cause="user"
+    )
+    ServerEvent.objects.create(
+        server=server,
+        kind=ServerEvent.Kind.TRANSITION,
+        from_state="starting",
+        to_state="backoff",
+        cause="exit",
+        exit_code=3,
+        message="exited during start",
+    )
+    html = user_client.get(f"/servers/{profile.pk}/").content.decode()
+    assert "-m mlx_lm server --model mlx-community/Gamma-4bit --host 127.0.0.1 --port 8555" in html
+    assert "alice@example.com" in html and "<strong>Start</strong>" in html
+    assert re.search(r"state-starting\">starting</span> → <span class=\"badge state-backoff\">backoff", html)
+    assert "exited during start" in html and "Killed (exit code 3)" in html
+    state = user_client.get(f"/servers/{profile.pk}/state/", headers=HTMX).content.decode()
+    assert 'id="server-state"' in state and 'hx-swap-oob="true"' in state and "exited during start" in state
+
+
+# --- the sparkline builder (shared with the System page) ---
+
+
+def test_sparkline_points_scale_and_gaps() -> None:
+    from servers.charts import sparkline_points
+
+    assert sparkline_points([0, 50, 100], 100, 20, maximum=100) == "0.0,19.0 50.0,10.0 100.0,1.0"
+    assert sparkline_points([None, 2, None, 4], 30, 10) == "10.0,5.0 30.0,1.0"  # gaps are skipped
+    assert sparkline_points([200, 0], 10, 10, maximum=100) == "0.0,1.0 10.0,9.0"  # clipped at the top
+    assert sparkline_points([3], 10, 10) == "0,1.0 10.0,1.0"
+    assert sparkline_points([0, 0], 10, 10) == "0.0,9.0 10.0,9.0"
+    assert sparkline_points([], 10, 10) == sparkline_points([None, None], 10, 10) == ""
+
+
+def test_samples_are_one_point_per_minute_of_the_last_hour(make_profile: Callable[..., ServerProfile]) -> None:
+    from servers.dashboard import CHART_BUCKETS, sample_series
+
+    server = set_server(make_profile(), ServerState.RUNNING)
+    add_samples(server, count=2 * 360, every=timedelta(seconds=10))  # two hours, one every 10 s
+    series = sample_series([server.pk])[server.pk]
+    known = [v for v in series.memory if v is not None]
+    assert len(series.memory) == CHART_BUCKETS and len(known) >= CHART_BUCKETS - 1
+    assert all(1e9 <= v < 1.1e9 for v in known) and all(0 <= v < 100 for v in series.cpu if v is not None)
+    assert sample_series([]) == {}

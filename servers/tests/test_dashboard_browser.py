@@ -1,0 +1,133 @@
+"""The dashboard and the server page in a real Chromium, with rows in several states seeded as the
+supervisor would write them and a real mlx_lm.server for the quick chat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from conftest import browser_login, screenshot
+from profiles.models import ServerProfile
+from servers.logs import server_log_path
+from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
+from servers.tests.conftest import RealServer
+from servers.tests.factories import add_samples, set_server
+
+
+def beat() -> None:
+    SupervisorHeartbeat.objects.update_or_create(pk=1, defaults={"beat_at": timezone.now(), "pid": 1})
+
+
+@pytest.mark.browser
+@pytest.mark.mlx
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_and_server_page_live(
+    page: Any,
+    live_server: Any,
+    approved_user: Any,
+    make_profile: Callable[..., ServerProfile],
+    mlx_server: RealServer,
+) -> None:
+    tiny = make_profile("tiny-llama", model=str(mlx_server.model), port=mlx_server.port)
+    tiny_server = set_server(
+        tiny, ServerState.RUNNING, pid=mlx_server.pid, port=mlx_server.port, rss_bytes=812 * 1024**2
+    )
+    add_samples(tiny_server)
+    ServerEvent.objects.create(server=tiny_server, kind="action", action="start", by=approved_user, cause="user")
+    ServerEvent.objects.create(
+        server=tiny_server, kind="transition", from_state="stopped", to_state="starting", cause="user"
+    )
+    ServerEvent.objects.create(
+        server=tiny_server,
+        kind="transition",
+        from_state="starting",
+        to_state="running",
+        cause="health",
+        message="GET /health answered 200",
+    )
+    broken = make_profile("broken-model", model="mlx-community/Missing-4bit")
+    set_server(
+        broken,
+        ServerState.FATAL,
+        desired_state=DesiredState.RUNNING,
+        last_exit_code=1,
+        restart_count=5,
+        last_error="Repository not found: mlx-community/Missing-4bit is not downloaded",
+    )
+    warming = make_profile("qwen3-4b", model="mlx-community/Qwen3-4B-4bit")
+    set_server(warming, ServerState.STARTING, rss_bytes=None, last_health_ms=None, started_at=timezone.now())
+    idle = make_profile("idle-one", model="mlx-community/Llama-3.2-1B-Instruct-4bit")
+    set_server(idle, ServerState.STOPPED)
+    flaky = make_profile("flaky", model="mlx-community/Phi-4-mini-4bit")
+    set_server(
+        flaky,
+        ServerState.BACKOFF,
+        desired_state=DesiredState.RUNNING,
+        last_exit_code=-9,
+        restart_count=2,
+        last_error="Killed by the system (out of memory?)",
+        backoff_until=timezone.now() + timedelta(seconds=20),
+    )
+    beat()
+    log = server_log_path(tiny.pk)
+    log.write_text("".join(f"2026-11-22 03:00:{i:02d} INFO  request {i} served in 12 ms\n" for i in range(40)))
+
+    browser_login(page, live_server.url, approved_user.email)
+    page.goto(f"{live_server.url}/servers/")
+    assert page.locator(".server-card").count() == 5
+    assert page.locator(f"#server-card-{broken.pk} .server-failure").inner_text().startswith("Repository not found")
+    assert page.locator(f"#server-card-{tiny.pk} .spark-mem polyline").count() == 1
+    screenshot(page, "servers-dashboard-desktop")
+
+    # The supervisor reports a change: the card follows without a reload.
+    page.evaluate("window.__noReload = true")
+    set_server(idle, ServerState.RUNNING)
+    page.wait_for_selector(f"#server-card-{idle.pk}[data-state='running']", timeout=8000)
+    assert page.evaluate("window.__noReload") is True
+
+    # A button answers at once with the card; a fatal server can be started again.
+    page.click(f"#server-card-{broken.pk} .btn-start")
+    page.wait_for_selector(f"#server-card-{broken.pk} .server-pending:has-text('Restart requested')", timeout=5000)
+    assert Server.objects.get(profile=broken).restart_requested == 1
+    # Each button posts to its own action (formaction), through htmx too.
+    page.click(f"#server-card-{flaky.pk} .btn-stop")
+    page.wait_for_selector(f"#server-card-{flaky.pk} .server-pending:has-text('Stop requested')", timeout=5000)
+    assert Server.objects.get(profile=flaky).desired_state == DesiredState.STOPPED
+    assert page.evaluate("window.__noReload") is True
+
+    # The supervisor stops beating: the banner appears, still without a reload.
+    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() - timedelta(minutes=2))
+    page.wait_for_selector("#supervisor-banner", timeout=8000)
+    assert "python manage.py runsupervisor" in page.locator("#supervisor-banner").inner_text()
+    assert page.evaluate("window.__noReload") is True
+    screenshot(page, "servers-dashboard-supervisor-down")
+
+    beat()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server.url}/servers/")
+    screenshot(page, "servers-dashboard-phone")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the dashboard scrolls sideways on a phone ({width}px)"
+
+    # The server page: state, timeline, log following live, the quick chat against the real server.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/servers/{tiny.pk}/")
+    assert "request 39 served" in page.locator("#log-lines").inner_text()
+    assert page.locator("#server-events tbody tr").count() == 3
+    with log.open("a") as handle:
+        handle.write("".join(f"2026-11-22 03:01:00 INFO  burst line {i}\n" for i in range(2000)))
+    page.wait_for_function("document.getElementById('log-lines').innerText.includes('burst line 1999')", timeout=8000)
+    page.fill("#id_prompt", "hello model")
+    page.click("#chat button[type=submit]")
+    page.wait_for_selector("#chat .chat-answer", timeout=60_000)
+    assert "completion tokens" in page.locator("#chat .chat-stats").inner_text()
+    beat()
+    screenshot(page, "servers-page-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "servers-page-phone")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 392, f"the server page scrolls sideways on a phone ({width}px)"

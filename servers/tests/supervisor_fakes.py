@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servers.supervisor.host import Process
+
 GiB = 1024**3
 
 
@@ -62,7 +64,8 @@ class FakeHost:
                 return process if process.argv == list(cmdline) else None
         return None
 
-    def signal(self, process: FakeProcess, sig: int) -> None:  # type: ignore[override]
+    def signal(self, process: Process, sig: int) -> None:
+        assert isinstance(process, FakeProcess)
         process.signals.append(sig)
         if sig == signal.SIGKILL:
             process.exit(-signal.SIGKILL)
@@ -85,5 +88,5 @@ class FakeHost:
     def memory(self) -> tuple[int, int]:
         return self.total, self.available
 
-    def usage(self, process: FakeProcess) -> tuple[int, float] | None:  # type: ignore[override]
+    def usage(self, process: Process) -> tuple[int, float] | None:
         return (100 * 1024**2, 2.5) if process.alive() else None

@@ -11,7 +11,7 @@ import contextlib
 import json
 import signal
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -439,10 +439,8 @@ def test_deleted_profile_process_is_ended(rig: Rig) -> None:
 
 def test_samples_are_taken_and_old_ones_pruned(rig: Rig) -> None:
     rig.running()
-    old = rig.server
-    ServerSample.objects.create(
-        server=old, taken_at=old.state_changed_at - timedelta(hours=2), rss_bytes=1, cpu_percent=0
-    )
+    long_ago = datetime.fromtimestamp(rig.host.now, UTC) - timedelta(hours=2)
+    ServerSample.objects.create(server=rig.server, taken_at=long_ago, rss_bytes=1, cpu_percent=0)
     rig.tick(61)  # pruning runs once a minute
     samples = ServerSample.objects.filter(server=rig.server)
     assert {s.rss_bytes for s in samples} == {100 * 1024**2}

@@ -31,6 +31,17 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
 
 
+def supervisor_env() -> dict[str, str]:
+    """The environment for a `manage.py` subprocess that uses the test database and data folder."""
+    db_name = connection.settings_dict["NAME"]
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db_name}",
+        "MLXM_DATA_DIR": str(settings.MLXM_DATA_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 class SupervisorProcesses:
     """Start supervisors with `start()`; each writes its output to a log under `log_dir`."""
 
@@ -39,15 +50,6 @@ class SupervisorProcesses:
         self.started: list[subprocess.Popen[bytes]] = []
         self.server_pids: dict[int, float | None] = {}
 
-    def env(self) -> dict[str, str]:
-        db_name = connection.settings_dict["NAME"]
-        return {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{db_name}",
-            "MLXM_DATA_DIR": str(settings.MLXM_DATA_DIR),
-            "PYTHONUNBUFFERED": "1",
-        }
-
     def start(self, *args: str, wait: bool = True) -> subprocess.Popen[bytes]:
         """Start `manage.py runsupervisor`; with `wait`, return once its heartbeat names it."""
         n = len(self.started) + 1
@@ -55,7 +57,7 @@ class SupervisorProcesses:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runsupervisor", *args],
             cwd=BASE_DIR,
-            env=self.env(),
+            env=supervisor_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

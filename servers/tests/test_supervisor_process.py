@@ -67,8 +67,7 @@ def test_kill_9_of_the_supervisor_then_a_new_one_adopts_both_servers(
     profiles = [make_profile(tiny_model), make_profile(tiny_model)]
     for profile in profiles:
         server_start(profile=profile, by=None)
-    for profile in profiles:
-        wait_for(lambda p=profile: state_of(p) == State.RUNNING, timeout=120, what=f"{profile} running")
+    wait_for(lambda: all(state_of(p) == State.RUNNING for p in profiles), timeout=120, what="both running")
     supervisor_process.remember_servers()
     pids = {p.pk: Server.objects.get(profile=p).pid for p in profiles}
 

@@ -9,6 +9,7 @@ supervisor writes only its own columns of `Server`; every state change goes thro
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 
 from profiles.argv import build_server_argv
@@ -53,8 +55,8 @@ class Policy:
     memory_headroom: int = 2 * 1024**3
     sample_interval: float = 5.0
     sample_retention: float = 3600.0
-    heartbeat_interval: float = 1.0
-    idle_interval: float = 2.0
+    heartbeat_interval: float = 2.0
+    idle_interval: float = 2.5
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
@@ -82,6 +84,12 @@ class Runtime:
     failures: list[float] = field(default_factory=list)
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
+
+
+def on_grid(now: float, interval: float) -> float:
+    """The next multiple of `interval` after `now`: periodic work of every server lands on the
+    same ticks, so an idle supervisor with many servers wakes up rarely."""
+    return (math.floor(now / interval) + 1) * interval
 
 
 def _dt(timestamp: float) -> datetime:
@@ -206,8 +214,8 @@ class Supervisor:
         now = self.host.time()
         self.beat(now)
         if now >= self.next_sample:
-            self.next_sample = now + self.policy.sample_interval
-            self.sample(now)
+            self.next_sample = on_grid(now, self.policy.sample_interval)
+            self.sample(now, seen)
         if self.downloads is not None and not self.shutting_down:
             try:
                 self.downloads.tick()
@@ -217,7 +225,7 @@ class Supervisor:
     def seconds_until_next(self) -> float:
         """How long the loop may sleep before something is due (a wake-up cuts it short)."""
         now = self.host.time()
-        due = [self.next_sample, now + self.policy.idle_interval]
+        due = [self.next_sample, on_grid(now, self.policy.idle_interval)]
         for rt in self.runtimes.values():
             if rt.process is not None:
                 due.append(rt.next_probe)
@@ -252,6 +260,8 @@ class Supervisor:
 
         if state == State.STOPPED:
             if want and rt.process is None:
+                if not rt.restart_pending:
+                    rt.failures.clear()  # a fresh start by the user: earlier crashes no longer count
                 self._start(server, rt, cause="user" if not rt.restart_pending else "restart")
         elif state == State.STARTING:
             if not want or restart:
@@ -338,7 +348,7 @@ class Supervisor:
         if latency is None:
             rt.next_probe = now + self.policy.start_probe_interval
             return
-        rt.next_probe = now + self.policy.health_interval
+        rt.next_probe = on_grid(now, self.policy.health_interval)
         transition(
             server,
             State.RUNNING,
@@ -352,7 +362,7 @@ class Supervisor:
         )
 
     def _probe(self, server: Server, rt: Runtime, now: float) -> None:
-        rt.next_probe = now + self.policy.health_interval
+        rt.next_probe = on_grid(now, self.policy.health_interval)
         latency = self.host.health(server.profile.host, server.profile.port, timeout=self.policy.health_timeout)
         state = State(server.state)
         if latency is not None:
@@ -473,26 +483,32 @@ class Supervisor:
 
     # --- samples ---
 
-    def sample(self, now: float) -> None:
+    def sample(self, now: float, servers: set[int]) -> None:
+        """Memory and CPU of each running server and of the system; one transaction for all."""
         at = _dt(now)
-        used = 0
+        usages: dict[int, tuple[int, float]] = {}
         for pk, rt in self.runtimes.items():
-            if rt.process is None or not rt.process.alive():
-                continue
-            usage = self.host.usage(rt.process)
-            if usage is None:
-                continue
-            rss, cpu = usage
-            used += rss
-            ServerSample.objects.create(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
-            Server.objects.filter(pk=pk).update(rss_bytes=rss, cpu_percent=cpu)
+            if pk in servers and rt.process is not None and rt.process.alive():
+                usage = self.host.usage(rt.process)
+                if usage is not None:
+                    usages[pk] = usage
         total, available = self.host.memory()
-        SystemSample.objects.create(
-            taken_at=at, memory_total=total, memory_available=available, memory_used_by_servers=used
-        )
-        for server in Server.objects.filter(pk__in=list(self.runtimes)).select_related("profile"):
+        with transaction.atomic():
+            ServerSample.objects.bulk_create(
+                ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
+                for pk, (rss, cpu) in usages.items()
+            )
+            for pk, (rss, cpu) in usages.items():
+                Server.objects.filter(pk=pk).update(rss_bytes=rss, cpu_percent=cpu)
+            SystemSample.objects.create(
+                taken_at=at,
+                memory_total=total,
+                memory_available=available,
+                memory_used_by_servers=sum(rss for rss, _cpu in usages.values()),
+            )
+        for profile_id in Server.objects.filter(pk__in=list(usages)).values_list("profile_id", flat=True):
             logfile.rotate_if_large(
-                server_log_path(server.profile.pk), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
+                server_log_path(profile_id), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
             )
         if now >= self.next_prune:
             self.next_prune = now + 60

@@ -158,3 +158,6 @@ class Daemon:
         except OperationalError:
             log.exception("database error; trying again at the next tick")
             connection.close()
+        except Exception:
+            # One bad tick must not take the supervisor (and the servers' watch) down.
+            log.exception("the tick failed; trying again at the next one")

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -102,6 +102,28 @@ def probe_address(host: str) -> str:
 class RealHost:
     """The machine itself."""
 
+    _ppid_map: dict[int, int] = field(default_factory=dict)
+    _ppid_map_at: float = 0.0
+
+    def _descendants(self, pid: int) -> list[int]:
+        """Children, grandchildren... of `pid`, from one scan of the process table per second
+        (psutil's children() scans it for every call)."""
+        if time.monotonic() - self._ppid_map_at > 1.0:
+            self._ppid_map = {}
+            for proc in psutil.process_iter(["ppid"]):
+                self._ppid_map[proc.pid] = proc.info["ppid"]
+            self._ppid_map_at = time.monotonic()
+        by_parent: dict[int, list[int]] = {}
+        for child, parent in self._ppid_map.items():
+            by_parent.setdefault(parent, []).append(child)
+        found: list[int] = []
+        todo = [pid]
+        while todo:
+            for child in by_parent.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
     def time(self) -> float:
         return time.time()
 
@@ -183,21 +205,17 @@ class RealHost:
         handle: psutil.Process | None = getattr(process, "handle", None)
         if handle is None:
             return None
-        try:
-            members = [handle, *handle.children(recursive=True)]
-        except psutil.Error:
-            return None
+        # cpu_percent compares with the previous call on the same object, so keep them.
+        cache: dict[int, psutil.Process] = getattr(process, "cpu_handles", {handle.pid: handle})
         rss = 0
         cpu = 0.0
-        cache: dict[int, psutil.Process] = getattr(process, "cpu_handles", {})
-        for member in members:
-            # cpu_percent compares with the previous call on the same object, so keep them.
-            member = cache.setdefault(member.pid, member)
+        for pid in [handle.pid, *self._descendants(handle.pid)]:
             try:
+                member = cache.get(pid) or cache.setdefault(pid, psutil.Process(pid))
                 rss += member.memory_info().rss
                 cpu += member.cpu_percent(interval=None)
             except psutil.Error:
-                continue
+                cache.pop(pid, None)
         process.cpu_handles = cache  # type: ignore[attr-defined]
         return rss, cpu
 

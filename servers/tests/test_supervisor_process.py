@@ -173,3 +173,20 @@ def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     supervisor_process.remember_servers()
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGCONT)
+
+
+def test_a_start_is_acted_on_at_once_not_at_the_next_poll(supervisor_process: SupervisorProcesses) -> None:
+    """The idle loop sleeps 2 s; the web side's wake-up datagram cuts that short."""
+    supervisor_process.start()
+    delays = []
+    for n in range(3):
+        time.sleep(0.7)  # land somewhere inside an idle sleep
+        profile = ServerProfile.objects.create(name=f"wake-{n}", model="/nonexistent/model", port=free_port())
+        server_start(profile=profile, by=None)
+        wait_for(lambda p=profile: state_of(p) == State.FATAL, timeout=10, what="refused")  # type: ignore[misc]
+        server = Server.objects.get(profile=profile)
+        asked = ServerEvent.objects.get(server=server, action="start").created_at
+        acted = ServerEvent.objects.get(server=server, to_state="starting").created_at
+        delays.append((acted - asked).total_seconds())
+        assert "not on this machine" in server.last_error
+    assert max(delays) < 0.5, delays

@@ -199,3 +199,26 @@ def test_refused_starts_spawn_nothing(tiny_model: Path, case: str) -> None:
     assert server.pid is None
     assert psutil.Process().children(recursive=True) == []
     assert (log_path.stat().st_size if log_path.exists() else 0) == log_size, "nothing spawned, nothing logged"
+
+
+def test_usage_counts_the_children_and_a_group_signal_ends_them_all(tmp_path: Path) -> None:
+    host = RealHost()
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    process = host.spawn([sys.executable, "-c", script], log_path=tmp_path / "x.log")
+    try:
+        deadline = time.monotonic() + 10
+        while len(psutil.Process(process.pid).children()) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        child = psutil.Process(process.pid).children()[0]
+        usage = host.usage(process)
+        assert usage is not None
+        own = psutil.Process(process.pid).memory_info().rss
+        assert usage[0] >= own + child.memory_info().rss * 0.9
+        assert os.getpgid(child.pid) == process.pid, "a new session: the server leads its own group"
+    finally:
+        host.signal(process, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while process.alive() or (psutil.pid_exists(child.pid) and child.status() != psutil.STATUS_ZOMBIE):
+        assert time.monotonic() < deadline, "the group signal reached the child too"
+        time.sleep(0.02)

@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -83,20 +81,6 @@ def run() -> list[Result]:
 # --- the child process ---
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def _wait(predicate: Any, timeout: float, interval: float = 0.005) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -116,6 +100,7 @@ def _inner(tmp: Path) -> dict[str, list[float]]:
     from profiles.models import ServerProfile
     from servers.models import Server, ServerEvent, SupervisorHeartbeat
     from servers.services import server_start, server_stop
+    from testing.supervisor import free_port, health_ok
     from testing.tinymodel import make_tiny_model
 
     call_command("migrate", verbosity=0)
@@ -126,7 +111,7 @@ def _inner(tmp: Path) -> dict[str, list[float]]:
     )
     try:
         _wait(lambda: SupervisorHeartbeat.objects.filter(pid=supervisor.pid).exists(), 60)
-        profile = ServerProfile.objects.create(name="bench", model=str(model), port=_free_port())
+        profile = ServerProfile.objects.create(name="bench", model=str(model), port=free_port())
         server = Server.objects.create(profile=profile)
 
         def state() -> str:
@@ -140,7 +125,7 @@ def _inner(tmp: Path) -> dict[str, list[float]]:
             # which also tells when the server was ready, so the manager's own overhead shows:
             # (asked -> acted on) + (ready -> marked running).
             server_start(profile=profile, by=None)
-            _wait(lambda: _healthy(profile.port), 120, interval=0.01)
+            _wait(lambda: health_ok(profile.port), 120, interval=0.01)
             seen_ready = time.time()
             _wait(lambda: state() == "running", 60)
             events = ServerEvent.objects.filter(server=server)
@@ -157,13 +142,13 @@ def _inner(tmp: Path) -> dict[str, list[float]]:
                 proc = subprocess.Popen(
                     build_server_argv(profile), stdout=hand_log, stderr=subprocess.STDOUT, start_new_session=True
                 )
-            _wait(lambda: _healthy(profile.port), 120, interval=0.01)
+            _wait(lambda: health_ok(profile.port), 120, interval=0.01)
             by_hand_ms.append((time.perf_counter() - started) * 1000)
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
 
         profiles = [
-            ServerProfile.objects.create(name=f"idle-{n}", model=str(model), port=_free_port())
+            ServerProfile.objects.create(name=f"idle-{n}", model=str(model), port=free_port())
             for n in range(IDLE_SERVERS)
         ]
         for p in profiles:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -22,15 +20,9 @@ from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbeat
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
-from testing.supervisor import BASE_DIR, SupervisorProcesses, supervisor_env, wait_for
+from testing.supervisor import BASE_DIR, SupervisorProcesses, free_port, health_ok, supervisor_env, wait_for
 
 pytestmark = pytest.mark.mlx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_profile(model: Path) -> ServerProfile:
@@ -46,14 +38,6 @@ def server_processes(port: int) -> list[psutil.Process]:
         if "mlx_lm" in cmdline and "--port" in cmdline and cmdline[cmdline.index("--port") + 1] == str(port):
             found.append(process)
     return found
-
-
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def state_of(profile: ServerProfile) -> str:
@@ -74,7 +58,7 @@ def test_kill_9_of_the_supervisor_then_a_new_one_adopts_both_servers(
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     for profile in profiles:
-        assert answers(profile.port), "the servers outlive the supervisor"
+        assert health_ok(profile.port), "the servers outlive the supervisor"
 
     second = supervisor_process.start()
     time.sleep(3)  # a few ticks of the new supervisor, health probes included
@@ -83,7 +67,7 @@ def test_kill_9_of_the_supervisor_then_a_new_one_adopts_both_servers(
         server = Server.objects.get(profile=profile)
         assert server.state == State.RUNNING
         assert server.pid == pids[profile.pk]
-        assert answers(profile.port)
+        assert health_ok(profile.port)
         assert [p.pid for p in server_processes(profile.port)] == [server.pid], "none extra"
         assert ServerEvent.objects.filter(server=server, message=f"Adopted the running process (PID {server.pid}).")
         starts = ServerEvent.objects.filter(server=server, from_state="stopped", to_state="starting")

@@ -23,14 +23,9 @@ from servers.services import server_start, server_stop
 from servers.states import State
 from servers.supervisor.core import Policy, Supervisor
 from servers.supervisor.host import RealHost
+from testing.supervisor import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mlx]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_profile(model: str, port: int | None = None) -> ServerProfile:

@@ -35,6 +35,8 @@ log = logging.getLogger("mlxmanager.supervisor")
 
 ArgvBuilder = Callable[[ServerProfile], list[str]]
 WITH_PROCESS = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY, State.STOPPING})
+PROBED = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY})
+EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Runtime:
     failures: list[float] = field(default_factory=list)
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
+    state: State = State.STOPPED  # as of the end of the last reconcile
 
 
 def on_grid(now: float, interval: float) -> float:
@@ -227,10 +230,11 @@ class Supervisor:
         now = self.host.time()
         due = [self.next_sample, on_grid(now, self.policy.idle_interval)]
         for rt in self.runtimes.values():
-            if rt.process is not None:
-                due.append(rt.next_probe)
             if rt.kill_at is not None:
-                due.append(rt.kill_at)
+                # Our own children's exit wakes the loop (SIGCHLD); an adopted one is polled.
+                due.extend([rt.kill_at, now + EXIT_POLL])
+            elif rt.process is not None and rt.state in PROBED:
+                due.append(rt.next_probe)
             if rt.backoff_until > now:
                 due.append(rt.backoff_until)
             if rt.start_deadline > now:
@@ -298,6 +302,7 @@ class Supervisor:
         if rt.kill_at is not None and rt.process is not None and now >= rt.kill_at:
             self.host.signal(rt.process, signal.SIGKILL)
             rt.kill_at = now + self.policy.stop_timeout
+        rt.state = State(server.state)
 
     def _start(self, server: Server, rt: Runtime, *, cause: str, restarting: bool = False) -> None:
         profile = server.profile
@@ -314,7 +319,12 @@ class Supervisor:
         if refusal:
             transition(server, State.FATAL, cause="precheck", message=refusal, last_error=refusal)
             return
-        argv = self.argv_builder(profile)
+        try:
+            argv = self.argv_builder(profile)
+        except Exception as exc:
+            error = f"Could not build the server's command line from the profile: {exc}"
+            transition(server, State.FATAL, cause="precheck", message=error, last_error=error)
+            return
         log_path = server_log_path(profile.pk)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile.rotate_if_large(log_path, max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups)

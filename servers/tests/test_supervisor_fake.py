@@ -453,3 +453,23 @@ def test_idle_loop_sleeps_until_something_is_due(rig: Rig) -> None:
     assert rig.sup.seconds_until_next() == pytest.approx(POLICY.idle_interval)
     rig.starting()
     assert rig.sup.seconds_until_next() <= POLICY.start_probe_interval
+
+
+def test_waiting_for_a_stop_does_not_spin(rig: Rig) -> None:
+    rig.stopping()
+    assert rig.sup.seconds_until_next() == pytest.approx(0.1)
+    rig.tick(POLICY.stop_timeout)  # SIGKILL; the fake process is gone at once
+    rig.tick()
+    assert rig.server.state == State.STOPPED
+    assert rig.sup.seconds_until_next() > 1
+
+
+def test_a_profile_the_argv_builder_rejects_is_fatal(rig: Rig) -> None:
+    def broken(profile: ServerProfile) -> list[str]:
+        raise ValueError("draft model missing")
+
+    rig.sup.argv_builder = broken
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.FATAL
+    assert "draft model missing" in rig.server.last_error
+    assert rig.host.processes == []

@@ -267,6 +267,8 @@ class Supervisor:
                 if not rt.restart_pending:
                     rt.failures.clear()  # a fresh start by the user: earlier crashes no longer count
                 self._start(server, rt, cause="user" if not rt.restart_pending else "restart")
+            elif not want:
+                rt.restart_pending = False  # stopped for good, not half of a restart
         elif state == State.STARTING:
             if not want or restart:
                 self._stop(server, rt, restart=restart)

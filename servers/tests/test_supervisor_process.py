@@ -137,14 +137,14 @@ def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     os.kill(pid, signal.SIGSTOP)
     first.send_signal(signal.SIGTERM)
     wait_for(lambda: state_of(profile) == State.STOPPING, timeout=10, what="stopping")
-    assert first.poll() is None
+    assert first.poll() is None, supervisor_process.output(first)
     during = run_second_supervisor()
     assert during.returncode != 0, "the lock is held until the old supervisor has finished"
     assert "already running" in during.stderr
-    assert first.wait(60) == 0
+    assert first.wait(60) == 0, supervisor_process.output(first)
 
     server = Server.objects.get(profile=profile)
-    assert server.state == State.STOPPED
+    assert server.state == State.STOPPED, list(ServerEvent.objects.filter(server=server).values_list("message"))
     assert server.desired_state == DesiredState.RUNNING, "kept, so it starts again with the supervisor"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert server_processes(profile.port) == []

@@ -217,3 +217,34 @@ def test_usage_counts_the_children_and_a_group_signal_ends_them_all(tmp_path: Pa
     while process.alive() or (psutil.pid_exists(child.pid) and child.status() != psutil.STATUS_ZOMBIE):
         assert time.monotonic() < deadline, "the group signal reached the child too"
         time.sleep(0.02)
+
+
+def test_a_frozen_server_turns_unhealthy_and_is_replaced(tiny_model: Path) -> None:
+    profile = make_profile(str(tiny_model))
+    policy = Policy.from_settings(
+        start_timeout=120,
+        health_interval=0.2,
+        health_timeout=0.2,
+        unhealthy_after=2,
+        restart_unhealthy_after=2,
+        stop_timeout=0.5,
+        backoff_base=0.1,
+    )
+    sup = Supervisor(host=RealHost(), policy=policy)
+    server = server_start(profile=profile, by=None)
+    run_until(sup, server, {State.RUNNING}, timeout=120)
+    frozen = server.pid
+    assert frozen is not None
+    os.kill(frozen, signal.SIGSTOP)  # alive, holding its port, answering nothing
+    run_until(sup, server, {State.UNHEALTHY}, timeout=30)
+    run_until(sup, server, {State.BACKOFF}, timeout=30)
+    assert server.last_exit_code == -signal.SIGKILL, "SIGTERM cannot reach a frozen process; SIGKILL did"
+    run_until(sup, server, {State.RUNNING}, timeout=120)
+    assert server.pid != frozen and not psutil.pid_exists(frozen)
+    assert health_status(profile.port) == 200
+    causes = list(
+        ServerEvent.objects.filter(server=server, to_state__in=["unhealthy", "backoff"]).values_list("cause", flat=True)
+    )
+    assert causes == ["health", "health"]
+    server_stop(profile=profile, by=None)
+    run_until(sup, server, {State.STOPPED}, timeout=30)

@@ -221,15 +221,8 @@ def test_usage_counts_the_children_and_a_group_signal_ends_them_all(tmp_path: Pa
 
 def test_a_frozen_server_turns_unhealthy_and_is_replaced(tiny_model: Path) -> None:
     profile = make_profile(str(tiny_model))
-    policy = Policy.from_settings(
-        start_timeout=120,
-        health_interval=0.2,
-        health_timeout=0.2,
-        unhealthy_after=2,
-        restart_unhealthy_after=2,
-        stop_timeout=0.5,
-        backoff_base=0.1,
-    )
+    fast = {"health_interval": 0.2, "health_timeout": 0.2, "stop_timeout": 0.5, "backoff_base": 0.1}
+    policy = Policy.from_settings(start_timeout=120, **fast)
     sup = Supervisor(host=RealHost(), policy=policy)
     server = server_start(profile=profile, by=None)
     run_until(sup, server, {State.RUNNING}, timeout=120)

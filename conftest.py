@@ -108,6 +108,23 @@ def hub(hub_stub: Any) -> Iterator[Any]:
     hub_stub.reset()
 
 
+# --- the supervisor ---
+
+
+@pytest.fixture
+def supervisor_process(transactional_db: Any, tmp_path: Path) -> Iterator[Any]:
+    """Start real `manage.py runsupervisor` processes on the test database and data directory:
+    `supervisor_process.start()` returns the Popen once its heartbeat is in. Teardown stops every
+    supervisor started and kills any model server left behind."""
+    from testing.supervisor import SupervisorProcesses
+
+    runner = SupervisorProcesses(tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.cleanup()
+
+
 # --- the browser ---
 
 

@@ -36,6 +36,9 @@ class Server(models.Model):
     state = models.CharField(max_length=16, choices=ServerState.choices, default=ServerState.STOPPED)
     pid = models.PositiveIntegerField(null=True, blank=True)
     process_started_at = models.FloatField(null=True, blank=True, help_text="psutil create_time of the process.")
+    cmdline = models.JSONField(
+        default=list, blank=True, help_text="The argv the process was started with (to recognise it on adoption)."
+    )
     port = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
@@ -63,6 +66,7 @@ class ServerEvent(models.Model):
     class Kind(models.TextChoices):
         TRANSITION = "transition", "State change"
         ACTION = "action", "User action"
+        NOTE = "note", "Supervisor note"
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="events")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -23,7 +23,7 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.STARTING: frozenset({State.RUNNING, State.BACKOFF, State.FATAL, State.STOPPING}),
     State.RUNNING: frozenset({State.UNHEALTHY, State.BACKOFF, State.STOPPING}),
     State.UNHEALTHY: frozenset({State.RUNNING, State.BACKOFF, State.STOPPING}),
-    State.BACKOFF: frozenset({State.STARTING, State.FATAL, State.STOPPED, State.STOPPING}),
+    State.BACKOFF: frozenset({State.STARTING, State.FATAL, State.STOPPED}),
     State.STOPPING: frozenset({State.STOPPED}),
     State.FATAL: frozenset({State.STARTING, State.STOPPED}),
 }

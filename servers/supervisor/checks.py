@@ -1,0 +1,84 @@
+"""Checks made before a server is spawned. Each returns None when fine, or the refusal in words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from library.local import local_model_path, read_config, weights_bytes
+from profiles.models import ServerProfile
+from servers.supervisor.host import Host
+
+GiB = 1024**3
+MiB = 1024**2
+KV_CONTEXT_CAP = 8192  # tokens of KV cache the estimate assumes at most (servers grow it on demand)
+
+
+def human_bytes(n: float) -> str:
+    if abs(n) >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    if abs(n) >= MiB:
+        return f"{n / MiB:.0f} MiB"
+    return f"{n / 1024:.0f} KiB"
+
+
+def check_port(profile: ServerProfile, host: Host) -> str | None:
+    holder = host.port_holder(profile.host, profile.port)
+    if holder is None:
+        return None
+    return f"Port {profile.port} on {profile.host} is already in use by {holder}. Stop it or give this profile another port."
+
+
+def check_model_present(profile: ServerProfile) -> str | None:
+    if local_model_path(profile.model) is not None:
+        return None
+    if profile.model.startswith("/"):
+        return f"The model folder {profile.model} is not on this machine (no config.json there)."
+    return (
+        f"The model {profile.model} is not on this machine. Download it from the Models page first; "
+        "servers never download models by themselves."
+    )
+
+
+def kv_cache_margin(config: dict[str, Any], weights: int) -> int:
+    """A rough KV-cache allowance: fp16 keys and values for every layer over a capped context,
+    and never less than a tenth of the weights."""
+    nested = config.get("text_config")
+    merged = {**(nested if isinstance(nested, dict) else {}), **config}
+    try:
+        layers = int(merged["num_hidden_layers"])
+        heads = int(merged["num_attention_heads"])
+        kv_heads = int(merged.get("num_key_value_heads") or heads)
+        head_dim = int(merged.get("head_dim") or int(merged["hidden_size"]) // heads)
+        context = min(int(merged.get("max_position_embeddings") or KV_CONTEXT_CAP), KV_CONTEXT_CAP)
+        kv = 2 * layers * kv_heads * head_dim * context * 2
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        kv = 0
+    return max(kv, weights // 10)
+
+
+def check_memory(profile: ServerProfile, host: Host, *, headroom: int) -> str | None:
+    folder = local_model_path(profile.model)
+    if folder is None:
+        return None
+    return memory_refusal(Path(folder), host, headroom=headroom)
+
+
+def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
+    weights = weights_bytes(folder)
+    margin = kv_cache_margin(read_config(folder), weights)
+    needed = weights + margin
+    _total, available = host.memory()
+    usable = available - headroom
+    if needed <= usable:
+        return None
+    return (
+        f"The model does not fit in memory: it needs about {human_bytes(needed)} "
+        f"({human_bytes(weights)} of weights + {human_bytes(margin)} for the KV cache), but only "
+        f"{human_bytes(max(usable, 0))} is usable ({human_bytes(available)} available minus "
+        f"{human_bytes(headroom)} kept free as headroom)."
+    )
+
+
+def precheck(profile: ServerProfile, host: Host, *, headroom: int) -> str | None:
+    return check_port(profile, host) or check_model_present(profile) or check_memory(profile, host, headroom=headroom)

@@ -1,0 +1,540 @@
+"""The reconcile loop: at every tick compare what each server should be with what it is, and act.
+
+Level-triggered like supervisord or a Kubernetes controller: a lost wake-up or a restart of this
+process costs nothing, the next tick sees the same desired state and does the same thing. The
+supervisor writes only its own columns of `Server`; every state change goes through
+`transitions.transition`; every OS call goes through `self.host` (a fake one in the tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from profiles.argv import build_server_argv
+from profiles.models import ServerProfile
+from servers.logs import server_log_path
+from servers.models import DesiredState, Server, ServerSample, SupervisorHeartbeat, SystemSample
+from servers.states import State
+from servers.supervisor import checks, logfile
+from servers.supervisor.host import Host, Process
+from servers.supervisor.transitions import save_fields, server_note, transition
+
+log = logging.getLogger("mlxmanager.supervisor")
+
+ArgvBuilder = Callable[[ServerProfile], list[str]]
+WITH_PROCESS = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY, State.STOPPING})
+PROBED = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY})
+EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timings and limits; the defaults are what `runsupervisor` uses."""
+
+    start_timeout: float = 300.0
+    start_probe_interval: float = 0.02
+    stop_timeout: float = 10.0
+    health_interval: float = 5.0
+    health_timeout: float = 2.0
+    unhealthy_after: int = 3  # consecutive failed probes: running -> unhealthy
+    restart_unhealthy_after: int = 3  # further failed probes while unhealthy: restart
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    fatal_after: int = 5  # failures within failure_window: fatal
+    failure_window: float = 120.0
+    memory_headroom: int = 2 * 1024**3
+    sample_interval: float = 5.0
+    sample_retention: float = 3600.0
+    heartbeat_interval: float = 2.0
+    idle_interval: float = 2.5
+    log_max_bytes: int = 10 * 1024**2
+    log_backups: int = 5
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> Policy:
+        values: dict[str, Any] = {
+            "start_timeout": settings.MLXM_START_TIMEOUT,
+            "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
+        }
+        return cls(**{**values, **overrides})
+
+    def backoff_delay(self, failures: int) -> float:
+        return min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
+
+
+@dataclass
+class Runtime:
+    """What the supervisor keeps in memory about one server between ticks."""
+
+    process: Process | None = None
+    start_deadline: float = 0.0
+    next_probe: float = 0.0
+    kill_at: float | None = None  # SIGKILL is due then (a stop or a forced restart is under way)
+    killing_for: str = ""  # "timeout" | "unhealthy" | "orphan" while a forced end is under way
+    failures: list[float] = field(default_factory=list)
+    backoff_until: float = 0.0
+    restart_pending: bool = False  # a stop that is the first half of a restart
+    state: State = State.STOPPED  # as of the end of the last reconcile
+
+
+def on_grid(now: float, interval: float) -> float:
+    """The next multiple of `interval` after `now`: periodic work of every server lands on the
+    same ticks, so an idle supervisor with many servers wakes up rarely."""
+    return (math.floor(now / interval) + 1) * interval
+
+
+def _dt(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        host: Host,
+        policy: Policy | None = None,
+        argv_builder: ArgvBuilder = build_server_argv,
+        downloads: Any = None,
+    ) -> None:
+        self.host = host
+        self.policy = policy or Policy.from_settings()
+        self.argv_builder = argv_builder
+        self.downloads = downloads
+        self.runtimes: dict[int, Runtime] = {}
+        self.shutting_down = False
+        self.next_sample = 0.0
+        self.next_prune = 0.0
+        self.next_heartbeat = 0.0
+
+    # --- lifecycle ---
+
+    def begin(self, *, wake_address: str = "") -> None:
+        """At supervisor start: announce ourselves, adopt what still runs, ask for auto-starts."""
+        now = _dt(self.host.time())
+        SupervisorHeartbeat.objects.update_or_create(
+            id=1,
+            defaults={
+                "pid": os.getpid(),
+                "hostname": socket.gethostname(),
+                "started_at": now,
+                "beat_at": now,
+                "stopped_at": None,
+                "wake_address": wake_address,
+            },
+        )
+        self.adopt_all()
+        self.request_auto_starts()
+
+    def end(self) -> None:
+        """After a clean shutdown: say so, so the web side need not wait for the beat to go stale."""
+        SupervisorHeartbeat.objects.filter(id=1, pid=os.getpid()).update(stopped_at=_dt(self.host.time()))
+
+    def beat(self, now: float) -> None:
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.policy.heartbeat_interval
+            SupervisorHeartbeat.objects.filter(id=1).update(beat_at=_dt(now), pid=os.getpid())
+
+    def adopt_all(self) -> None:
+        for server in Server.objects.select_related("profile"):
+            self.adopt(server)
+
+    def adopt(self, server: Server) -> None:
+        """Take over a server a previous supervisor left behind, or clear what is gone."""
+        rt = self.runtimes.setdefault(server.pk, Runtime())
+        now = self.host.time()
+        state = State(server.state)
+        process = None
+        if server.pid:
+            process = self.host.find(server.pid, create_time=server.process_started_at, cmdline=server.cmdline)
+            if process is None:
+                server_note(
+                    server,
+                    cause="supervisor",
+                    message=f"PID {server.pid} is gone or now belongs to another program; cleared.",
+                )
+                save_fields(server, pid=None, process_started_at=None)
+            else:
+                server_note(server, cause="supervisor", message=f"Adopted the running process (PID {server.pid}).")
+        if process is not None and state not in WITH_PROCESS:
+            # Recorded as not running, yet alive: end it rather than leave a stray copy.
+            rt.process = process
+            self._kill(server, rt, reason="orphan")
+            return
+        if process is not None:
+            rt.process = process
+            rt.next_probe = now
+            if state == State.STARTING:
+                rt.start_deadline = now + self.policy.start_timeout
+            elif state == State.STOPPING:
+                self.host.signal(process, signal.SIGTERM)
+                rt.kill_at = now + self.policy.stop_timeout
+            return
+        if state in (State.STARTING, State.RUNNING, State.UNHEALTHY):
+            transition(
+                server,
+                State.BACKOFF,
+                cause="exit",
+                message="The process ended while the supervisor was not running; starting it again.",
+                backoff_until=_dt(now),
+            )
+            rt.backoff_until = now
+        elif state == State.STOPPING:
+            transition(server, State.STOPPED, cause="exit", message="The process ended while the supervisor was away.")
+        elif state == State.BACKOFF:
+            rt.backoff_until = server.backoff_until.timestamp() if server.backoff_until else now
+
+    def request_auto_starts(self) -> None:
+        """Auto-start profiles want to run whenever the supervisor starts."""
+        for profile in ServerProfile.objects.filter(auto_start=True):
+            server, _ = Server.objects.get_or_create(profile=profile)
+            if server.desired_state != DesiredState.RUNNING:
+                Server.objects.filter(pk=server.pk).update(desired_state=DesiredState.RUNNING)
+                server_note(server, cause="auto-start", message="Auto-start profile: starting with the supervisor.")
+
+    def tick(self) -> None:
+        """One pass: reconcile every server, end processes of deleted profiles, sample, beat."""
+        seen: set[int] = set()
+        for server in Server.objects.select_related("profile"):
+            seen.add(server.pk)
+            try:
+                self.reconcile(server)
+            except Exception:
+                log.exception("reconciling %s failed", server.profile.name)
+        for pk in list(self.runtimes.keys() - seen):
+            self._forget_deleted(pk)
+        now = self.host.time()
+        self.beat(now)
+        if now >= self.next_sample:
+            self.next_sample = on_grid(now, self.policy.sample_interval)
+            self.sample(now, seen)
+        if self.downloads is not None and not self.shutting_down:
+            try:
+                self.downloads.tick()
+            except Exception:
+                log.exception("the download runner failed")
+
+    def seconds_until_next(self) -> float:
+        """How long the loop may sleep before something is due (a wake-up cuts it short)."""
+        now = self.host.time()
+        due = [self.next_sample, on_grid(now, self.policy.idle_interval)]
+        for rt in self.runtimes.values():
+            if rt.kill_at is not None:
+                # Our own children's exit wakes the loop (SIGCHLD); an adopted one is polled.
+                due.extend([rt.kill_at, now + EXIT_POLL])
+            elif rt.process is not None and rt.state in PROBED:
+                due.append(rt.next_probe)
+            if rt.backoff_until > now:
+                due.append(rt.backoff_until)
+            if rt.start_deadline > now:
+                due.append(rt.start_deadline)
+        return max(0.0, min(due) - now)
+
+    def begin_shutdown(self) -> None:
+        """Stop every server gracefully; desired states stay as they are, so they come back."""
+        self.shutting_down = True
+
+    def busy(self) -> bool:
+        """True while some process is still owned (a shutdown waits for this to turn False)."""
+        return any(rt.process is not None for rt in self.runtimes.values())
+
+    # --- one server ---
+
+    def reconcile(self, server: Server) -> None:
+        rt = self.runtimes.setdefault(server.pk, Runtime())
+        if rt.process is not None and not rt.process.alive():
+            self._on_exit(server, rt)
+        state = State(server.state)
+        want = server.desired_state == DesiredState.RUNNING and not self.shutting_down
+        restart = server.restart_requested > server.restart_handled and not self.shutting_down
+        if restart:
+            save_fields(server, restart_handled=server.restart_requested)
+        now = self.host.time()
+
+        if state == State.STOPPED:
+            if want and rt.process is None:
+                if not rt.restart_pending:
+                    rt.failures.clear()  # a fresh start by the user: earlier crashes no longer count
+                self._start(server, rt, cause="user" if not rt.restart_pending else "restart")
+            elif not want:
+                rt.restart_pending = False  # stopped for good, not half of a restart
+        elif state == State.STARTING:
+            if not want or restart:
+                self._stop(server, rt, restart=restart)
+            elif rt.process is None:
+                self._fail(server, rt, message="The process was lost while starting.", cause="exit", exit_code=None)
+            elif rt.kill_at is None:
+                self._watch_start(server, rt, now)
+        elif state in (State.RUNNING, State.UNHEALTHY):
+            if not want or restart:
+                self._stop(server, rt, restart=restart)
+            elif rt.kill_at is None and now >= rt.next_probe:
+                self._probe(server, rt, now)
+        elif state == State.BACKOFF:
+            if not want:
+                message = "Stopped during backoff." if not self.shutting_down else "Supervisor shutting down."
+                transition(
+                    server,
+                    State.STOPPED,
+                    cause="user" if not self.shutting_down else "supervisor",
+                    message=message,
+                    backoff_until=None,
+                )
+            elif restart or now >= rt.backoff_until:
+                self._start(server, rt, cause="restart" if restart else "backoff", restarting=True)
+        elif state == State.FATAL:
+            if restart:
+                rt.failures.clear()
+                self._start(server, rt, cause="user", restarting=True)
+            elif server.desired_state == DesiredState.STOPPED:
+                transition(server, State.STOPPED, cause="user", message="Stop requested.")
+        elif state == State.STOPPING:
+            self._push_stop(server, rt, now)
+        if rt.kill_at is not None and rt.process is not None and now >= rt.kill_at:
+            self.host.signal(rt.process, signal.SIGKILL)
+            rt.kill_at = now + self.policy.stop_timeout
+        rt.state = State(server.state)
+
+    def _start(self, server: Server, rt: Runtime, *, cause: str, restarting: bool = False) -> None:
+        profile = server.profile
+        now = self.host.time()
+        restarting = restarting or rt.restart_pending
+        rt.restart_pending = False
+        fields: dict[str, Any] = {"backoff_until": None, "health_failures": 0}
+        if restarting:
+            fields["restart_count"] = F("restart_count") + 1
+        message = "Restarting." if restarting else "Starting."
+        transition(server, State.STARTING, cause=cause, message=message, at=_dt(now), **fields)
+        server.refresh_from_db(fields=["restart_count"])
+        refusal = checks.precheck(profile, self.host, headroom=self.policy.memory_headroom)
+        if refusal:
+            transition(server, State.FATAL, cause="precheck", message=refusal, last_error=refusal)
+            return
+        try:
+            argv = self.argv_builder(profile)
+        except Exception as exc:
+            error = f"Could not build the server's command line from the profile: {exc}"
+            transition(server, State.FATAL, cause="precheck", message=error, last_error=error)
+            return
+        log_path = server_log_path(profile.pk)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        logfile.rotate_if_large(log_path, max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups)
+        logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {' '.join(argv)}")
+        try:
+            process = self.host.spawn(argv, log_path=log_path)
+        except OSError as exc:
+            self._fail(server, rt, message=f"Could not start {argv[0]}: {exc}", cause="spawn", exit_code=None)
+            return
+        rt.process = process
+        rt.kill_at = None
+        rt.killing_for = ""
+        rt.start_deadline = now + self.policy.start_timeout
+        rt.next_probe = now
+        save_fields(
+            server,
+            pid=process.pid,
+            process_started_at=process.create_time,
+            cmdline=list(argv),
+            port=profile.port,
+            started_at=_dt(now),
+        )
+
+    def _watch_start(self, server: Server, rt: Runtime, now: float) -> None:
+        if now >= rt.start_deadline:
+            self._kill(server, rt, reason="timeout")
+            return
+        if now < rt.next_probe or rt.process is None:
+            return
+        latency = self.host.health(server.profile.host, server.profile.port, timeout=self.policy.health_timeout)
+        if latency is None:
+            rt.next_probe = now + self.policy.start_probe_interval
+            return
+        rt.next_probe = on_grid(now, self.policy.health_interval)
+        transition(
+            server,
+            State.RUNNING,
+            cause="health",
+            message=f"GET /health answered 200 after {now - (server.started_at.timestamp() if server.started_at else now):.1f} s.",
+            at=_dt(now),
+            last_health_at=_dt(now),
+            last_health_ms=latency,
+            health_failures=0,
+            last_error="",
+        )
+
+    def _probe(self, server: Server, rt: Runtime, now: float) -> None:
+        rt.next_probe = on_grid(now, self.policy.health_interval)
+        latency = self.host.health(server.profile.host, server.profile.port, timeout=self.policy.health_timeout)
+        state = State(server.state)
+        if latency is not None:
+            if state == State.UNHEALTHY:
+                transition(
+                    server,
+                    State.RUNNING,
+                    cause="health",
+                    message="GET /health answers 200 again.",
+                    last_health_at=_dt(now),
+                    last_health_ms=latency,
+                    health_failures=0,
+                )
+            else:
+                save_fields(server, last_health_at=_dt(now), last_health_ms=latency, health_failures=0)
+            return
+        failures = server.health_failures + 1
+        save_fields(server, health_failures=failures)
+        if state == State.RUNNING and failures >= self.policy.unhealthy_after:
+            transition(
+                server, State.UNHEALTHY, cause="health", message=f"GET /health failed {failures} times in a row."
+            )
+        elif state == State.UNHEALTHY and failures >= self.policy.unhealthy_after + self.policy.restart_unhealthy_after:
+            self._kill(server, rt, reason="unhealthy")
+
+    def _kill(self, server: Server, rt: Runtime, *, reason: str) -> None:
+        """End the process without a state change yet; its exit then decides the next state."""
+        if rt.process is None:
+            return
+        rt.killing_for = reason
+        self.host.signal(rt.process, signal.SIGTERM)
+        rt.kill_at = self.host.time() + self.policy.stop_timeout
+
+    def _stop(self, server: Server, rt: Runtime, *, restart: bool) -> None:
+        rt.restart_pending = restart
+        rt.killing_for = ""
+        if self.shutting_down:
+            cause, message = "supervisor", "Supervisor shutting down; the server starts again with it."
+        elif restart:
+            cause, message = "user", "Restart requested."
+        else:
+            cause, message = "user", "Stop requested."
+        transition(server, State.STOPPING, cause=cause, message=message)
+        if rt.process is not None:
+            self.host.signal(rt.process, signal.SIGTERM)
+            rt.kill_at = self.host.time() + self.policy.stop_timeout
+        self._push_stop(server, rt, self.host.time())
+
+    def _push_stop(self, server: Server, rt: Runtime, now: float) -> None:
+        if rt.process is None:
+            transition(server, State.STOPPED, cause="supervisor", message="Stopped.", pid=None, process_started_at=None)
+            rt.kill_at = None
+            if server.desired_state == DesiredState.RUNNING and not self.shutting_down:
+                self._start(server, rt, cause="restart")
+
+    def _on_exit(self, server: Server, rt: Runtime) -> None:
+        assert rt.process is not None
+        code = rt.process.exit_code()
+        rt.process = None
+        reason = rt.killing_for
+        rt.kill_at = None
+        rt.killing_for = ""
+        save_fields(server, pid=None, process_started_at=None, last_exit_code=code, rss_bytes=None, cpu_percent=None)
+        state = State(server.state)
+        if state == State.STOPPING:
+            transition(
+                server, State.STOPPED, cause="supervisor", message=f"Stopped ({_describe_exit(code)}).", exit_code=code
+            )
+            if server.desired_state == DesiredState.RUNNING and not self.shutting_down:
+                self._start(server, rt, cause="restart")
+            return
+        if reason == "orphan":
+            return
+        if reason == "timeout":
+            message, cause = f"Did not answer GET /health within {self.policy.start_timeout:g} s; killed.", "timeout"
+        elif reason == "unhealthy":
+            message, cause = f"Restarted after {server.health_failures} failed health checks.", "health"
+        else:
+            message, cause = f"The process exited on its own ({_describe_exit(code)}).", "exit"
+        self._fail(server, rt, message=message, cause=cause, exit_code=code)
+
+    def _fail(self, server: Server, rt: Runtime, *, message: str, cause: str, exit_code: int | None) -> None:
+        """A crash or a failed start: back off with a growing delay, or `fatal` after too many."""
+        now = self.host.time()
+        rt.failures = [t for t in rt.failures if now - t < self.policy.failure_window] + [now]
+        delay = self.policy.backoff_delay(len(rt.failures))
+        rt.backoff_until = now + delay
+        transition(
+            server,
+            State.BACKOFF,
+            cause=cause,
+            message=f"{message} Trying again in {delay:g} s.",
+            exit_code=exit_code,
+            backoff_until=_dt(rt.backoff_until),
+            last_error=message,
+        )
+        if len(rt.failures) >= self.policy.fatal_after:
+            lines = logfile.tail(server_log_path(server.profile.pk))
+            error = (
+                f"{message}\nGave up after {len(rt.failures)} failures within "
+                f"{self.policy.failure_window:g} s. Last lines of the log:\n{lines}"
+            )
+            transition(server, State.FATAL, cause=cause, message=error, backoff_until=None, last_error=error)
+
+    def _forget_deleted(self, pk: int) -> None:
+        """The profile was deleted: end its process, then forget it."""
+        rt = self.runtimes[pk]
+        if rt.process is None or not rt.process.alive():
+            del self.runtimes[pk]
+            return
+        now = self.host.time()
+        if rt.kill_at is None:
+            self.host.signal(rt.process, signal.SIGTERM)
+            rt.kill_at = now + self.policy.stop_timeout
+        elif now >= rt.kill_at:
+            self.host.signal(rt.process, signal.SIGKILL)
+            rt.kill_at = now + self.policy.stop_timeout
+
+    # --- samples ---
+
+    def sample(self, now: float, servers: set[int]) -> None:
+        """Memory and CPU of each running server and of the system; one transaction for all."""
+        at = _dt(now)
+        usages: dict[int, tuple[int, float]] = {}
+        for pk, rt in self.runtimes.items():
+            if pk in servers and rt.process is not None and rt.process.alive():
+                usage = self.host.usage(rt.process)
+                if usage is not None:
+                    usages[pk] = usage
+        total, available = self.host.memory()
+        with transaction.atomic():
+            ServerSample.objects.bulk_create(
+                ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
+                for pk, (rss, cpu) in usages.items()
+            )
+            for pk, (rss, cpu) in usages.items():
+                Server.objects.filter(pk=pk).update(rss_bytes=rss, cpu_percent=cpu)
+            SystemSample.objects.create(
+                taken_at=at,
+                memory_total=total,
+                memory_available=available,
+                memory_used_by_servers=sum(rss for rss, _cpu in usages.values()),
+            )
+        for profile_id in Server.objects.filter(pk__in=list(usages)).values_list("profile_id", flat=True):
+            logfile.rotate_if_large(
+                server_log_path(profile_id), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
+            )
+        if now >= self.next_prune:
+            self.next_prune = now + 60
+            cutoff = at - timedelta(seconds=self.policy.sample_retention)
+            ServerSample.objects.filter(taken_at__lt=cutoff).delete()
+            SystemSample.objects.filter(taken_at__lt=cutoff).delete()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,246 @@
+"""Every operating-system call the supervisor makes, behind one object.
+
+`RealHost` talks to the machine; the tests drive the state machine with a fake host that has the
+same methods (a clock they move by hand and processes they make exit at will).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http.client
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+
+class Process(Protocol):
+    """A model server process the supervisor owns (spawned by it or adopted)."""
+
+    pid: int
+    create_time: float
+
+    def alive(self) -> bool: ...
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (negative: killed by that signal); None when unknown."""
+        ...
+
+
+class Host(Protocol):
+    def time(self) -> float: ...
+
+    def spawn(self, argv: Sequence[str], *, log_path: Path) -> Process: ...
+
+    def find(self, pid: int, *, create_time: float | None, cmdline: Sequence[str]) -> Process | None: ...
+
+    def signal(self, process: Process, sig: int) -> None: ...
+
+    def port_holder(self, host: str, port: int) -> str | None: ...
+
+    def health(self, host: str, port: int, *, timeout: float) -> float | None: ...
+
+    def memory(self) -> tuple[int, int]: ...
+
+    def usage(self, process: Process) -> tuple[int, float] | None: ...
+
+
+# --- the real machine ---
+
+
+class ChildProcess:
+    """A process this supervisor spawned: its exit is read with waitpid (no zombies)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.handle = psutil.Process(popen.pid)
+        self.create_time = self.handle.create_time()
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+
+class AdoptedProcess:
+    """A process a previous supervisor spawned; it is not our child, so its exit code is unknown."""
+
+    def __init__(self, handle: psutil.Process) -> None:
+        self.handle = handle
+        self.pid = handle.pid
+        self.create_time = handle.create_time()
+
+    def alive(self) -> bool:
+        try:
+            return self.handle.is_running() and self.handle.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def exit_code(self) -> int | None:
+        return None
+
+
+def probe_address(host: str) -> str:
+    """Where to reach a server listening on `host` from this machine."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+@dataclass
+class RealHost:
+    """The machine itself."""
+
+    _ppid_map: dict[int, int] = field(default_factory=dict)
+    _ppid_map_at: float = 0.0
+
+    def _descendants(self, pid: int) -> list[int]:
+        """Children, grandchildren... of `pid`, from one scan of the process table per second
+        (psutil's children() scans it for every call)."""
+        if time.monotonic() - self._ppid_map_at > 1.0:
+            self._ppid_map = {}
+            for proc in psutil.process_iter(["ppid"]):
+                self._ppid_map[proc.pid] = proc.info["ppid"]
+            self._ppid_map_at = time.monotonic()
+        by_parent: dict[int, list[int]] = {}
+        for child, parent in self._ppid_map.items():
+            by_parent.setdefault(parent, []).append(child)
+        found: list[int] = []
+        todo = [pid]
+        while todo:
+            for child in by_parent.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def time(self) -> float:
+        return time.time()
+
+    def spawn(self, argv: Sequence[str], *, log_path: Path) -> Process:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )
+        return ChildProcess(popen)
+
+    def find(self, pid: int, *, create_time: float | None, cmdline: Sequence[str]) -> Process | None:
+        """The process `pid` if it is still the one we started (same start time and argv)."""
+        try:
+            handle = psutil.Process(pid)
+            if handle.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if create_time is None or abs(handle.create_time() - create_time) > 0.05:
+                return None
+            if list(cmdline) != handle.cmdline():
+                return None
+        except psutil.Error:
+            return None
+        return AdoptedProcess(handle)
+
+    def signal(self, process: Process, sig: int) -> None:
+        """Signal the process group (the server and anything it started); the group id is the
+        pid because servers are started in a new session."""
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, sig)
+
+    def port_holder(self, host: str, port: int) -> str | None:
+        """None when `host:port` can be listened on; otherwise who holds it, in words."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # The same option http.server sets, so a socket in TIME_WAIT does not count as taken.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+                return None
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return f"nothing can listen there ({exc.strerror})"
+        return _listener_name(port)
+
+    def health(self, host: str, port: int, *, timeout: float) -> float | None:
+        """Milliseconds GET /health took when it answered 200; None otherwise."""
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(probe_address(host), port, timeout=timeout)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            ok = response.status == 200
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            conn.close()
+        return (time.perf_counter() - started) * 1000 if ok else None
+
+    def memory(self) -> tuple[int, int]:
+        """Total and available memory in bytes."""
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+
+    def usage(self, process: Process) -> tuple[int, float] | None:
+        """Resident memory of the process and its children (bytes) and their CPU use (% of a core)."""
+        handle: psutil.Process | None = getattr(process, "handle", None)
+        if handle is None:
+            return None
+        # cpu_percent compares with the previous call on the same object, so keep them.
+        cache: dict[int, psutil.Process] = getattr(process, "cpu_handles", {handle.pid: handle})
+        rss = 0
+        cpu = 0.0
+        for pid in [handle.pid, *self._descendants(handle.pid)]:
+            try:
+                member = cache.get(pid) or cache.setdefault(pid, psutil.Process(pid))
+                rss += member.memory_info().rss
+                cpu += member.cpu_percent(interval=None)
+            except psutil.Error:
+                cache.pop(pid, None)
+        process.cpu_handles = cache  # type: ignore[attr-defined]
+        return rss, cpu
+
+
+def _listener_name(port: int) -> str:
+    """ "name (PID n)" of the process listening on `port`, as far as we are allowed to see."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return _describe(conn.pid)
+    except psutil.AccessDenied:
+        pass
+    for proc in psutil.process_iter():
+        try:
+            for pconn in proc.net_connections(kind="inet"):
+                if pconn.status == psutil.CONN_LISTEN and pconn.laddr and pconn.laddr.port == port:
+                    return _describe(proc.pid)
+        except psutil.Error:
+            continue
+    return "another program (its name could not be read)"
+
+
+def _describe(pid: int) -> str:
+    try:
+        name = psutil.Process(pid).name()
+    except psutil.Error:
+        name = "a process"
+    return f"{name} (PID {pid})"

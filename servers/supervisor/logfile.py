@@ -1,0 +1,56 @@
+"""Per-server log files, rotated by size: server-N.log, server-N.log.1 (newest old), ... .N.
+
+The server writes its own file (opened with O_APPEND), so the supervisor rotates a live file by
+copying it to .1 and truncating it (logrotate's copytruncate); nothing is dropped silently: the
+fresh file starts with a line saying where the earlier lines went.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def _shift(path: Path, backups: int) -> None:
+    oldest = path.with_name(f"{path.name}.{backups}")
+    oldest.unlink(missing_ok=True)
+    for n in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.rename(path.with_name(f"{path.name}.{n + 1}"))
+
+
+def rotate_if_large(path: Path, *, max_bytes: int, backups: int) -> bool:
+    """Rotate `path` when it has grown past `max_bytes`; True when it did."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    _shift(path, backups)
+    first_backup = path.with_name(f"{path.name}.1")
+    shutil.copyfile(path, first_backup)
+    with open(path, "r+b") as log:
+        log.truncate(0)
+    with open(path, "ab") as log:
+        log.write(f"--- log rotated: earlier lines are in {first_backup.name} ---\n".encode())
+    return True
+
+
+def append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as log:
+        log.write((line.rstrip("\n") + "\n").encode())
+
+
+def tail(path: Path, lines: int = 20, *, max_bytes: int = 16_384) -> str:
+    """The last `lines` lines of the file (reads at most `max_bytes` from its end)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            size = log.tell()
+            log.seek(max(0, size - max_bytes))
+            data = log.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])

@@ -1,0 +1,475 @@
+"""The state machine alone: the real reconcile loop and database, a fake clock and fake processes.
+
+Every allowed transition is produced by a scenario the way it happens in life (a health check
+answering, a process exiting, a user pressing Stop), and the table of scenarios must cover the
+whole transition table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerEvent, ServerSample, SupervisorHeartbeat, SystemSample
+from servers.services import ServerActionRefused, server_restart, server_start, server_stop
+from servers.states import ALLOWED, State
+from servers.supervisor.core import Policy, Supervisor
+from servers.tests.supervisor_fakes import FakeHost, FakeProcess, GiB
+
+pytestmark = pytest.mark.django_db
+
+POLICY = Policy(
+    start_timeout=30,
+    stop_timeout=5,
+    health_interval=5,
+    unhealthy_after=3,
+    restart_unhealthy_after=2,
+    backoff_base=1,
+    backoff_max=8,
+    fatal_after=4,
+    failure_window=60,
+    memory_headroom=1 * GiB,
+)
+
+
+def fake_model(folder: Path, *, weights: int = 4096) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 16}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"\0" * weights)
+    return folder
+
+
+class Rig:
+    """One profile, one fake machine, one supervisor; helpers walk the server into each state."""
+
+    def __init__(self, tmp_path: Path, port: int = 9100) -> None:
+        self.host = FakeHost()
+        self.profile = ServerProfile.objects.create(
+            name=f"p{port}", model=str(fake_model(tmp_path / f"model-{port}")), port=port
+        )
+        self.sup = self.new_supervisor()
+        self.server = Server.objects.create(profile=self.profile)
+
+    def new_supervisor(self) -> Supervisor:
+        return Supervisor(host=self.host, policy=POLICY, argv_builder=lambda p: ["fake-server", "--port", str(p.port)])
+
+    @property
+    def port(self) -> int:
+        return self.profile.port
+
+    def tick(self, advance: float = 0.0) -> Server:
+        self.host.advance(advance)
+        self.sup.tick()
+        self.server.refresh_from_db()
+        return self.server
+
+    @property
+    def process(self) -> FakeProcess:
+        return self.host.processes[-1]
+
+    def transitions(self) -> list[tuple[str, str]]:
+        events = ServerEvent.objects.filter(server=self.server, kind=ServerEvent.Kind.TRANSITION).order_by("id")
+        return [(e.from_state, e.to_state) for e in events]
+
+    def last_transition(self) -> ServerEvent:
+        event = ServerEvent.objects.filter(server=self.server, kind=ServerEvent.Kind.TRANSITION).order_by("-id").first()
+        assert event is not None
+        return event
+
+    # walking into states
+    def starting(self) -> None:
+        server_start(profile=self.profile, by=None)
+        assert self.tick().state == State.STARTING
+        assert self.server.pid == self.process.pid
+
+    def running(self) -> None:
+        self.starting()
+        self.host.ready_ports.add(self.port)
+        assert self.tick().state == State.RUNNING
+
+    def unhealthy(self) -> None:
+        self.running()
+        self.host.ready_ports.discard(self.port)
+        for _ in range(POLICY.unhealthy_after):
+            self.tick(POLICY.health_interval)
+        assert self.server.state == State.UNHEALTHY
+
+    def backoff(self) -> None:
+        self.running()
+        self.process.exit(1)
+        assert self.tick().state == State.BACKOFF
+
+    def fatal(self) -> None:
+        self.host.port_holders[self.port] = "nginx (PID 42)"
+        server_start(profile=self.profile, by=None)
+        assert self.tick().state == State.FATAL
+        del self.host.port_holders[self.port]
+
+    def stopping(self) -> None:
+        self.running()
+        self.process.ignore_term = True
+        server_stop(profile=self.profile, by=None)
+        assert self.tick().state == State.STOPPING
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+# --- one scenario per allowed transition ---
+
+
+def s_stopped_starting(r: Rig) -> None:
+    r.starting()
+
+
+def s_starting_running(r: Rig) -> None:
+    r.starting()
+    assert r.tick(1).state == State.STARTING, "must not be running before /health answers"
+    r.host.ready_ports.add(r.port)
+    assert r.tick(0.02).state == State.RUNNING
+    assert r.server.last_health_ms == 1.5
+
+
+def s_starting_backoff(r: Rig) -> None:
+    r.starting()
+    r.process.exit(1)
+    assert r.tick().state == State.BACKOFF
+    assert r.last_transition().exit_code == 1
+
+
+def s_starting_fatal(r: Rig) -> None:
+    r.fatal()
+    assert "nginx (PID 42)" in r.server.last_error
+
+
+def s_starting_stopping(r: Rig) -> None:
+    r.starting()
+    r.process.ignore_term = True
+    server_stop(profile=r.profile, by=None)
+    assert r.tick().state == State.STOPPING
+    assert r.process.signals == [signal.SIGTERM]
+
+
+def s_running_unhealthy(r: Rig) -> None:
+    r.unhealthy()
+    assert r.server.health_failures == POLICY.unhealthy_after
+
+
+def s_running_backoff(r: Rig) -> None:
+    r.backoff()
+    assert "exit code 1" in r.server.last_error
+
+
+def s_running_stopping(r: Rig) -> None:
+    r.stopping()
+
+
+def s_unhealthy_running(r: Rig) -> None:
+    r.unhealthy()
+    r.host.ready_ports.add(r.port)
+    assert r.tick(POLICY.health_interval).state == State.RUNNING
+    assert r.server.health_failures == 0
+
+
+def s_unhealthy_backoff(r: Rig) -> None:
+    r.unhealthy()
+    first = r.process
+    for _ in range(POLICY.restart_unhealthy_after):
+        r.tick(POLICY.health_interval)
+    assert first.signals == [signal.SIGTERM]
+    assert r.tick().state == State.BACKOFF
+    assert r.last_transition().cause == "health"
+
+
+def s_unhealthy_stopping(r: Rig) -> None:
+    r.unhealthy()
+    r.process.ignore_term = True
+    server_stop(profile=r.profile, by=None)
+    assert r.tick().state == State.STOPPING
+
+
+def s_backoff_starting(r: Rig) -> None:
+    r.backoff()
+    assert r.tick(0.5).state == State.BACKOFF, "the delay has not passed yet"
+    assert r.tick(0.6).state == State.STARTING
+    assert r.server.restart_count == 1
+    assert len(r.host.processes) == 2
+
+
+def s_backoff_fatal(r: Rig) -> None:
+    r.starting()
+    for _ in range(POLICY.fatal_after - 1):
+        r.process.exit(1)
+        assert r.tick().state == State.BACKOFF
+        r.tick(POLICY.backoff_max)
+        assert r.server.state == State.STARTING
+    r.process.exit(1)
+    assert r.tick().state == State.FATAL
+
+
+def s_backoff_stopped(r: Rig) -> None:
+    r.backoff()
+    server_stop(profile=r.profile, by=None)
+    assert r.tick().state == State.STOPPED, "a stop during backoff is immediate"
+    assert len(r.host.processes) == 1
+
+
+def s_stopping_stopped(r: Rig) -> None:
+    r.stopping()
+    assert r.tick(POLICY.stop_timeout - 1).state == State.STOPPING
+    r.tick(1.1)
+    assert r.process.signals == [signal.SIGTERM, signal.SIGKILL]
+    assert r.tick().state == State.STOPPED
+    assert r.server.pid is None
+    assert r.server.last_exit_code == -signal.SIGKILL
+
+
+def s_fatal_starting(r: Rig) -> None:
+    r.fatal()
+    server_start(profile=r.profile, by=None)  # the user's say-so to try again
+    assert r.tick().state == State.STARTING
+
+
+def s_fatal_stopped(r: Rig) -> None:
+    r.fatal()
+    server_stop(profile=r.profile, by=None)
+    assert r.tick().state == State.STOPPED
+
+
+SCENARIOS: dict[tuple[State, State], Callable[[Rig], None]] = {
+    (State.STOPPED, State.STARTING): s_stopped_starting,
+    (State.STARTING, State.RUNNING): s_starting_running,
+    (State.STARTING, State.BACKOFF): s_starting_backoff,
+    (State.STARTING, State.FATAL): s_starting_fatal,
+    (State.STARTING, State.STOPPING): s_starting_stopping,
+    (State.RUNNING, State.UNHEALTHY): s_running_unhealthy,
+    (State.RUNNING, State.BACKOFF): s_running_backoff,
+    (State.RUNNING, State.STOPPING): s_running_stopping,
+    (State.UNHEALTHY, State.RUNNING): s_unhealthy_running,
+    (State.UNHEALTHY, State.BACKOFF): s_unhealthy_backoff,
+    (State.UNHEALTHY, State.STOPPING): s_unhealthy_stopping,
+    (State.BACKOFF, State.STARTING): s_backoff_starting,
+    (State.BACKOFF, State.FATAL): s_backoff_fatal,
+    (State.BACKOFF, State.STOPPED): s_backoff_stopped,
+    (State.STOPPING, State.STOPPED): s_stopping_stopped,
+    (State.FATAL, State.STARTING): s_fatal_starting,
+    (State.FATAL, State.STOPPED): s_fatal_stopped,
+}
+
+
+def test_scenarios_cover_every_allowed_transition() -> None:
+    allowed = {(a, b) for a, targets in ALLOWED.items() for b in targets}
+    assert set(SCENARIOS) == allowed
+
+
+@pytest.mark.parametrize("edge", list(SCENARIOS), ids=lambda e: f"{e[0]}->{e[1]}")
+def test_allowed_transition(rig: Rig, edge: tuple[State, State]) -> None:
+    SCENARIOS[edge](rig)
+    event = rig.last_transition()
+    assert (event.from_state, event.to_state) == (edge[0].value, edge[1].value)
+    assert event.cause
+    assert edge in rig.transitions()
+    assert rig.server.state == edge[1]
+    # every transition the scenario went through was allowed
+    assert all(State(b) in ALLOWED[State(a)] for a, b in rig.transitions())
+
+
+# --- behaviour beyond single transitions ---
+
+
+def test_backoff_delay_grows_and_fatal_keeps_the_log_tail(rig: Rig) -> None:
+    rig.starting()
+    delays = []
+    for _ in range(POLICY.fatal_after - 1):
+        rig.process.exit(1)
+        rig.tick()
+        assert rig.server.backoff_until is not None
+        delays.append(rig.server.backoff_until.timestamp() - rig.host.now)
+        rig.tick(rig.server.backoff_until.timestamp() - rig.host.now)
+    assert delays == [1, 2, 4]
+    rig.process.exit(3)
+    assert rig.tick().state == State.FATAL
+    assert "Gave up after 4 failures" in rig.server.last_error
+    assert "=== " in rig.server.last_error and "fake-server --port 9100" in rig.server.last_error
+
+
+def test_fatal_is_left_only_by_a_user_action(rig: Rig) -> None:
+    rig.fatal()
+    for _ in range(20):
+        rig.tick(60)
+    assert rig.server.state == State.FATAL
+    assert rig.host.processes == []
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.STARTING
+
+
+def test_start_timeout_kills_and_counts_as_a_failed_start(rig: Rig) -> None:
+    rig.starting()
+    rig.tick(POLICY.start_timeout + 1)
+    assert rig.process.signals == [signal.SIGTERM]
+    assert rig.tick().state == State.BACKOFF
+    assert "Did not answer GET /health within 30 s" in rig.server.last_error
+    assert rig.last_transition().cause == "timeout"
+
+
+def test_restart_request_stops_then_starts_once(rig: Rig) -> None:
+    rig.running()
+    first = rig.process
+    rig.host.ready_ports.clear()
+    server_restart(profile=rig.profile, by=None)
+    rig.tick()
+    assert first.signals == [signal.SIGTERM]
+    rig.tick()
+    assert rig.server.state == State.STARTING
+    assert rig.server.restart_count == 1
+    assert rig.server.restart_handled == rig.server.restart_requested == 1
+    rig.tick()
+    rig.tick()
+    assert len(rig.host.processes) == 2 and len(rig.host.alive()) == 1
+    assert rig.transitions()[-3:] == [("running", "stopping"), ("stopping", "stopped"), ("stopped", "starting")]
+
+
+def test_twenty_start_requests_spawn_one_process(rig: Rig) -> None:
+    for _ in range(20):
+        with contextlib.suppress(ServerActionRefused):
+            server_start(profile=rig.profile, by=None)
+        rig.tick(0.05)
+    rig.host.ready_ports.add(rig.port)
+    rig.tick(0.05)
+    assert len(rig.host.processes) == 1
+    assert rig.server.state == State.RUNNING
+
+
+def test_precheck_refusals_spawn_nothing(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.host.available = 2 * GiB
+    rig.profile.model = str(fake_model(tmp_path / "big", weights=2 * 1024**2))
+    rig.profile.save()
+    rig.sup.policy = Policy(memory_headroom=2 * GiB - 1024**2)
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.FATAL
+    assert "does not fit in memory" in rig.server.last_error
+    assert "2.0 GiB available minus 2.0 GiB kept free" in rig.server.last_error
+    assert rig.host.processes == []
+
+    server_stop(profile=rig.profile, by=None)
+    rig.tick()
+    rig.profile.model = "mlx-community/not-downloaded-4bit"
+    rig.profile.save()
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.FATAL
+    assert "mlx-community/not-downloaded-4bit is not on this machine" in rig.server.last_error
+    assert rig.host.processes == []
+
+
+def test_adoption_keeps_a_live_process_and_clears_a_gone_one(tmp_path: Path) -> None:
+    a, b = Rig(tmp_path, 9101), Rig(tmp_path, 9102)
+    b.host = a.host
+    b.sup = a.sup
+    a.running()
+    b.running()
+    b.process.exit(-9)  # dies while no supervisor is watching
+    # the supervisor restarts: a new object, same machine
+    new = a.new_supervisor()
+    new.begin()
+    a.server.refresh_from_db()
+    b.server.refresh_from_db()
+    assert a.server.state == State.RUNNING and a.server.pid == a.host.processes[0].pid
+    assert b.server.state == State.BACKOFF and b.server.pid is None
+    assert ServerEvent.objects.filter(server=a.server, message__startswith="Adopted").exists()
+    assert ServerEvent.objects.filter(server=b.server, message__contains="gone").exists()
+    new.tick()
+    assert len(a.host.alive()) == 2, "b was started again, a was not duplicated"
+    assert len(a.host.processes) == 3
+
+
+def test_adoption_refuses_a_reused_pid(rig: Rig) -> None:
+    rig.running()
+    rig.process.create_time += 1  # same PID, another program now
+    new = rig.new_supervisor()
+    new.begin()
+    rig.server.refresh_from_db()
+    assert rig.server.state == State.BACKOFF and rig.server.pid is None
+
+
+def test_shutdown_stops_gracefully_and_keeps_desired_state(rig: Rig) -> None:
+    rig.running()
+    rig.sup.begin_shutdown()
+    rig.tick()
+    rig.tick()
+    assert rig.server.state == State.STOPPED
+    assert rig.server.desired_state == DesiredState.RUNNING
+    assert not rig.sup.busy()
+    assert rig.process.signals == [signal.SIGTERM]
+    # the next supervisor brings it back
+    new = rig.new_supervisor()
+    new.begin()
+    new.tick()
+    rig.server.refresh_from_db()
+    assert rig.server.state == State.STARTING
+
+
+def test_auto_start_profiles_start_with_the_supervisor(rig: Rig) -> None:
+    rig.profile.auto_start = True
+    rig.profile.save()
+    rig.sup.begin()
+    assert rig.tick().state == State.STARTING
+    assert SupervisorHeartbeat.objects.get().beat_at is not None
+
+
+def test_deleted_profile_process_is_ended(rig: Rig) -> None:
+    rig.running()
+    process = rig.process
+    rig.profile.delete()
+    rig.sup.tick()
+    assert process.signals == [signal.SIGTERM] and not process.alive()
+    rig.sup.tick()
+    assert rig.sup.runtimes == {}
+
+
+def test_samples_are_taken_and_old_ones_pruned(rig: Rig) -> None:
+    rig.running()
+    long_ago = datetime.fromtimestamp(rig.host.now, UTC) - timedelta(hours=2)
+    ServerSample.objects.create(server=rig.server, taken_at=long_ago, rss_bytes=1, cpu_percent=0)
+    rig.tick(61)  # pruning runs once a minute
+    samples = ServerSample.objects.filter(server=rig.server)
+    assert {s.rss_bytes for s in samples} == {100 * 1024**2}
+    assert rig.server.rss_bytes == 100 * 1024**2
+    assert SystemSample.objects.count() >= 1
+
+
+def test_idle_loop_sleeps_until_something_is_due(rig: Rig) -> None:
+    rig.sup.tick()
+    assert rig.sup.seconds_until_next() == pytest.approx(POLICY.idle_interval)
+    rig.starting()
+    assert rig.sup.seconds_until_next() <= POLICY.start_probe_interval
+
+
+def test_waiting_for_a_stop_does_not_spin(rig: Rig) -> None:
+    rig.stopping()
+    assert rig.sup.seconds_until_next() == pytest.approx(0.1)
+    rig.tick(POLICY.stop_timeout)  # SIGKILL; the fake process is gone at once
+    rig.tick()
+    assert rig.server.state == State.STOPPED
+    assert rig.sup.seconds_until_next() > 1
+
+
+def test_a_profile_the_argv_builder_rejects_is_fatal(rig: Rig) -> None:
+    def broken(profile: ServerProfile) -> list[str]:
+        raise ValueError("draft model missing")
+
+    rig.sup.argv_builder = broken
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.FATAL
+    assert "draft model missing" in rig.server.last_error
+    assert rig.host.processes == []

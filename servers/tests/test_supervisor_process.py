@@ -1,0 +1,176 @@
+"""`manage.py runsupervisor` as a real process: kill -9 and adoption, twenty simultaneous Starts,
+one instance per data directory, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from django.db import connection
+
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbeat
+from servers.services import ServerActionRefused, server_start
+from servers.states import State
+from testing.supervisor import BASE_DIR, SupervisorProcesses, free_port, health_ok, supervisor_env, wait_for
+
+pytestmark = pytest.mark.mlx
+
+
+def make_profile(model: Path) -> ServerProfile:
+    port = free_port()
+    return ServerProfile.objects.create(name=f"proc-{port}", model=str(model), port=port)
+
+
+def server_processes(port: int) -> list[psutil.Process]:
+    """Every mlx_lm.server on this machine listening (or about to) on `port`."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "mlx_lm" in cmdline and "--port" in cmdline and cmdline[cmdline.index("--port") + 1] == str(port):
+            found.append(process)
+    return found
+
+
+def state_of(profile: ServerProfile) -> str:
+    return Server.objects.get(profile=profile).state
+
+
+def test_kill_9_of_the_supervisor_then_a_new_one_adopts_both_servers(
+    supervisor_process: SupervisorProcesses, tiny_model: Path
+) -> None:
+    first = supervisor_process.start()
+    profiles = [make_profile(tiny_model), make_profile(tiny_model)]
+    for profile in profiles:
+        server_start(profile=profile, by=None)
+    wait_for(lambda: all(state_of(p) == State.RUNNING for p in profiles), timeout=120, what="both running")
+    supervisor_process.remember_servers()
+    pids = {p.pk: Server.objects.get(profile=p).pid for p in profiles}
+
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    for profile in profiles:
+        assert health_ok(profile.port), "the servers outlive the supervisor"
+
+    second = supervisor_process.start()
+    time.sleep(3)  # a few ticks of the new supervisor, health probes included
+    assert second.poll() is None
+    for profile in profiles:
+        server = Server.objects.get(profile=profile)
+        assert server.state == State.RUNNING
+        assert server.pid == pids[profile.pk]
+        assert health_ok(profile.port)
+        assert [p.pid for p in server_processes(profile.port)] == [server.pid], "none extra"
+        assert ServerEvent.objects.filter(server=server, message=f"Adopted the running process (PID {server.pid}).")
+        starts = ServerEvent.objects.filter(server=server, from_state="stopped", to_state="starting")
+        assert starts.count() == 1
+
+
+def test_twenty_concurrent_start_requests_make_one_process(
+    supervisor_process: SupervisorProcesses, tiny_model: Path
+) -> None:
+    supervisor_process.start()
+    profile = make_profile(tiny_model)
+    Server.objects.create(profile=profile)
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+
+    def press_start() -> None:
+        try:
+            barrier.wait()
+            server_start(profile=profile, by=None)
+            outcomes.append("accepted")
+        except ServerActionRefused:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=press_start) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == 20 and "accepted" in outcomes
+    wait_for(lambda: state_of(profile) == State.RUNNING, timeout=120, what="running")
+    supervisor_process.remember_servers()
+    time.sleep(2)
+    server = Server.objects.get(profile=profile)
+    assert [p.pid for p in server_processes(profile.port)] == [server.pid]
+    assert ServerEvent.objects.filter(server=server, to_state="starting").count() == 1
+    assert ServerEvent.objects.filter(server=server, kind=ServerEvent.Kind.ACTION).count() == outcomes.count("accepted")
+
+
+def run_second_supervisor() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", "runsupervisor"],
+        cwd=BASE_DIR,
+        env=supervisor_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
+    supervisor_process: SupervisorProcesses, tiny_model: Path
+) -> None:
+    first = supervisor_process.start()
+    second = run_second_supervisor()
+    assert second.returncode != 0
+    assert f"Another supervisor (PID {first.pid}) is already running" in second.stderr
+
+    profile = make_profile(tiny_model)
+    server_start(profile=profile, by=None)
+    wait_for(lambda: state_of(profile) == State.RUNNING, timeout=120, what="running")
+    supervisor_process.remember_servers()
+    pid = Server.objects.get(profile=profile).pid
+    assert pid is not None
+    # A frozen server makes the shutdown last until the SIGKILL timeout (10 s).
+    os.kill(pid, signal.SIGSTOP)
+    first.send_signal(signal.SIGTERM)
+    wait_for(lambda: state_of(profile) == State.STOPPING, timeout=10, what="stopping")
+    assert first.poll() is None, supervisor_process.output(first)
+    during = run_second_supervisor()
+    assert during.returncode != 0, "the lock is held until the old supervisor has finished"
+    assert "already running" in during.stderr
+    assert first.wait(60) == 0, supervisor_process.output(first)
+
+    server = Server.objects.get(profile=profile)
+    assert server.state == State.STOPPED, list(ServerEvent.objects.filter(server=server).values_list("message"))
+    assert server.desired_state == DesiredState.RUNNING, "kept, so it starts again with the supervisor"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert server_processes(profile.port) == []
+    beat = SupervisorHeartbeat.objects.get()
+    assert beat.stopped_at is not None
+
+    # and the next supervisor brings it back
+    supervisor_process.start()
+    wait_for(lambda: state_of(profile) == State.RUNNING, timeout=120, what="running again")
+    supervisor_process.remember_servers()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_start_is_acted_on_at_once_not_at_the_next_poll(supervisor_process: SupervisorProcesses) -> None:
+    """The idle loop sleeps 2 s; the web side's wake-up datagram cuts that short."""
+    supervisor_process.start()
+    delays = []
+    for n in range(3):
+        time.sleep(0.7)  # land somewhere inside an idle sleep
+        profile = ServerProfile.objects.create(name=f"wake-{n}", model="/nonexistent/model", port=free_port())
+        server_start(profile=profile, by=None)
+        wait_for(lambda p=profile: state_of(p) == State.FATAL, timeout=10, what="refused")  # type: ignore[misc]
+        server = Server.objects.get(profile=profile)
+        asked = ServerEvent.objects.get(server=server, action="start").created_at
+        acted = ServerEvent.objects.get(server=server, to_state="starting").created_at
+        delays.append((acted - asked).total_seconds())
+        assert "not on this machine" in server.last_error
+    assert max(delays) < 0.5, delays

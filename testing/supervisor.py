@@ -1,0 +1,142 @@
+"""Real `manage.py runsupervisor` processes for tests, against the pytest test database.
+
+Used through the root conftest's `supervisor_process` fixture; teardown ends every supervisor it
+started and every model server those left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_ok(port: int, timeout: float = 2.0) -> bool:
+    """True when GET /health on 127.0.0.1:`port` answers 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
+
+def supervisor_env() -> dict[str, str]:
+    """The environment for a `manage.py` subprocess that uses the test database and data folder."""
+    db_name = connection.settings_dict["NAME"]
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db_name}",
+        "MLXM_DATA_DIR": str(settings.MLXM_DATA_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class SupervisorProcesses:
+    """Start supervisors with `start()`; each writes its output to a log under `log_dir`."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+        self.server_pids: dict[int, float | None] = {}
+
+    def start(self, *args: str, wait: bool = True) -> subprocess.Popen[bytes]:
+        """Start `manage.py runsupervisor`; with `wait`, return once its heartbeat names it."""
+        n = len(self.started) + 1
+        log = open(self.log_dir / f"supervisor-{n}.log", "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runsupervisor", *args],
+            cwd=BASE_DIR,
+            env=supervisor_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.started.append(proc)
+        if wait:
+            self.wait_ready(proc)
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+        from servers.models import SupervisorHeartbeat
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the supervisor exited with {proc.returncode}: {self.output(proc)}")
+            return SupervisorHeartbeat.objects.filter(pid=proc.pid, beat_at__isnull=False).exists()
+
+        wait_for(ready, timeout=timeout, what="the supervisor's heartbeat")
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        n = self.started.index(proc) + 1
+        return (self.log_dir / f"supervisor-{n}.log").read_text(errors="replace")
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+        """SIGTERM, as a service manager would; returns the exit code."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def remember_servers(self) -> None:
+        """Note the model servers recorded in the database, so teardown can end them."""
+        from servers.models import Server
+
+        for pid, create_time in Server.objects.values_list("pid", "process_started_at"):
+            if pid:
+                self.server_pids[pid] = create_time
+
+    def cleanup(self) -> None:
+        self.remember_servers()
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.started:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        leftovers = [p for pid, created in self.server_pids.items() if (p := _same_process(pid, created))]
+        for process in leftovers:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+        psutil.wait_procs(leftovers, timeout=5)
+
+
+def _same_process(pid: int, create_time: float | None) -> psutil.Process | None:
+    """The process `pid` if it is still the one recorded (a reused PID is left alone)."""
+    try:
+        process = psutil.Process(pid)
+        if create_time is not None and abs(process.create_time() - create_time) > 0.05:
+            return None
+        return process
+    except psutil.Error:
+        return None

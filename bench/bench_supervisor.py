@@ -100,7 +100,8 @@ def _inner(tmp: Path) -> dict[str, list[float]]:
     from profiles.models import ServerProfile
     from servers.models import Server, ServerEvent, SupervisorHeartbeat
     from servers.services import server_start, server_stop
-    from testing.supervisor import free_port, health_ok
+    from testing.net import free_port
+    from testing.supervisor import health_ok
     from testing.tinymodel import make_tiny_model
 
     call_command("migrate", verbosity=0)

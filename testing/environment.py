@@ -5,16 +5,10 @@ before it reads its environment."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from testing.net import free_port
 
 _root = Path(tempfile.mkdtemp(prefix="mlxm-test-"))
 os.environ["MLXM_DATA_DIR"] = str(_root / "data")
@@ -23,7 +17,7 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_HUB_OFFLINE"] = "0"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("MLXM_TEST_HUB_PORT", str(_free_port()))
+os.environ.setdefault("MLXM_TEST_HUB_PORT", str(free_port()))
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['MLXM_TEST_HUB_PORT']}"
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable.

@@ -14,8 +14,9 @@ from django.test import Client
 from profiles.models import ServerProfile
 from servers.chat import ChatError, chat_complete, chat_url
 from servers.models import ServerState
-from servers.tests.conftest import RealServer, free_port
+from servers.tests.conftest import RealServer
 from servers.tests.factories import set_server
+from testing.net import free_port
 
 HTMX = {"HX-Request": "true"}
 

@@ -14,7 +14,6 @@ import os
 import plistlib
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from servers.service_install import (
     Target,
     app_services,
 )
+from testing.net import free_port
 
 UID = 501
 BASE_DIR = Path(settings.BASE_DIR)
@@ -433,12 +433,6 @@ def test_an_unsupported_platform_is_a_command_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"supported on macOS .* and Linux"):
         run_command(target, runner, "--dry-run")
     assert runner.calls == []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_web_unit_runs_as_systemd_would_start_it(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbeat
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
-from testing.supervisor import BASE_DIR, SupervisorProcesses, free_port, health_ok, supervisor_env, wait_for
+from testing.net import free_port
+from testing.supervisor import BASE_DIR, SupervisorProcesses, health_ok, supervisor_env, wait_for
 
 pytestmark = pytest.mark.mlx
 

@@ -23,7 +23,7 @@ from servers.services import server_start, server_stop
 from servers.states import State
 from servers.supervisor.core import Policy, Supervisor
 from servers.supervisor.host import RealHost
-from testing.supervisor import free_port
+from testing.net import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mlx]
 

@@ -61,8 +61,12 @@ class Client:
 
 
 def poll(port: int, deadline: float, latencies: list[float], errors: list[str]) -> None:
-    client = Client(port)
-    client.log_in()
+    try:
+        client = Client(port)
+        client.log_in()
+    except (OSError, AssertionError) as exc:
+        errors.append(f"login: {exc!r}")
+        return
     while time.monotonic() < deadline:
         started = time.perf_counter()
         try:

@@ -79,6 +79,7 @@ class Stack:
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput", "-v", "0")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(BIN / "honcho"), "--no-colour", "-f", "Procfile", "start"],

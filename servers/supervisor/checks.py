@@ -30,14 +30,17 @@ def check_port(profile: ServerProfile, host: Host) -> str | None:
 
 
 def check_model_present(profile: ServerProfile) -> str | None:
-    if local_model_path(profile.model) is not None:
-        return None
-    if profile.model.startswith("/"):
-        return f"The model folder {profile.model} is not on this machine (no config.json there)."
-    return (
-        f"The model {profile.model} is not on this machine. Download it from the Models page first; "
-        "servers never download models by themselves."
-    )
+    """The model, and the draft model if any, must be on this machine: servers run offline."""
+    for what, model in (("model", profile.model), ("draft model", profile.draft_model)):
+        if not model or local_model_path(model) is not None:
+            continue
+        if model.startswith("/"):
+            return f"The {what} folder {model} is not on this machine (no config.json there)."
+        return (
+            f"The {what} {model} is not on this machine. Download it from the Models page first; "
+            "servers never download models by themselves."
+        )
+    return None
 
 
 def kv_cache_margin(config: dict[str, Any], weights: int) -> int:

@@ -99,6 +99,13 @@ def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+def listen_address(server: Server) -> tuple[str, int]:
+    """Where the running process listens: what it was started with, not the profile as edited since."""
+    argv = list(server.cmdline or [])
+    host = argv[argv.index("--host") + 1] if "--host" in argv[:-1] else server.profile.host
+    return host, server.port or server.profile.port
+
+
 class Supervisor:
     def __init__(
         self,
@@ -356,7 +363,7 @@ class Supervisor:
             return
         if now < rt.next_probe or rt.process is None:
             return
-        latency = self.host.health(server.profile.host, server.profile.port, timeout=self.policy.health_timeout)
+        latency = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
         if latency is None:
             rt.next_probe = now + self.policy.start_probe_interval
             return
@@ -375,7 +382,7 @@ class Supervisor:
 
     def _probe(self, server: Server, rt: Runtime, now: float) -> None:
         rt.next_probe = on_grid(now, self.policy.health_interval)
-        latency = self.host.health(server.profile.host, server.profile.port, timeout=self.policy.health_timeout)
+        latency = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
         state = State(server.state)
         if latency is not None:
             if state == State.UNHEALTHY:

@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -98,6 +98,20 @@ def probe_address(host: str) -> str:
     return host
 
 
+# The manager's own secrets stay with the manager: model servers listen on the network and may run
+# a model's remote code.
+PRIVATE_ENV_PREFIXES = ("SECRET_KEY", "DATABASE_URL", "DJANGO_", "AXES_", "HF_TOKEN", "MLXM_", "CSRF_", "SESSION_")
+
+
+def model_server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a model server: the manager's, minus its secrets, and offline for the Hub
+    so a server never downloads a model (or a draft model named in a request) by itself."""
+    env = {key: value for key, value in environ.items() if not key.startswith(PRIVATE_ENV_PREFIXES)}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 @dataclass
 class RealHost:
     """The machine itself."""
@@ -128,7 +142,7 @@ class RealHost:
         return time.time()
 
     def spawn(self, argv: Sequence[str], *, log_path: Path) -> Process:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = model_server_env(os.environ)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 list(argv),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
@@ -36,3 +37,12 @@ def axes_username(request: HttpRequest | None, credentials: dict[str, Any] | Non
     source: Any = credentials or (request.POST if request is not None else {})
     username = source.get("username") or source.get("email")
     return str(username).strip().lower() if username else None
+
+
+def axes_client_ip(request: HttpRequest) -> str | None:
+    """The address lockouts count against. Behind our TLS proxy every request comes from the proxy,
+    so take the last X-Forwarded-For entry: the one the proxy appended, which a client cannot forge."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if settings.BEHIND_TLS_PROXY and forwarded:
+        return forwarded.split(",")[-1].strip()
+    return request.META.get("REMOTE_ADDR")

@@ -26,7 +26,3 @@ class SearchForm(forms.Form):
     def clean_author(self) -> str:
         author = (self.cleaned_data.get("author") or "").strip()
         return "" if author.lower() in ("any", "*") else author
-
-
-class RepoForm(forms.Form):
-    repo_id = forms.CharField(max_length=200)

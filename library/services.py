@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
@@ -23,6 +24,7 @@ class LibraryError(Exception):
     """A refused request; the message is for the page."""
 
 
+@transaction.atomic  # SQLite transactions are IMMEDIATE: two requests for one repo serialize here
 def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> Download:
     """Queue a download, or join the one already queued or running for the same repo."""
     repo_id = repo_id.strip()
@@ -36,7 +38,7 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> 
     if existing is not None:
         return existing
     download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by)
-    wake_supervisor()
+    transaction.on_commit(wake_supervisor)
     return download
 
 

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -125,7 +126,7 @@ def download(request: HtmxHttpRequest) -> HttpResponse:
         queued = download_queue(repo_id=repo_id, by=_user(request))
     except LibraryError as problem:
         if request.htmx:
-            return HttpResponse(f'<span class="field-error">{_escape(str(problem))}</span>', status=400)
+            return HttpResponse(format_html('<span class="field-error">{}</span>', problem), status=400)
         form = SearchForm(initial={"author": "mlx-community", "sort": "downloads"})
         context = {"form": form, "error": str(problem), "results": [], "memory_total": memory_total()}
         return render(request, "library/search.html", context, status=400)
@@ -133,12 +134,6 @@ def download(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "library/_queued.html", {"download": queued})
     messages.success(request, f"{queued.repo_id}: download queued.")
     return redirect(f"{reverse('library:local')}#downloads")
-
-
-def _escape(text: str) -> str:
-    from django.utils.html import escape
-
-    return str(escape(text))
 
 
 @require_POST

@@ -117,6 +117,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     chat_template_args = forms.CharField(
         label="Chat template arguments",
         required=False,
+        max_length=10_000,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"enable_thinking": false}'}),
         help_text="A JSON object passed to the chat template.",
     )
@@ -262,6 +263,8 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             value = json.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"This is not valid JSON ({exc}).") from None
+        except RecursionError:
+            raise forms.ValidationError("This JSON is nested too deeply.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError(
                 'Chat template arguments must be a JSON object, like {"enable_thinking": false}.'

@@ -106,6 +106,23 @@ def test_repeated_failures_lock_the_address(make_user: Callable[..., User], sett
     assert _login(Client(), "ivan@example.com", PASSWORD, REMOTE_ADDR="10.0.2.3").status_code == 302
 
 
+@pytest.mark.django_db
+def test_behind_a_proxy_the_lock_follows_the_forwarded_address(make_user: Callable[..., User], settings: Any) -> None:
+    """Every request comes from the proxy's address; one guesser must not lock everybody out."""
+    settings.BEHIND_TLS_PROXY = True
+    make_user("ivan@example.com")
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        _login(Client(), f"guess{n}@example.com", "wrong-password-1", HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy)
+    guesser = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy)
+    assert guesser.status_code == 429
+    colleague = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7", **proxy)
+    assert colleague.status_code == 302
+    # A forged header does not help the guesser: the proxy appends the address it really saw.
+    forged = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.9", **proxy)
+    assert forged.status_code == 429
+
+
 def test_logout_is_post_only(user_client: Client) -> None:
     assert user_client.get("/accounts/logout/").status_code == 405
     assert user_client.get("/servers/").status_code == 200

@@ -113,3 +113,17 @@ def test_hub_down_shows_a_message_in_the_browser(
     message.wait_for()
     assert "did not answer in time" in message.inner_text()
     screenshot(page, "library-search-hub-down")
+
+
+def test_a_refused_download_shows_its_reason_in_place(
+    page: Any, live_server: Any, approved_user: User, hub: Any
+) -> None:
+    """The download view answers a refusal with 400 and a fragment; htmx must show it, not drop it."""
+    browser_login(page, live_server.url, approved_user.email)
+    page.goto(f"{live_server.url}/models/search/?q=medium")
+    form = page.locator("tr", has_text=MEDIUM).locator("form")
+    form.locator("input[name=repo_id]").evaluate("input => input.value = '../../etc'")
+    form.locator("button[type=submit]").click()
+    refusal = page.locator(".field-error")
+    refusal.wait_for()
+    assert "is not a Hugging Face repo id" in refusal.inner_text()

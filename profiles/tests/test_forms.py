@@ -101,6 +101,8 @@ BAD: list[tuple[str, str, str]] = [
     ("chat_template_args", "[1, 2]", "must be a JSON object"),
     ("chat_template_args", '"enable_thinking"', "must be a JSON object"),
     ("chat_template_args", "{enable_thinking: false}", "not valid JSON"),
+    ("chat_template_args", '{"a": ' + "[" * 4000 + "]" * 4000 + "}", "nested too deeply"),
+    ("chat_template_args", "{" + " " * 10_001 + "}", "at most 10000 characters"),
     ("decode_concurrency", "0", "at least 1"),
     ("prompt_concurrency", "0", "at least 1"),
     ("prefill_step_size", "0", "at least 1"),

@@ -143,12 +143,12 @@ def test_supervisor_kill_9_adopts_both_servers_and_resumes_the_download(
     first = supervisor_process.start()
     profiles, pids = running_servers(supervisor_process, tiny_model, "adopt", 2)
 
-    hub.bytes_per_second = 1_500_000  # 6 MiB: about four seconds, so there is a middle to kill in
+    hub.bytes_per_second = 1_000_000  # 6 MiB: about six seconds, so there is a middle to kill in
     download = download_queue(repo_id=MEDIUM, by=None)
     wait_for(
-        lambda: Download.objects.get(pk=download.pk).bytes_done > 3_000_000,
+        lambda: Download.objects.get(pk=download.pk).bytes_done > 2_500_000,
         timeout=60,
-        what="the download to pass 3 MB (about half)",
+        what="the download to pass 2.5 MB (of 6.3)",
     )
     first.send_signal(signal.SIGKILL)
     first.wait(10)
@@ -161,7 +161,7 @@ def test_supervisor_kill_9_adopts_both_servers_and_resumes_the_download(
     (partial,) = medium_not_cached.glob("blobs/*.incomplete")
     kept = partial.stat().st_size
     file_size = hub.repos[MEDIUM].files["model.safetensors"].size
-    assert 2_500_000 < kept < file_size, kept
+    assert 2_000_000 < kept < file_size, kept
     assert not list((medium_not_cached / "snapshots").rglob("*.safetensors")), "no snapshot before the end"
 
     hub.requests.clear()
@@ -303,6 +303,8 @@ def test_database_busy_for_seconds_a_start_waits_and_succeeds(
     supervisor_process: SupervisorProcesses, tiny_model: Path, web_server: WebServer, web_user: User
 ) -> None:
     supervisor = supervisor_process.start()
+    (steady,), pids = running_servers(supervisor_process, tiny_model, "steady", 1)
+    steady_history = transitions(steady)
     profile = make_profile(tiny_model, "busy")
     web_server.start()
     browser = HttpClient(web_server.url)
@@ -337,6 +339,9 @@ def test_database_busy_for_seconds_a_start_waits_and_succeeds(
     wait_for(lambda: server(profile).state == State.RUNNING, timeout=150, what="the started server to run")
     supervisor_process.remember_servers()
     assert transitions(profile) == [("stopped", "starting"), ("starting", "running")]
+    # The server that ran through the stall was neither restarted nor marked unhealthy.
+    assert transitions(steady) == steady_history
+    assert_only_process(steady, pids[steady.pk])
 
     # The supervisor's heartbeat resumed after the lock, and it never crashed or logged a failure.
     wait_for(

@@ -11,3 +11,9 @@ accesslog = "-"
 # gunicorn's control socket lives in one fixed place per user; two instances (a test stack beside
 # `make run`) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Check the settings (the data directory above all) in the master, before any worker: a
+    failure there is one clear message and a non-zero exit, not workers failing to boot forever."""
+    import mlxmanager.settings  # noqa: F401

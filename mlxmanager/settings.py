@@ -18,16 +18,20 @@ MLXM_LOG_DIR = MLXM_DATA_DIR / "logs"
 
 
 def _ensure_data_dir(path: Path) -> None:
+    """A clear one-line exit (no traceback deep in sqlite) when the data directory is unusable."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        (path / "logs").mkdir(exist_ok=True)
-    except OSError as exc:  # a clear message instead of a traceback deep in sqlite
+    except OSError as exc:
         raise SystemExit(f"MLX Manager: cannot create the data directory {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK):
+    if not os.access(path, os.W_OK | os.X_OK):  # checked before `logs/`, which would only say "cannot create"
         raise SystemExit(
             f"MLX Manager: the data directory {path} is not writable. "
             "Fix its permissions or point MLXM_DATA_DIR somewhere writable."
         )
+    try:
+        (path / "logs").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"MLX Manager: cannot create {path / 'logs'} in the data directory: {exc.strerror}") from None
 
 
 def _secret_key(data_dir: Path) -> str:

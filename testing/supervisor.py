@@ -32,6 +32,16 @@ def health_ok(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def server_processes(port: int) -> list[psutil.Process]:
+    """Every mlx_lm.server on this machine listening (or about to) on `port`."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "mlx_lm" in cmdline and "--port" in cmdline and cmdline[cmdline.index("--port") + 1] == str(port):
+            found.append(process)
+    return found
+
+
 def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,7 +21,14 @@ from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbea
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
 from testing.net import free_port
-from testing.supervisor import BASE_DIR, SupervisorProcesses, health_ok, supervisor_env, wait_for
+from testing.supervisor import (
+    BASE_DIR,
+    SupervisorProcesses,
+    health_ok,
+    server_processes,
+    supervisor_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.mlx
 
@@ -29,16 +36,6 @@ pytestmark = pytest.mark.mlx
 def make_profile(model: Path) -> ServerProfile:
     port = free_port()
     return ServerProfile.objects.create(name=f"proc-{port}", model=str(model), port=port)
-
-
-def server_processes(port: int) -> list[psutil.Process]:
-    """Every mlx_lm.server on this machine listening (or about to) on `port`."""
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if "mlx_lm" in cmdline and "--port" in cmdline and cmdline[cmdline.index("--port") + 1] == str(port):
-            found.append(process)
-    return found
 
 
 def state_of(profile: ServerProfile) -> str:

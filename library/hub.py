@@ -27,6 +27,7 @@ _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub")
 _size_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hub-sizes")
 _sizes: dict[tuple[str, str], tuple[int, list[tuple[str, int]]]] = {}
 _sizes_lock = threading.Lock()
+SIZES_REMEMBERED = 2000  # repo revisions whose file sizes are kept; the oldest go first
 
 
 class HubError(Exception):
@@ -110,6 +111,8 @@ def _file_sizes(repo_id: str, sha: str | None) -> tuple[int, list[tuple[str, int
     result = (sum(size for _, size in files), files)
     with _sizes_lock:
         _sizes[(repo_id, info.sha or sha or "")] = result
+        while len(_sizes) > SIZES_REMEMBERED:
+            del _sizes[next(iter(_sizes))]
     return result
 
 

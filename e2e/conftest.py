@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+from conftest import screenshot
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -31,8 +32,13 @@ def stack_model_servers(stack: Stack) -> list[psutil.Process]:
     return found
 
 
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return bool(report is not None and report.failed)
+
+
 @pytest.fixture
-def stack(hub: Any, tmp_path: Path) -> Iterator[Stack]:
+def stack(hub: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A fresh copy of the app on its own port, data directory, database and Hugging Face cache;
     HF_ENDPOINT (inherited) points at the hub stand-in, which `hub` serves. Stopped with Ctrl-C
     at teardown (a test may stop it earlier); a model server it left behind is killed."""
@@ -53,16 +59,20 @@ def stack(hub: Any, tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        if _failed(request):  # what gunicorn and the supervisor said, in the failure's report
+            print(f"--- the stack's output ({stack.log_path}), last part ---\n{stack.log_text()[-6000:]}")
         for process in stack_model_servers(stack):
             with contextlib.suppress(OSError):
                 os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
-def second_page(browser_instance: Any) -> Iterator[Any]:
+def second_page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page in a second browser context: another person with their own cookies."""
     context = browser_instance.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
     yield page
+    if _failed(request):
+        screenshot(page, f"FAILED-{request.node.name}-second-person")
     context.close()

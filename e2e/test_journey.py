@@ -71,6 +71,7 @@ def test_journey(stack: Stack, hub: Any, page: Any, second_page: Any) -> None:
     # 1. The first account becomes the administrator.
     register(admin, base, ADMIN)
     admin.wait_for_url("**/servers/")
+    expect(admin.locator(".messages")).to_contain_text("administrator")
     expect(admin.locator("nav a", has_text="Users")).to_be_visible()
     shot(admin, 1, "first-account-is-admin")
 

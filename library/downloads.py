@@ -49,7 +49,8 @@ from library.models import Download, DownloadState
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 # The client reads a download in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default) and reports
 # progress once per piece; smaller pieces let progress, cancel and stop act within a second.
-hf_constants.DOWNLOAD_CHUNK_SIZE = 256 * 1024
+READ_CHUNK = 256 * 1024
+hf_constants.DOWNLOAD_CHUNK_SIZE = READ_CHUNK
 
 logger = logging.getLogger(__name__)
 FINAL_STATES = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELLED)
@@ -65,6 +66,12 @@ class Interrupted(Exception):
 
 class NotEnoughDisk(Exception):
     pass
+
+
+def read_chunk_size(size: int) -> int:
+    """How many bytes the client reads at a time for a file of `size` bytes: 256 KiB, or about a
+    twentieth of a smaller file, so its progress still moves on a slow link."""
+    return max(1024, min(READ_CHUNK, size // 20))
 
 
 def human_bytes(size: float) -> str:
@@ -243,6 +250,10 @@ def fetch_repo(download: Download, *, cache: Path, progress: Progress) -> None:
         partial = blobs / f"{piece.etag}.incomplete"
         if partial.is_file() and partial.stat().st_size > piece.size:
             partial.unlink()  # not a prefix of this file: start it again
+        # A file smaller than one read would report nothing until it is complete: read it in
+        # about twenty pieces instead. (The constant is global; a parallel download reading with
+        # this size for a moment costs nothing.)
+        hf_constants.DOWNLOAD_CHUNK_SIZE = read_chunk_size(piece.size)
         with partial.open("ab") as handle:
             http_get(
                 piece.url,

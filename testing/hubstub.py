@@ -321,8 +321,12 @@ def _handler_for(hub: HubStub) -> type[BaseHTTPRequestHandler]:
         def stream(self, hub_file: HubFile, start: int, length: int, drop_at: int | None) -> None:
             sent = 0
             began = time.monotonic()
+            rate = hub.bytes_per_second
+            # Slow serving writes about ten pieces a second, so that even a small file arrives
+            # gradually instead of in one write followed by a pause.
+            chunk = max(256, min(CHUNK, int(rate / 10))) if rate else CHUNK
             while sent < length:
-                size = min(CHUNK, length - sent)
+                size = min(chunk, length - sent)
                 if drop_at is not None and start + sent + size > drop_at:
                     size = drop_at - (start + sent)
                     if size > 0:

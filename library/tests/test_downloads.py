@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from huggingface_hub import scan_cache_dir
 
-from library.downloads import DownloadRunner
+from library.downloads import READ_CHUNK, DownloadRunner, read_chunk_size
 from library.local import cached_repo_ids, local_models
 from library.models import Download, DownloadState
 from library.services import download_cancel, download_queue
@@ -253,3 +253,9 @@ def test_downloadmodel_command_downloads_through_the_same_code(hub: Any) -> None
     row = Download.objects.get(repo_id=TINY)
     assert row.state == DownloadState.COMPLETED and row.bytes_done == row.bytes_total
     assert snapshot_file(TINY, "model.safetensors").read_bytes() == expected(hub, TINY, "model.safetensors")
+
+
+def test_small_files_are_read_in_pieces_so_their_progress_moves() -> None:
+    assert read_chunk_size(30_000) == 1_500  # a tiny model's weights: about twenty reads
+    assert read_chunk_size(100) == 1024  # never absurdly small reads
+    assert read_chunk_size(5 * 1024**3) == READ_CHUNK == 256 * 1024  # big files: 256 KiB reads

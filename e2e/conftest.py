@@ -1,0 +1,78 @@
+"""The whole app as `make run` serves it (gunicorn + runsupervisor under honcho, testing/stack.py),
+for browser tests that go through every part, and helpers to look for its model servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from conftest import screenshot
+from testing.net import free_port
+from testing.stack import Stack
+
+
+def stack_model_servers(stack: Stack) -> list[psutil.Process]:
+    """The `mlx_lm.server` processes started for this stack (they inherit its MLXM_DATA_DIR)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            ours = "mlx_lm" in cmdline and process.environ().get("MLXM_DATA_DIR") == str(stack.data_dir)
+            if ours and "server" in cmdline:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return bool(report is not None and report.failed)
+
+
+@pytest.fixture
+def stack(hub: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A fresh copy of the app on its own port, data directory, database and Hugging Face cache;
+    HF_ENDPOINT (inherited) points at the hub stand-in, which `hub` serves. Stopped with Ctrl-C
+    at teardown (a test may stop it earlier); a model server it left behind is killed."""
+    root = tmp_path / "stack"
+    stack = Stack(
+        root,
+        extra_env={
+            "HF_HOME": str(root / "hf-home"),
+            # Profiles get ports from a free range, not the 8080 of a person's own `make run`.
+            "MLXM_PORT_BASE": str(free_port()),
+        },
+    )
+    stack.data_dir.mkdir(parents=True, exist_ok=True)
+    # `make run` collects static files before serving them (the manifest storage needs it).
+    stack.manage("collectstatic", "--noinput", "-v", "0")
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        if _failed(request):  # what gunicorn and the supervisor said, in the failure's report
+            print(f"--- the stack's output ({stack.log_path}), last part ---\n{stack.log_text()[-6000:]}")
+        for process in stack_model_servers(stack):
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def second_page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A page in a second browser context: another person with their own cookies."""
+    context = browser_instance.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    if _failed(request):
+        screenshot(page, f"FAILED-{request.node.name}-second-person")
+    context.close()

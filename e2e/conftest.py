@@ -51,9 +51,6 @@ def stack(hub: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
             "MLXM_PORT_BASE": str(free_port()),
         },
     )
-    stack.data_dir.mkdir(parents=True, exist_ok=True)
-    # `make run` collects static files before serving them (the manifest storage needs it).
-    stack.manage("collectstatic", "--noinput", "-v", "0")
     stack.start()
     try:
         yield stack

@@ -100,7 +100,7 @@ def probe_address(host: str) -> str:
 
 # The manager's own secrets stay with the manager: model servers listen on the network and may run
 # a model's remote code.
-PRIVATE_ENV_PREFIXES = ("SECRET_KEY", "DATABASE_URL", "DJANGO_", "AXES_", "HF_TOKEN", "MLXM_", "CSRF_", "SESSION_")
+PRIVATE_ENV_PREFIXES = ("SECRET_KEY", "DATABASE_URL", "DJANGO_", "AXES_", "HF_TOKEN", "CSRF_", "SESSION_")
 
 
 def model_server_env(environ: Mapping[str, str]) -> dict[str, str]:

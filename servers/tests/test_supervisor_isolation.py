@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ def test_model_servers_get_none_of_the_managers_secrets_and_stay_offline(
     assert "SECRET_KEY" not in env and "DATABASE_URL" not in env and "HF_TOKEN" not in env
     assert env["HF_HUB_OFFLINE"] == "1", "a server must never download a model by itself"
     assert env["HF_HOME"] == str(tmp_path / "hf"), "it still finds the models in the cache"
+    assert env["MLXM_DATA_DIR"] == os.environ["MLXM_DATA_DIR"], "which manager started it stays visible"
 
 
 def test_a_missing_draft_model_is_refused_before_spawning(

@@ -17,6 +17,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.models import DesiredState, Server, ServerSample, ServerState, SupervisorHeartbeat
@@ -51,16 +52,6 @@ CARD_FIELDS = ["name", "model", "host", "port"] + [
 ]
 UP_STATES = (ServerState.RUNNING, ServerState.UNHEALTHY)
 FAILED_STATES = (ServerState.FATAL, ServerState.BACKOFF, ServerState.UNHEALTHY)
-
-
-def human_bytes(value: int) -> str:
-    """1.4 GB, 812.0 MB: like Django's filesizeformat, without its translation lookups."""
-    size = float(value)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{int(size)}\xa0{unit}" if unit == "bytes" else f"{size:.1f}\xa0{unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -62,9 +62,9 @@ def test_search_sorts_by_downloads_likes_and_recency(user_client: Client, hub: A
 def test_search_shows_sizes_params_quantization_and_max_size_filters(user_client: Client, hub: Any) -> None:
     html = page(user_client, "/models/search/", {"q": "", "author": "mlx-community"})
     qwen = row_html(html, QWEN)
-    assert '<td class="size">2.1 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes (+ config.json)
+    assert '<td class="size">2.3 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes, in decimal GB like the Hub
     assert "800.0M" in qwen and "4-bit" in qwen and "90,000" in qwen and "2025-05-01" in qwen
-    assert '<td class="size">200.0 TB</td>' in row_html(html, GIANT)
+    assert '<td class="size">219.9 TB</td>' in row_html(html, GIANT)  # 200 TiB
     small = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "max_size": str(4 * 1000**3)})
     assert GIANT not in rows(small.content.decode()) and QWEN in rows(small.content.decode())
 

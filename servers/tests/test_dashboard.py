@@ -53,13 +53,13 @@ def test_partial_runs_a_fixed_number_of_queries(
 
 def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile("qwen", model="mlx-community/Qwen3-4B-4bit", port=8123)
-    server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1024**3, cpu_percent=33.0, restart_count=2)
+    server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)
     add_samples(server)
     html = user_client.get("/servers/").content.decode()
     assert 'href="http://127.0.0.1:8123/v1"' in html
     assert "mlx-community/Qwen3-4B-4bit" in html
     assert f"{server.pid}" in html
-    assert "2.0\xa0GB" in html
+    assert "2.0 GB" in html
     assert "33 %" in html
     assert "42 min" in html  # uptime
     assert "4 ms" in html  # last health latency (3.5 rounds to 4)
@@ -107,8 +107,8 @@ def test_banner_when_heartbeat_is_missing_or_stale(
 
 
 def test_memory_bar_counts_our_servers(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
-    set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1024**2)
-    set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1024**2)
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1000**2)
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1000**2)
     set_server(make_profile(), ServerState.STOPPED, rss_bytes=900 * 1024**2)  # stale figure of a stopped one
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "Our servers 500.0\xa0MB" in html

@@ -12,7 +12,6 @@ from functools import cached_property
 from typing import Any
 
 import psutil
-from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
@@ -20,7 +19,8 @@ from django.utils import timezone
 from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
-from servers.models import DesiredState, Server, ServerSample, ServerState, SupervisorHeartbeat
+from servers.heartbeat import SupervisorStatus, supervisor_status
+from servers.models import DesiredState, Server, ServerSample, ServerState
 from servers.states import TRANSIENT
 from servers.templatetags.servers_extras import duration
 
@@ -178,25 +178,6 @@ class Card:
 
 
 @dataclass(frozen=True)
-class SupervisorStatus:
-    beat_at: datetime | None
-    stale_after: float
-
-    @property
-    def missing(self) -> bool:
-        return self.beat_at is None
-
-    @property
-    def age(self) -> float | None:
-        return None if self.beat_at is None else (timezone.now() - self.beat_at).total_seconds()
-
-    @property
-    def stale(self) -> bool:
-        age = self.age
-        return age is None or age > self.stale_after
-
-
-@dataclass(frozen=True)
 class MemoryBar:
     total: int
     available: int
@@ -243,11 +224,6 @@ class Dashboard:
     @property
     def running_count(self) -> int:
         return sum(1 for card in self.cards if card.is_up)
-
-
-def supervisor_status() -> SupervisorStatus:
-    beat = SupervisorHeartbeat.objects.filter(pk=1).values_list("beat_at", flat=True).first()
-    return SupervisorStatus(beat_at=beat, stale_after=settings.MLXM_HEARTBEAT_STALE)
 
 
 def sample_series(server_ids: Sequence[int], *, now: datetime | None = None) -> dict[int, Series]:

@@ -28,7 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from library.models import Download, DownloadState
-from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+from servers.models import Server, ServerState, SystemSample
 
 # When MLX does not say how much memory it may use for models, this share of RAM is shown instead.
 # Metal's recommendedMaxWorkingSetSize is about three quarters of RAM on Apple Silicon Macs.
@@ -276,53 +276,6 @@ def hub_cache() -> HubCache:
 
 
 # --- the supervisor ---
-
-
-@dataclass(frozen=True)
-class SupervisorStatus:
-    running: bool
-    pid: int | None
-    hostname: str
-    started_at: datetime | None
-    beat_at: datetime | None
-    stopped_at: datetime | None
-    uptime: timedelta | None
-    heartbeat_age: timedelta | None
-    reason: str
-
-    @property
-    def heartbeat_seconds(self) -> int | None:
-        return int(self.heartbeat_age.total_seconds()) if self.heartbeat_age is not None else None
-
-
-def supervisor_status(*, now: datetime | None = None) -> SupervisorStatus:
-    """Running when its heartbeat is fresher than MLXM_HEARTBEAT_STALE seconds and it has not said
-    it stopped."""
-    now = now or timezone.now()
-    beat = SupervisorHeartbeat.objects.filter(pk=1).first()
-    if beat is None or beat.beat_at is None:
-        return SupervisorStatus(False, None, "", None, None, None, None, None, "It has never run here.")
-    age = now - beat.beat_at
-    stale = age > timedelta(seconds=settings.MLXM_HEARTBEAT_STALE)
-    stopped = beat.stopped_at is not None and beat.stopped_at >= beat.beat_at
-    if stopped:
-        reason = "It stopped cleanly."
-    elif stale:
-        reason = "Its heartbeat is stale: it has probably crashed or been killed."
-    else:
-        reason = ""
-    running = not (stale or stopped)
-    return SupervisorStatus(
-        running=running,
-        pid=beat.pid,
-        hostname=beat.hostname,
-        started_at=beat.started_at,
-        beat_at=beat.beat_at,
-        stopped_at=beat.stopped_at,
-        uptime=(now - beat.started_at) if running and beat.started_at else None,
-        heartbeat_age=age,
-        reason=reason,
-    )
 
 
 def supervised_servers() -> list[Server]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from mlxmanager.types import AuthedRequest
 from servers import system_info
+from servers.heartbeat import supervisor_status
 from servers.models import SystemSample
 from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
 
@@ -109,7 +110,7 @@ def live_context() -> dict[str, Any]:
         "other_percent": max(0.0, memory.used_percent - (100.0 * ours / memory.total if memory.total else 0.0)),
         "recommended": recommended,
         "hub_cache": system_info.hub_cache(),
-        "supervisor": system_info.supervisor_status(now=now),
+        "supervisor": supervisor_status(now=now),
         "servers": system_info.supervised_servers(),
         "downloads": system_info.downloads_in_flight(),
         "chart": memory_chart(samples, now=now, limit=recommended.bytes),

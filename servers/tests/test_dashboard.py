@@ -106,6 +106,22 @@ def test_banner_when_heartbeat_is_missing_or_stale(
     assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
 
 
+def test_banner_and_system_page_agree_after_a_clean_stop(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """A fresh heartbeat followed by a clean stop: not running, on both pages, at once."""
+    make_profile()
+    now = timezone.now()
+    SupervisorHeartbeat.objects.create(pk=1, beat_at=now, started_at=now - timedelta(hours=1), stopped_at=now)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "The supervisor is not running" in html and "It stopped cleanly." in html
+    system = user_client.get("/system/").content.decode()
+    assert re.search(r'id="supervisor-state" class="badge badge-bad">not running', system)
+    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() + timedelta(seconds=1))  # started again
+    assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'id="supervisor-state" class="badge badge-ok">running' in user_client.get("/system/").content.decode()
+
+
 def test_memory_bar_counts_our_servers(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1000**2)
     set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1000**2)

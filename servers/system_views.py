@@ -4,7 +4,6 @@ state, and (for admins) the OS services. The live part is re-fetched by htmx eve
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from mlxmanager.types import AuthedRequest
 from servers import system_info
+from servers.charts import sparkline_points
 from servers.heartbeat import supervisor_status
 from servers.models import SystemSample
 from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
@@ -25,42 +25,8 @@ CHART_WIDTH, CHART_HEIGHT = 600.0, 120.0
 SERVICE_STATUS_SECONDS = 30
 
 
-# The memory chart places samples by their time (a pause in sampling keeps its width), unlike the dashboard's
-# evenly spaced sparklines (servers/charts.py in its branch); pure functions, no charting JS.
-
-
-def svg_points(
-    values: Sequence[float],
-    *,
-    width: float = 100.0,
-    height: float = 30.0,
-    vmax: float | None = None,
-    xs: Sequence[float] | None = None,
-    x_range: tuple[float, float] | None = None,
-) -> str:
-    """`points` for an SVG <polyline> in a `0 0 width height` viewBox: y grows downwards, so the
-    largest value (vmax, by default the largest of the values) is at the top. `xs` places the
-    points along the x axis (any unit; by default evenly spaced), and `x_range` is the stretch of
-    that axis the width shows (by default from the first to the last x).
-    """
-    if not values:
-        return ""
-    top = vmax if vmax is not None else max(values)
-    top = top if top > 0 else 1.0
-    if xs is None:
-        xs = list(range(len(values)))
-    x0, x1 = x_range if x_range is not None else (xs[0], xs[-1])
-    span = (x1 - x0) or 1.0
-    points = []
-    for x, value in zip(xs, values, strict=True):
-        px = width * (x - x0) / span if len(values) > 1 or x_range else width
-        py = height - height * min(max(value, 0.0), top) / top
-        points.append(f"{px:.2f},{py:.2f}")
-    return " ".join(points)
-
-
 def svg_area(points: str, *, height: float = 30.0) -> str:
-    """A closed polygon under a polyline from svg_points, for a filled area chart."""
+    """A closed polygon under a polyline from sparkline_points, for a filled area chart."""
     if not points:
         return ""
     first_x = points.split(" ", 1)[0].split(",")[0]
@@ -77,7 +43,13 @@ def memory_chart(samples: list[SystemSample], *, now: datetime, limit: int | Non
     start = now.timestamp() - CHART_MINUTES * 60
     xs = [s.taken_at.timestamp() for s in samples]
     plot = functools.partial(
-        svg_points, width=CHART_WIDTH, height=CHART_HEIGHT, vmax=top, xs=xs, x_range=(start, now.timestamp())
+        sparkline_points,
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        maximum=top,
+        pad=0.0,
+        xs=xs,
+        x_range=(start, now.timestamp()),
     )
     used = plot([s.memory_total - s.memory_available for s in samples])
     servers = plot([s.memory_used_by_servers for s in samples])

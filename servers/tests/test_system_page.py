@@ -21,8 +21,9 @@ from django.utils import timezone
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers import system_info
+from servers.charts import sparkline_points
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
-from servers.system_views import svg_area, svg_points
+from servers.system_views import svg_area
 
 GB = 1024**3
 
@@ -162,12 +163,11 @@ def test_memory_chart_shows_the_last_hour_only(user_client: Client) -> None:
     assert limit_y and float(limit_y.group(1)) == pytest.approx(expected, abs=0.01)
 
 
-def test_svg_points_and_area() -> None:
-    assert svg_points([]) == ""
-    assert svg_points([0, 5, 10], width=100, height=10) == "0.00,10.00 50.00,5.00 100.00,0.00"
-    assert svg_points([5], width=100, height=10, vmax=10) == "100.00,5.00"
-    assert svg_points([20, -1], width=10, height=10, vmax=10) == "0.00,0.00 10.00,10.00"
-    assert svg_points([1, 1], xs=[15, 30], x_range=(0, 60), width=60, height=10) == "15.00,0.00 30.00,0.00"
+def test_chart_points_placed_by_time_and_area() -> None:
+    """The System chart uses the dashboard's sparkline function, placing samples by their time."""
+    assert sparkline_points([1, 1], 60, 10, pad=0, xs=[15, 30], x_range=(0, 60)) == "15.0,0.0 30.0,0.0"
+    assert sparkline_points([5], 100, 10, maximum=10, pad=0, xs=[60], x_range=(0, 60)) == "100.0,5.0"
+    assert sparkline_points([20, 0], 10, 10, maximum=10, pad=0, xs=[0, 5]) == "0.0,0.0 10.0,10.0"
     assert svg_area("0.00,5.00 10.00,2.00", height=10) == "0.00,10.00 0.00,5.00 10.00,2.00 10.00,10.00"
 
 

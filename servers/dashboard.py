@@ -20,7 +20,7 @@ from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.heartbeat import SupervisorStatus, supervisor_status
-from servers.models import DesiredState, Server, ServerSample, ServerState
+from servers.models import DesiredState, Server, ServerSample, ServerState, SystemSample
 from servers.states import TRANSIENT
 from servers.templatetags.servers_extras import duration
 
@@ -289,9 +289,19 @@ def dashboard_data() -> Dashboard:
         Card(profile, server, series.get(server.pk) or _empty_series(), root=root)
         for profile, server in zip(profiles, servers, strict=True)
     ]
-    vm = psutil.virtual_memory()
     ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
-    return Dashboard(cards, supervisor_status(), MemoryBar(int(vm.total), int(vm.available), ours))
+    total, available = system_memory()
+    return Dashboard(cards, supervisor_status(), MemoryBar(total, available, ours))
+
+
+def system_memory() -> tuple[int, int]:
+    """(total, available) bytes from the newest SystemSample the supervisor wrote (every few
+    seconds), so the polled partial reads only the database; psutil only before the first sample."""
+    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
+    if newest is not None:
+        return newest
+    vm = psutil.virtual_memory()
+    return int(vm.total), int(vm.available)
 
 
 def card_for(profile: ServerProfile) -> Card:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from django.conf import settings
@@ -289,9 +289,19 @@ def downloads_in_flight() -> list[Download]:
     )
 
 
-def memory_samples(*, now: datetime | None = None, minutes: int = 60) -> list[SystemSample]:
+class MemoryPoint(NamedTuple):
+    """The columns of a SystemSample the memory chart draws."""
+
+    taken_at: datetime
+    memory_total: int
+    memory_available: int
+    memory_used_by_servers: int
+
+
+def memory_samples(*, now: datetime | None = None, minutes: int = 60) -> list[MemoryPoint]:
     since = (now or timezone.now()) - timedelta(minutes=minutes)
-    return list(SystemSample.objects.filter(taken_at__gte=since).order_by("taken_at"))
+    rows = SystemSample.objects.filter(taken_at__gte=since).order_by("taken_at").values_list(*MemoryPoint._fields)
+    return [MemoryPoint(*row) for row in rows]
 
 
 def python_version() -> str:

@@ -4,6 +4,7 @@ state, and (for admins) the OS services. The live part is re-fetched by htmx eve
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,6 @@ from mlxmanager.types import AuthedRequest
 from servers import system_info
 from servers.charts import sparkline_points
 from servers.heartbeat import supervisor_status
-from servers.models import SystemSample
 from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
 
 POLL_SECONDS = 5
@@ -34,7 +34,9 @@ def svg_area(points: str, *, height: float = 30.0) -> str:
     return f"{first_x},{height:.2f} {points} {last_x},{height:.2f}"
 
 
-def memory_chart(samples: list[SystemSample], *, now: datetime, limit: int | None = None) -> dict[str, Any]:
+def memory_chart(
+    samples: Sequence[system_info.MemoryPoint], *, now: datetime, limit: int | None = None
+) -> dict[str, Any]:
     """Used memory (total - available) and our servers' share over the last hour, as SVG shapes,
     with a line at `limit` (what MLX recommends for models)."""
     if not samples:

@@ -107,6 +107,13 @@ def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client:
     assert 'href="/profiles/new/?model=mlx-community%2FTiny-Llama-4bit"' in html
 
 
+def test_downloads_poll_pauses_while_the_tab_is_hidden(user_client: Client) -> None:
+    Download.objects.create(repo_id="mlx-community/Medium-Model-8bit")
+    html = user_client.get("/models/downloads/", headers={"HX-Request": "true"}).content.decode()
+    trigger = "every 1s [document.visibilityState === 'visible'], visibilitychange[document.visibilityState === 'visible'] from:document"
+    assert f'hx-trigger="{trigger}"' in html
+
+
 def test_download_button_queues_one_row_and_bad_ids_none(user_client: Client, hub: Any) -> None:
     response = user_client.post("/models/download/", {"repo_id": QWEN})
     assert response.status_code == 302

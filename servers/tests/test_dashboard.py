@@ -7,18 +7,21 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import psutil
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from library.models import Download, DownloadState
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
+from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat, SystemSample
 from servers.tests.factories import add_samples, set_server
 
 HTMX = {"HX-Request": "true"}
-# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute.
-PARTIAL_QUERIES = 5
+# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
+# the newest system memory sample (for the memory bar, instead of asking psutil in the request).
+PARTIAL_QUERIES = 6
 OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
 
 
@@ -129,6 +132,21 @@ def test_memory_bar_counts_our_servers(user_client: Client, make_profile: Callab
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "Our servers 500.0\xa0MB" in html
     assert re.search(r'class="mem-servers" style="width: [0-9.]+%"', html)
+
+
+def test_memory_bar_reads_the_newest_system_sample(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """The poll reads what the supervisor sampled, not psutil; psutil only before any sample."""
+    make_profile()
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    total = human_bytes(psutil.virtual_memory().total).replace(" ", "\xa0")
+    assert f"of {total}" in html  # no sample yet: asked of psutil
+    now = timezone.now()
+    SystemSample.objects.create(taken_at=now - timedelta(seconds=10), memory_total=8 * 1000**3, memory_available=1)
+    SystemSample.objects.create(taken_at=now, memory_total=7 * 1000**3, memory_available=3 * 1000**3)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "Available 3.0\xa0GB" in html and "of 7.0\xa0GB" in html
 
 
 # --- buttons ---

@@ -93,6 +93,19 @@ def test_lines_written_during_the_copy_reach_the_backup(tmp_path: Path, monkeypa
     assert log.read_text() == "--- log rotated: earlier lines are in server-1.log.1 ---\n"
 
 
+def test_a_file_replaced_by_another_is_read_from_its_start(tmp_path: Path) -> None:
+    """Deleted and created again (a new inode), even longer than before: nothing of .1 is mixed in."""
+    log = tmp_path / "server-1.log"
+    log.write_text(lines(0, 5))
+    seen = read_log(log)
+    (tmp_path / "server-1.log.1").write_text(lines(0, 50))  # an older rotation, unrelated to this file
+    log.unlink()
+    log.write_text(lines(100, 110))
+    # The reader's inode is not the file's (the OS may reuse a freed number, so say so outright).
+    chunk = read_log(log, offset=seen.offset, inode=(seen.inode or 0) + 1)
+    assert chunk.text == lines(100, 110) and chunk.offset == log.stat().st_size
+
+
 def test_a_file_that_shrank_is_read_from_its_start(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text(lines(0, 100))

@@ -52,7 +52,8 @@ class UserAdmin(BaseUserAdmin):  # type: ignore[type-arg]
     readonly_fields = ("approved_at", "approved_by", "last_login", "date_joined")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Access", {"fields": ("status", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        # No is_superuser: it follows is_staff (services.user_save), as on the users page.
+        ("Access", {"fields": ("status", "is_staff", "groups", "user_permissions")}),
         ("History", {"fields": ("date_joined", "approved_at", "approved_by", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
@@ -93,7 +94,18 @@ class UserAdmin(BaseUserAdmin):  # type: ignore[type-arg]
         return delete_selected(self, request, queryset)  # Django's confirmation page, then delete_queryset
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        services.user_save(user=obj)
+        services.user_save(user=obj, by=request.user)  # type: ignore[arg-type]
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.LastAdminError as error:
+            # Another administrator changed things between the form's check and the save (which
+            # checks again under the lock): nothing was saved; say so instead of a server error.
+            self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         services.user_delete(user=obj, by=request.user)  # type: ignore[arg-type]

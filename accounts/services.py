@@ -120,12 +120,19 @@ def user_delete(*, user: User, by: User) -> None:
 
 
 @transaction.atomic
-def user_save(*, user: User) -> None:
-    """Save an account edited as a whole (Django admin's change form), refusing a change that
-    would leave no active administrator."""
+def user_save(*, user: User, by: User) -> None:
+    """Save an account edited as a whole (Django admin's change form) by the rules of the other
+    services: a change that would leave no active administrator is refused (LastAdminError, checked
+    here under the lock, whatever the form saw), approving records who and when (a re-enabled
+    account keeps its first approval, as in user_enable), and an administrator is staff and
+    superuser together (as in user_set_admin)."""
     _lock_users()
     if not (user.status == UserStatus.APPROVED and user.is_staff):
         user_guard_last_admin(losing=[user])
+    user.is_superuser = user.is_staff
+    if user.status == UserStatus.APPROVED and user.approved_at is None:
+        user.approved_at = timezone.now()
+        user.approved_by = by
     user.save()
 
 

@@ -45,6 +45,7 @@ from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
 from library.models import Download, DownloadState
+from mlxmanager.formatting import human_bytes
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 # The client reads a download in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default) and reports
@@ -72,14 +73,6 @@ def read_chunk_size(size: int) -> int:
     """How many bytes the client reads at a time for a file of `size` bytes: 256 KiB, or about a
     twentieth of a smaller file, so its progress still moves on a slow link."""
     return max(1024, min(READ_CHUNK, size // 20))
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 def runner_identity() -> str:

@@ -172,6 +172,37 @@ def _fetch_text(repo_id: str, filename: str, revision: str | None) -> str:
     return response.text
 
 
+def hub_config(repo_id: str) -> dict[str, Any]:
+    """A repo's config.json from the Hub ({} when it has none), within the deadline; kept for ten
+    minutes, since the profile form asks again as the user types. Raises HubError (remembered for
+    a minute, so a Hub that does not answer holds up one form view, not every one)."""
+    import json
+
+    from django.core.cache import cache
+
+    key = f"hub:config:{repo_id}"
+    cached = cache.get(key)
+    if isinstance(cached, dict):
+        return cached
+    if isinstance(failed := cache.get(f"{key}:error"), str):
+        raise HubError(failed)
+
+    def run() -> dict[str, Any]:
+        try:
+            loaded = json.loads(_fetch_text(repo_id, "config.json", None) or "{}")
+        except ValueError:
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    try:
+        config = _with_deadline(run)
+    except HubError as error:
+        cache.set(f"{key}:error", str(error), 60)
+        raise
+    cache.set(key, config, 600)
+    return config
+
+
 def hub_model(repo_id: str) -> HubModelPage:
     import json
 

@@ -1,6 +1,8 @@
 """What the profile form tells about the model typed in: is it usable, what is it, what fits it.
 
-Reads files only (the model folder or the local Hugging Face cache); never reaches the Hub.
+Reads the model folder or the local Hugging Face cache; for a repo that is not downloaded yet, its
+config.json from the Hub (library.hub, with its deadline; when the Hub cannot answer, the form
+says so and carries on).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from library.hub import HubError, hub_config
 from library.local import ModelFacts, is_local_path, is_valid_repo_id, local_model_path, model_facts, read_config
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p")
@@ -70,6 +73,7 @@ class ModelCheck:
     folder: Path | None = None
     facts: ModelFacts | None = None
     suggestions: dict[str, Any] = field(default_factory=dict)
+    hub_error: str | None = None  # why the Hub could not tell about a repo that is not here
 
     @property
     def on_this_machine(self) -> bool:
@@ -102,10 +106,20 @@ def check_model(model: str) -> ModelCheck:
         return check
     check.folder = local_model_path(model)
     if check.folder is None:
-        return check
-    config = read_config(check.folder)
+        if is_local_path(model):
+            return check
+        try:
+            config = hub_config(model)
+        except HubError as error:
+            check.hub_error = str(error)
+            return check
+        if not config:
+            return check
+        suggestions: dict[str, Any] = {}
+    else:
+        config = read_config(check.folder)
+        suggestions = _generation_defaults(check.folder)
     check.facts = model_facts(config)
-    suggestions = _generation_defaults(check.folder)
     suggestions.update(FAMILY_SUGGESTIONS.get(check.facts.family or "", {}))
     check.suggestions = suggestions
     return check

@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from servers.supervisor.host import probe_address
+
 CHAT_TIMEOUT = 60.0
 CHAT_MAX_TOKENS = 256
 
@@ -35,10 +37,7 @@ class ChatReply:
 
 def chat_url(host: str, port: int) -> str:
     """Where to reach a server that listens on `host`: a wildcard address is reached on loopback."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    host = probe_address(host)
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}/v1/chat/completions"

@@ -12,14 +12,15 @@ from functools import cached_property
 from typing import Any
 
 import psutil
-from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
-from servers.models import DesiredState, Server, ServerSample, ServerState, SupervisorHeartbeat
+from servers.heartbeat import SupervisorStatus, supervisor_status
+from servers.models import DesiredState, Server, ServerSample, ServerState, SystemSample
 from servers.states import TRANSIENT
 from servers.templatetags.servers_extras import duration
 
@@ -51,16 +52,6 @@ CARD_FIELDS = ["name", "model", "host", "port"] + [
 ]
 UP_STATES = (ServerState.RUNNING, ServerState.UNHEALTHY)
 FAILED_STATES = (ServerState.FATAL, ServerState.BACKOFF, ServerState.UNHEALTHY)
-
-
-def human_bytes(value: int) -> str:
-    """1.4 GB, 812.0 MB: like Django's filesizeformat, without its translation lookups."""
-    size = float(value)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{int(size)}\xa0{unit}" if unit == "bytes" else f"{size:.1f}\xa0{unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -187,25 +178,6 @@ class Card:
 
 
 @dataclass(frozen=True)
-class SupervisorStatus:
-    beat_at: datetime | None
-    stale_after: float
-
-    @property
-    def missing(self) -> bool:
-        return self.beat_at is None
-
-    @property
-    def age(self) -> float | None:
-        return None if self.beat_at is None else (timezone.now() - self.beat_at).total_seconds()
-
-    @property
-    def stale(self) -> bool:
-        age = self.age
-        return age is None or age > self.stale_after
-
-
-@dataclass(frozen=True)
 class MemoryBar:
     total: int
     available: int
@@ -252,11 +224,6 @@ class Dashboard:
     @property
     def running_count(self) -> int:
         return sum(1 for card in self.cards if card.is_up)
-
-
-def supervisor_status() -> SupervisorStatus:
-    beat = SupervisorHeartbeat.objects.filter(pk=1).values_list("beat_at", flat=True).first()
-    return SupervisorStatus(beat_at=beat, stale_after=settings.MLXM_HEARTBEAT_STALE)
 
 
 def sample_series(server_ids: Sequence[int], *, now: datetime | None = None) -> dict[int, Series]:
@@ -322,9 +289,19 @@ def dashboard_data() -> Dashboard:
         Card(profile, server, series.get(server.pk) or _empty_series(), root=root)
         for profile, server in zip(profiles, servers, strict=True)
     ]
-    vm = psutil.virtual_memory()
     ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
-    return Dashboard(cards, supervisor_status(), MemoryBar(int(vm.total), int(vm.available), ours))
+    total, available = system_memory()
+    return Dashboard(cards, supervisor_status(), MemoryBar(total, available, ours))
+
+
+def system_memory() -> tuple[int, int]:
+    """(total, available) bytes from the newest SystemSample the supervisor wrote (every few
+    seconds), so the polled partial reads only the database; psutil only before the first sample."""
+    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
+    if newest is not None:
+        return newest
+    vm = psutil.virtual_memory()
+    return int(vm.total), int(vm.available)
 
 
 def card_for(profile: ServerProfile) -> Card:

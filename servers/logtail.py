@@ -1,7 +1,14 @@
 """Reading a server's log for the dashboard: the last lines, then whatever is new since a byte
-offset. Only ever reads the tail of a huge file, and follows the supervisor's size rotation
-(`server-N.log` -> `server-N.log.1`): when the file shrank or its inode changed, the rest of the
-old file (now `.log.1`) is read and then the new file from its start."""
+offset. Only ever reads the tail of a huge file, and follows the supervisor's size rotation.
+
+The supervisor rotates a live log by copy-then-truncate (`servers/supervisor/logfile.py`): the
+server holds the file open, so `server-N.log` keeps its inode, its bytes are copied to a new
+`server-N.log.1`, and it starts again from zero. A reader whose offset is now past the end of the
+file therefore reads the rest of `.log.1` from that same offset (the copy has the old file's byte
+offsets) and then the new file from its start. If the new file has already grown past the reader's
+offset by the next poll, the rotation is not seen and the reader continues in the new file: polls
+come every few seconds and a rotation happens at megabytes, so that is left as a known limit. A
+file replaced by another one (a new inode: deleted and created again) is read from its start."""
 
 from __future__ import annotations
 
@@ -43,9 +50,10 @@ def read_log(
         if offset is None:
             start = max(0, size - tail)
             return _read(handle, start, size, current, cap, reset=True, align=start > 0)
-        if (inode is not None and inode != current) or offset > size:
-            # Rotated (or truncated): finish the old file if it is still at .1, then the new one.
-            before = _rest_of_rotated(path, inode, offset, cap // 2)
+        replaced = inode is not None and inode != current
+        if replaced or offset > size:
+            # Copy-truncated (same file, now shorter): finish the copy at .1, then the new start.
+            before = "" if replaced else _rest_of_rotated(path, offset, cap // 2)
             chunk = _read(handle, 0, size, current, cap - len(before), reset=False, align=False)
             if chunk.reset:  # the new file alone is over the cap: only its tail matters
                 return chunk
@@ -73,16 +81,14 @@ def _read(handle: BinaryIO, start: int, size: int, inode: int, cap: int, *, rese
     return LogChunk(data.decode("utf-8", errors="replace"), start + len(data), inode, reset=reset, skipped=skipped)
 
 
-def _rest_of_rotated(path: Path, inode: int | None, offset: int, cap: int) -> str:
-    """What was written to the old file after `offset` before it was rotated to `.log.1`."""
-    if inode is None:
-        return ""
+def _rest_of_rotated(path: Path, offset: int, cap: int) -> str:
+    """What the file held after `offset` when it was copied to `.log.1` and truncated."""
     old = path.with_name(path.name + ".1")
     try:
         with old.open("rb") as handle:
             stat = os.fstat(handle.fileno())
-            if stat.st_ino != inode or stat.st_size <= offset:
+            if stat.st_size <= offset:  # not the copy of what the reader saw (or nothing new)
                 return ""
-            return _read(handle, offset, stat.st_size, inode, cap, reset=False, align=False).text
+            return _read(handle, offset, stat.st_size, stat.st_ino, cap, reset=False, align=False).text
     except FileNotFoundError:
         return ""

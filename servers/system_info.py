@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 from django.conf import settings
@@ -28,7 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from library.models import Download, DownloadState
-from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+from servers.models import Server, ServerState, SystemSample
 
 # When MLX does not say how much memory it may use for models, this share of RAM is shown instead.
 # Metal's recommendedMaxWorkingSetSize is about three quarters of RAM on Apple Silicon Macs.
@@ -278,53 +278,6 @@ def hub_cache() -> HubCache:
 # --- the supervisor ---
 
 
-@dataclass(frozen=True)
-class SupervisorStatus:
-    running: bool
-    pid: int | None
-    hostname: str
-    started_at: datetime | None
-    beat_at: datetime | None
-    stopped_at: datetime | None
-    uptime: timedelta | None
-    heartbeat_age: timedelta | None
-    reason: str
-
-    @property
-    def heartbeat_seconds(self) -> int | None:
-        return int(self.heartbeat_age.total_seconds()) if self.heartbeat_age is not None else None
-
-
-def supervisor_status(*, now: datetime | None = None) -> SupervisorStatus:
-    """Running when its heartbeat is fresher than MLXM_HEARTBEAT_STALE seconds and it has not said
-    it stopped."""
-    now = now or timezone.now()
-    beat = SupervisorHeartbeat.objects.filter(pk=1).first()
-    if beat is None or beat.beat_at is None:
-        return SupervisorStatus(False, None, "", None, None, None, None, None, "It has never run here.")
-    age = now - beat.beat_at
-    stale = age > timedelta(seconds=settings.MLXM_HEARTBEAT_STALE)
-    stopped = beat.stopped_at is not None and beat.stopped_at >= beat.beat_at
-    if stopped:
-        reason = "It stopped cleanly."
-    elif stale:
-        reason = "Its heartbeat is stale: it has probably crashed or been killed."
-    else:
-        reason = ""
-    running = not (stale or stopped)
-    return SupervisorStatus(
-        running=running,
-        pid=beat.pid,
-        hostname=beat.hostname,
-        started_at=beat.started_at,
-        beat_at=beat.beat_at,
-        stopped_at=beat.stopped_at,
-        uptime=(now - beat.started_at) if running and beat.started_at else None,
-        heartbeat_age=age,
-        reason=reason,
-    )
-
-
 def supervised_servers() -> list[Server]:
     """The model servers the supervisor has a process for (or is bringing up or down)."""
     return list(Server.objects.filter(state__in=LIVE_STATES).select_related("profile"))
@@ -336,9 +289,19 @@ def downloads_in_flight() -> list[Download]:
     )
 
 
-def memory_samples(*, now: datetime | None = None, minutes: int = 60) -> list[SystemSample]:
+class MemoryPoint(NamedTuple):
+    """The columns of a SystemSample the memory chart draws."""
+
+    taken_at: datetime
+    memory_total: int
+    memory_available: int
+    memory_used_by_servers: int
+
+
+def memory_samples(*, now: datetime | None = None, minutes: int = 60) -> list[MemoryPoint]:
     since = (now or timezone.now()) - timedelta(minutes=minutes)
-    return list(SystemSample.objects.filter(taken_at__gte=since).order_by("taken_at"))
+    rows = SystemSample.objects.filter(taken_at__gte=since).order_by("taken_at").values_list(*MemoryPoint._fields)
+    return [MemoryPoint(*row) for row in rows]
 
 
 def python_version() -> str:

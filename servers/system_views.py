@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from mlxmanager.types import AuthedRequest
 from servers import system_info
-from servers.models import SystemSample
+from servers.charts import sparkline_points
+from servers.heartbeat import supervisor_status
 from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
 
 POLL_SECONDS = 5
@@ -24,42 +25,8 @@ CHART_WIDTH, CHART_HEIGHT = 600.0, 120.0
 SERVICE_STATUS_SECONDS = 30
 
 
-# The memory chart places samples by their time (a pause in sampling keeps its width), unlike the dashboard's
-# evenly spaced sparklines (servers/charts.py in its branch); pure functions, no charting JS.
-
-
-def svg_points(
-    values: Sequence[float],
-    *,
-    width: float = 100.0,
-    height: float = 30.0,
-    vmax: float | None = None,
-    xs: Sequence[float] | None = None,
-    x_range: tuple[float, float] | None = None,
-) -> str:
-    """`points` for an SVG <polyline> in a `0 0 width height` viewBox: y grows downwards, so the
-    largest value (vmax, by default the largest of the values) is at the top. `xs` places the
-    points along the x axis (any unit; by default evenly spaced), and `x_range` is the stretch of
-    that axis the width shows (by default from the first to the last x).
-    """
-    if not values:
-        return ""
-    top = vmax if vmax is not None else max(values)
-    top = top if top > 0 else 1.0
-    if xs is None:
-        xs = list(range(len(values)))
-    x0, x1 = x_range if x_range is not None else (xs[0], xs[-1])
-    span = (x1 - x0) or 1.0
-    points = []
-    for x, value in zip(xs, values, strict=True):
-        px = width * (x - x0) / span if len(values) > 1 or x_range else width
-        py = height - height * min(max(value, 0.0), top) / top
-        points.append(f"{px:.2f},{py:.2f}")
-    return " ".join(points)
-
-
 def svg_area(points: str, *, height: float = 30.0) -> str:
-    """A closed polygon under a polyline from svg_points, for a filled area chart."""
+    """A closed polygon under a polyline from sparkline_points, for a filled area chart."""
     if not points:
         return ""
     first_x = points.split(" ", 1)[0].split(",")[0]
@@ -67,7 +34,9 @@ def svg_area(points: str, *, height: float = 30.0) -> str:
     return f"{first_x},{height:.2f} {points} {last_x},{height:.2f}"
 
 
-def memory_chart(samples: list[SystemSample], *, now: datetime, limit: int | None = None) -> dict[str, Any]:
+def memory_chart(
+    samples: Sequence[system_info.MemoryPoint], *, now: datetime, limit: int | None = None
+) -> dict[str, Any]:
     """Used memory (total - available) and our servers' share over the last hour, as SVG shapes,
     with a line at `limit` (what MLX recommends for models)."""
     if not samples:
@@ -76,7 +45,13 @@ def memory_chart(samples: list[SystemSample], *, now: datetime, limit: int | Non
     start = now.timestamp() - CHART_MINUTES * 60
     xs = [s.taken_at.timestamp() for s in samples]
     plot = functools.partial(
-        svg_points, width=CHART_WIDTH, height=CHART_HEIGHT, vmax=top, xs=xs, x_range=(start, now.timestamp())
+        sparkline_points,
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        maximum=top,
+        pad=0.0,
+        xs=xs,
+        x_range=(start, now.timestamp()),
     )
     used = plot([s.memory_total - s.memory_available for s in samples])
     servers = plot([s.memory_used_by_servers for s in samples])
@@ -109,7 +84,7 @@ def live_context() -> dict[str, Any]:
         "other_percent": max(0.0, memory.used_percent - (100.0 * ours / memory.total if memory.total else 0.0)),
         "recommended": recommended,
         "hub_cache": system_info.hub_cache(),
-        "supervisor": system_info.supervisor_status(now=now),
+        "supervisor": supervisor_status(now=now),
         "servers": system_info.supervised_servers(),
         "downloads": system_info.downloads_in_flight(),
         "chart": memory_chart(samples, now=now, limit=recommended.bytes),

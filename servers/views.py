@@ -24,7 +24,8 @@ from mlxmanager.types import AuthedRequest
 from profiles.argv import command_line
 from profiles.models import ServerProfile
 from servers.chat import ChatError, ChatReply, chat_complete, chat_url
-from servers.dashboard import UP_STATES, card_for, dashboard_data, supervisor_status
+from servers.dashboard import UP_STATES, card_for, dashboard_data
+from servers.heartbeat import supervisor_status
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.test import Client
 
+from accounts.admin import UserAdminChangeForm
 from accounts.models import User, UserStatus
 
 LAST_ADMIN = "last active administrator"
@@ -109,3 +110,55 @@ def test_admin_adds_an_account_pending_by_default(admin_client: Client) -> None:
     )
     assert response.status_code == 302
     assert User.objects.get(email="new@example.com").status == UserStatus.PENDING
+
+
+def test_change_form_approval_records_who_and_when(
+    admin_client: Client, admin_user: User, make_user: Callable[..., User]
+) -> None:
+    zoe = make_user("zoe@example.com", status=UserStatus.PENDING)
+    response = admin_client.post(
+        f"{CHANGELIST}{zoe.pk}/change/", _change_data(zoe, status=UserStatus.APPROVED, is_staff=None)
+    )
+    assert response.status_code == 302
+    zoe.refresh_from_db()
+    assert zoe.status == UserStatus.APPROVED and zoe.approved_by == admin_user and zoe.approved_at is not None
+    first = zoe.approved_at
+    # Disabled and enabled again in the form: the first approval is kept, as on the users page.
+    for status in (UserStatus.DISABLED, UserStatus.APPROVED):
+        admin_client.post(f"{CHANGELIST}{zoe.pk}/change/", _change_data(zoe, status=status, is_staff=None))
+    zoe.refresh_from_db()
+    assert zoe.status == UserStatus.APPROVED and zoe.approved_at == first
+
+
+def test_change_form_superuser_follows_staff(
+    admin_client: Client, admin_user: User, make_user: Callable[..., User]
+) -> None:
+    zoe = make_user("zoe@example.com")
+    url = f"{CHANGELIST}{zoe.pk}/change/"
+    assert admin_client.post(url, _change_data(zoe, is_superuser=None)).status_code == 302
+    zoe.refresh_from_db()
+    assert zoe.is_staff and zoe.is_superuser  # an app administrator is a Django superuser
+    assert admin_client.post(url, _change_data(zoe, is_staff=None)).status_code == 302
+    zoe.refresh_from_db()
+    assert not zoe.is_staff and not zoe.is_superuser  # demotion removes both
+
+
+def test_last_admin_lost_between_the_form_check_and_the_save_is_a_message_not_a_500(
+    admin_client: Client, admin_user: User, make_user: Callable[..., User], monkeypatch: Any
+) -> None:
+    other = make_user("second@example.com", admin=True)
+    checked = UserAdminChangeForm.clean
+
+    def clean_then_meanwhile(form: UserAdminChangeForm) -> dict[str, Any]:
+        cleaned = checked(form)
+        # Fault injection: another administrator disables the signed-in one right after the check.
+        User.objects.filter(pk=admin_user.pk).update(status=UserStatus.DISABLED)
+        return cleaned
+
+    monkeypatch.setattr(UserAdminChangeForm, "clean", clean_then_meanwhile)
+    url = f"{CHANGELIST}{other.pk}/change/"
+    response = admin_client.post(url, _change_data(other, status=UserStatus.DISABLED))
+    assert response.status_code == 302 and response["Location"] == url
+    User.objects.filter(pk=admin_user.pk).update(status=UserStatus.APPROVED)  # to read the message
+    assert LAST_ADMIN in _messages(admin_client.get(url))
+    assert User.objects.get(pk=other.pk).status == UserStatus.APPROVED

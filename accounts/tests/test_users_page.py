@@ -137,7 +137,7 @@ def test_the_protection_is_in_the_services_for_anyone(admin_user: User) -> None:
             change()
     admin_user.status = UserStatus.PENDING
     with pytest.raises(services.LastAdminError):
-        services.user_save(user=admin_user)
+        services.user_save(user=admin_user, by=admin_user)
     assert User.objects.get(pk=admin_user.pk).status == UserStatus.APPROVED
 
 

@@ -53,7 +53,7 @@ def test_search_download_watch_progress_then_delete(
     row = page.locator(f'tr[data-repo="{MEDIUM}"]')
     row.wait_for()
     assert page.locator("tr[data-repo]").count() == 1
-    assert "6.0 MB" in row.inner_text().replace("\xa0", " ")
+    assert "6.3 MB" in row.inner_text().replace("\xa0", " ")
     screenshot(page, "library-search")
 
     hub.bytes_per_second = 1_000_000  # about six seconds for 6 MiB: long enough to watch

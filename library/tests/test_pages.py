@@ -62,9 +62,9 @@ def test_search_sorts_by_downloads_likes_and_recency(user_client: Client, hub: A
 def test_search_shows_sizes_params_quantization_and_max_size_filters(user_client: Client, hub: Any) -> None:
     html = page(user_client, "/models/search/", {"q": "", "author": "mlx-community"})
     qwen = row_html(html, QWEN)
-    assert '<td class="size">2.1 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes (+ config.json)
+    assert '<td class="size">2.3 GB</td>' in qwen  # 2.1 GiB from the Hub's file sizes, in decimal GB like the Hub
     assert "800.0M" in qwen and "4-bit" in qwen and "90,000" in qwen and "2025-05-01" in qwen
-    assert '<td class="size">200.0 TB</td>' in row_html(html, GIANT)
+    assert '<td class="size">219.9 TB</td>' in row_html(html, GIANT)  # 200 TiB
     small = user_client.get("/models/search/", {"q": "", "author": "mlx-community", "max_size": str(4 * 1000**3)})
     assert GIANT not in rows(small.content.decode()) and QWEN in rows(small.content.decode())
 
@@ -105,6 +105,13 @@ def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client:
     assert "More text." not in html  # only the first paragraph
     assert "tiny-chat" in html
     assert 'href="/profiles/new/?model=mlx-community%2FTiny-Llama-4bit"' in html
+
+
+def test_downloads_poll_pauses_while_the_tab_is_hidden(user_client: Client) -> None:
+    Download.objects.create(repo_id="mlx-community/Medium-Model-8bit")
+    html = user_client.get("/models/downloads/", headers={"HX-Request": "true"}).content.decode()
+    trigger = "every 1s [document.visibilityState === 'visible'], visibilitychange[document.visibilityState === 'visible'] from:document"
+    assert f'hx-trigger="{trigger}"' in html
 
 
 def test_download_button_queues_one_row_and_bad_ids_none(user_client: Client, hub: Any) -> None:

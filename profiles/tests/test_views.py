@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from accounts.models import User
+from library.local import cached_repo_ids
 from profiles.argv import build_server_argv
 from profiles.forms import ProfileForm
 from profiles.models import ServerProfile
@@ -154,6 +156,19 @@ def test_model_check_shows_facts_and_family_suggestions(user_client: Client, qwe
     assert 'data-check="problem"' in bad
     remote = user_client.get("/profiles/check/model/", {"model": "someone/not-here"}, headers=HTMX).content.decode()
     assert 'data-check="remote"' in remote
+
+
+def test_model_check_reads_a_hub_repos_config_without_downloading_it(user_client: Client, hub: Any) -> None:
+    cache.clear()  # the Hub's answers are kept for a while; another test may have asked without a hub
+    repo = "mlx-community/Qwen3-4B-4bit"  # on the stand-in hub (config.json says qwen3), not downloaded
+    html = user_client.get("/profiles/check/model/", {"model": repo}, headers=HTMX).content.decode()
+    assert 'data-check="hub"' in html and "Not on this machine yet" in html
+    assert "qwen3" in html and "40,960 tokens" in html and "4-bit (group 64)" in html and "enable_thinking" in html
+    assert any(path.endswith(f"/{repo}/resolve/main/config.json") for _m, path, _r in hub.requests)
+    assert repo not in cached_repo_ids()  # read, not put in the cache (it would look downloaded)
+    hub.down = True  # a Hub that cannot answer: the form says so and carries on
+    other = user_client.get("/profiles/check/model/", {"model": "mlx-community/Medium-Model-8bit"}, headers=HTMX)
+    assert 'data-check="remote"' in other.content.decode() and "Hub" in other.content.decode()
 
 
 def test_cached_models_are_offered_and_recognised(user_client: Client, cached_repo: str) -> None:

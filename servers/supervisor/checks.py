@@ -6,20 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from library.local import local_model_path, read_config, weights_bytes
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.supervisor.host import Host
 
 GiB = 1024**3
 MiB = 1024**2
 KV_CONTEXT_CAP = 8192  # tokens of KV cache the estimate assumes at most (servers grow it on demand)
-
-
-def human_bytes(n: float) -> str:
-    if abs(n) >= GiB:
-        return f"{n / GiB:.1f} GiB"
-    if abs(n) >= MiB:
-        return f"{n / MiB:.0f} MiB"
-    return f"{n / 1024:.0f} KiB"
 
 
 def check_port(profile: ServerProfile, host: Host) -> str | None:

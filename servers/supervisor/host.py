@@ -20,6 +20,8 @@ from typing import Protocol
 
 import psutil
 
+from profiles.ports import port_holder
+
 
 class Process(Protocol):
     """A model server process the supervisor owns (spawned by it or adopted)."""
@@ -192,7 +194,8 @@ class RealHost:
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     return f"nothing can listen there ({exc.strerror})"
-        return _listener_name(port)
+        holder = port_holder(port)
+        return str(holder) if holder else "another program (its name could not be read)"
 
     def health(self, host: str, port: int, *, timeout: float) -> float | None:
         """Milliseconds GET /health took when it answered 200; None otherwise."""
@@ -232,29 +235,3 @@ class RealHost:
                 cache.pop(pid, None)
         process.cpu_handles = cache  # type: ignore[attr-defined]
         return rss, cpu
-
-
-def _listener_name(port: int) -> str:
-    """ "name (PID n)" of the process listening on `port`, as far as we are allowed to see."""
-    try:
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return _describe(conn.pid)
-    except psutil.AccessDenied:
-        pass
-    for proc in psutil.process_iter():
-        try:
-            for pconn in proc.net_connections(kind="inet"):
-                if pconn.status == psutil.CONN_LISTEN and pconn.laddr and pconn.laddr.port == port:
-                    return _describe(proc.pid)
-        except psutil.Error:
-            continue
-    return "another program (its name could not be read)"
-
-
-def _describe(pid: int) -> str:
-    try:
-        name = psutil.Process(pid).name()
-    except psutil.Error:
-        name = "a process"
-    return f"{name} (PID {pid})"

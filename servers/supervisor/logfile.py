@@ -1,8 +1,12 @@
 """Per-server log files, rotated by size: server-N.log, server-N.log.1 (newest old), ... .N.
 
 The server writes its own file (opened with O_APPEND), so the supervisor rotates a live file by
-copying it to .1 and truncating it (logrotate's copytruncate); nothing is dropped silently: the
-fresh file starts with a line saying where the earlier lines went.
+copying it to .1 and truncating it (logrotate's copytruncate); the fresh file starts with a line
+saying where the earlier lines went. The file keeps its inode and `.1` is a new file with the same
+byte offsets, which is what the log view (`servers/logtail.py`) relies on. Lines the server writes
+while the copy runs are appended to `.1` just before the truncate; only a line written in the
+instant between that last read and the truncate can still be lost (no lock is shared with the
+server, so there is no guarantee).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ def rotate_if_large(path: Path, *, max_bytes: int, backups: int) -> bool:
     _shift(path, backups)
     first_backup = path.with_name(f"{path.name}.1")
     shutil.copyfile(path, first_backup)
-    with open(path, "r+b") as log:
+    copied = first_backup.stat().st_size
+    with open(path, "r+b") as log, open(first_backup, "ab") as backup:
+        log.seek(copied)
+        shutil.copyfileobj(log, backup)  # what arrived during the copy
         log.truncate(0)
     with open(path, "ab") as log:
         log.write(f"--- log rotated: earlier lines are in {first_backup.name} ---\n".encode())

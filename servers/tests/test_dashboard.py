@@ -7,18 +7,21 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import psutil
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from library.models import Download, DownloadState
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
+from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat, SystemSample
 from servers.tests.factories import add_samples, set_server
 
 HTMX = {"HX-Request": "true"}
-# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute.
-PARTIAL_QUERIES = 5
+# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
+# the newest system memory sample (for the memory bar, instead of asking psutil in the request).
+PARTIAL_QUERIES = 6
 OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
 
 
@@ -53,13 +56,13 @@ def test_partial_runs_a_fixed_number_of_queries(
 
 def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile("qwen", model="mlx-community/Qwen3-4B-4bit", port=8123)
-    server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1024**3, cpu_percent=33.0, restart_count=2)
+    server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)
     add_samples(server)
     html = user_client.get("/servers/").content.decode()
     assert 'href="http://127.0.0.1:8123/v1"' in html
     assert "mlx-community/Qwen3-4B-4bit" in html
     assert f"{server.pid}" in html
-    assert "2.0\xa0GB" in html
+    assert "2.0 GB" in html
     assert "33 %" in html
     assert "42 min" in html  # uptime
     assert "4 ms" in html  # last health latency (3.5 rounds to 4)
@@ -106,13 +109,44 @@ def test_banner_when_heartbeat_is_missing_or_stale(
     assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
 
 
+def test_banner_and_system_page_agree_after_a_clean_stop(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """A fresh heartbeat followed by a clean stop: not running, on both pages, at once."""
+    make_profile()
+    now = timezone.now()
+    SupervisorHeartbeat.objects.create(pk=1, beat_at=now, started_at=now - timedelta(hours=1), stopped_at=now)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "The supervisor is not running" in html and "It stopped cleanly." in html
+    system = user_client.get("/system/").content.decode()
+    assert re.search(r'id="supervisor-state" class="badge badge-bad">not running', system)
+    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() + timedelta(seconds=1))  # started again
+    assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'id="supervisor-state" class="badge badge-ok">running' in user_client.get("/system/").content.decode()
+
+
 def test_memory_bar_counts_our_servers(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
-    set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1024**2)
-    set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1024**2)
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=300 * 1000**2)
+    set_server(make_profile(), ServerState.RUNNING, rss_bytes=200 * 1000**2)
     set_server(make_profile(), ServerState.STOPPED, rss_bytes=900 * 1024**2)  # stale figure of a stopped one
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "Our servers 500.0\xa0MB" in html
     assert re.search(r'class="mem-servers" style="width: [0-9.]+%"', html)
+
+
+def test_memory_bar_reads_the_newest_system_sample(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """The poll reads what the supervisor sampled, not psutil; psutil only before any sample."""
+    make_profile()
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    total = human_bytes(psutil.virtual_memory().total).replace(" ", "\xa0")
+    assert f"of {total}" in html  # no sample yet: asked of psutil
+    now = timezone.now()
+    SystemSample.objects.create(taken_at=now - timedelta(seconds=10), memory_total=8 * 1000**3, memory_available=1)
+    SystemSample.objects.create(taken_at=now, memory_total=7 * 1000**3, memory_available=3 * 1000**3)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "Available 3.0\xa0GB" in html and "of 7.0\xa0GB" in html
 
 
 # --- buttons ---

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from django.test import Client
 
 from profiles.models import ServerProfile
 from servers.logs import server_log_path
 from servers.logtail import CHUNK_CAP, TAIL_BYTES, read_log
+from servers.supervisor import logfile
+from servers.supervisor.logfile import append_line, rotate_if_large
 
 HTMX = {"HX-Request": "true"}
 
@@ -54,16 +58,52 @@ def test_first_view_starts_at_a_line_boundary(tmp_path: Path) -> None:
 
 
 def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one(tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
+    """The supervisor's real rotation (copy to .1, truncate in place): nothing after the offset is lost."""
+    log = tmp_path / "server-1.log"
+    log.write_text(lines(0, 100))
+    seen = read_log(log)
+    with log.open("a") as handle:  # the server's own handle, as it holds it: O_APPEND, kept open
+        handle.write(lines(100, 103))
+        handle.flush()
+        assert rotate_if_large(log, max_bytes=10, backups=3)
+        handle.write(lines(103, 105))
+    assert log.stat().st_ino == seen.inode  # same file, now short: only the shrink says it rotated
+    chunk = read_log(log, offset=seen.offset, inode=seen.inode)
+    marker = "--- log rotated: earlier lines are in server-1.log.1 ---\n"
+    assert chunk.text == lines(100, 103) + marker + lines(103, 105)
+    assert chunk.inode == log.stat().st_ino and chunk.offset == log.stat().st_size
+    append_line(log, "line 105")
+    assert read_log(log, offset=chunk.offset, inode=chunk.inode).text == "line 105\n"
+
+
+def test_lines_written_during_the_copy_reach_the_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line the server writes while the copy runs (here: right after it) lands in .1, not nowhere."""
+    log = tmp_path / "server-1.log"
+    log.write_text(lines(0, 5))
+    real_copy = shutil.copyfile
+
+    def copy_then_server_writes(src: Path, dst: Path) -> object:
+        done = real_copy(src, dst)
+        append_line(log, "written during the copy")  # fault injection: the child writes mid-rotation
+        return done
+
+    monkeypatch.setattr(logfile.shutil, "copyfile", copy_then_server_writes)
+    assert rotate_if_large(log, max_bytes=10, backups=3)
+    assert (tmp_path / "server-1.log.1").read_text() == lines(0, 5) + "written during the copy\n"
+    assert log.read_text() == "--- log rotated: earlier lines are in server-1.log.1 ---\n"
+
+
+def test_a_file_replaced_by_another_is_read_from_its_start(tmp_path: Path) -> None:
+    """Deleted and created again (a new inode), even longer than before: nothing of .1 is mixed in."""
+    log = tmp_path / "server-1.log"
     log.write_text(lines(0, 5))
     seen = read_log(log)
-    with log.open("a") as handle:
-        handle.write(lines(5, 8))
-    log.rename(tmp_path / "server.log.1")  # what a size rotation does
-    log.write_text(lines(8, 10))
-    chunk = read_log(log, offset=seen.offset, inode=seen.inode)
-    assert chunk.text == lines(5, 10)
-    assert chunk.inode == log.stat().st_ino and chunk.offset == log.stat().st_size
+    (tmp_path / "server-1.log.1").write_text(lines(0, 50))  # an older rotation, unrelated to this file
+    log.unlink()
+    log.write_text(lines(100, 110))
+    # The reader's inode is not the file's (the OS may reuse a freed number, so say so outright).
+    chunk = read_log(log, offset=seen.offset, inode=(seen.inode or 0) + 1)
+    assert chunk.text == lines(100, 110) and chunk.offset == log.stat().st_size
 
 
 def test_a_file_that_shrank_is_read_from_its_start(tmp_path: Path) -> None:
@@ -148,12 +188,14 @@ def test_log_poll_after_rotation_and_for_a_missing_file(
     assert "No log file yet" in user_client.get(f"/servers/{profile.pk}/log/?offset=0", headers=HTMX).content.decode()
     path.write_text(lines(0, 100))
     old_inode, old_size = path.stat().st_ino, path.stat().st_size
-    path.rename(path.with_name(path.name + ".1"))
-    path.write_text("fresh start\n")
+    append_line(path, "after the last poll")
+    assert rotate_if_large(path, max_bytes=100, backups=3)
+    append_line(path, "fresh start")
     html = user_client.get(
         f"/servers/{profile.pk}/log/?offset={old_size}&inode={old_inode}", headers=HTMX
     ).content.decode()
-    assert "fresh start" in html and f"inode={path.stat().st_ino}" in html
+    assert "after the last poll" in html and "fresh start" in html and "line 99" not in html
+    assert f"offset={path.stat().st_size}&amp;inode={path.stat().st_ino}" in html
     assert user_client.get(f"/servers/{profile.pk}/log/?offset=junk", headers=HTMX).status_code == 200
 
 

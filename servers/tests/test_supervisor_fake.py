@@ -359,7 +359,7 @@ def test_precheck_refusals_spawn_nothing(tmp_path: Path) -> None:
     server_start(profile=rig.profile, by=None)
     assert rig.tick().state == State.FATAL
     assert "does not fit in memory" in rig.server.last_error
-    assert "2.0 GiB available minus 2.0 GiB kept free" in rig.server.last_error
+    assert "2.1 GB available minus 2.1 GB kept free" in rig.server.last_error
     assert rig.host.processes == []
 
     server_stop(profile=rig.profile, by=None)

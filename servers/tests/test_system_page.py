@@ -15,14 +15,17 @@ import psutil
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers import system_info
+from servers.charts import sparkline_points
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
-from servers.system_views import svg_area, svg_points
+from servers.system_views import svg_area
 
 GB = 1024**3
 
@@ -137,6 +140,17 @@ def test_a_stale_heartbeat_means_not_running_and_says_how_to_start(user_client: 
 
 
 @pytest.mark.django_db
+def test_memory_chart_loads_only_the_columns_it_draws(user_client: Client) -> None:
+    SystemSample.objects.create(taken_at=timezone.now(), memory_total=16 * GB, memory_available=4 * GB)
+    with CaptureQueriesContext(connection) as queries:
+        assert user_client.get("/system/", headers={"HX-Request": "true"}).status_code == 200
+    table = SystemSample._meta.db_table
+    chart = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"] and "ORDER BY" in q["sql"]]
+    assert chart, "the chart's query was not run"
+    selected = chart[0].split(" FROM ")[0]
+    assert '"memory_total"' in selected and '"taken_at"' in selected and f'"{table}"."id"' not in selected
+
+
 def test_memory_chart_shows_the_last_hour_only(user_client: Client) -> None:
     now = timezone.now()
     SystemSample.objects.create(taken_at=now - timedelta(minutes=90), memory_total=16 * GB, memory_available=1 * GB)
@@ -162,12 +176,11 @@ def test_memory_chart_shows_the_last_hour_only(user_client: Client) -> None:
     assert limit_y and float(limit_y.group(1)) == pytest.approx(expected, abs=0.01)
 
 
-def test_svg_points_and_area() -> None:
-    assert svg_points([]) == ""
-    assert svg_points([0, 5, 10], width=100, height=10) == "0.00,10.00 50.00,5.00 100.00,0.00"
-    assert svg_points([5], width=100, height=10, vmax=10) == "100.00,5.00"
-    assert svg_points([20, -1], width=10, height=10, vmax=10) == "0.00,0.00 10.00,10.00"
-    assert svg_points([1, 1], xs=[15, 30], x_range=(0, 60), width=60, height=10) == "15.00,0.00 30.00,0.00"
+def test_chart_points_placed_by_time_and_area() -> None:
+    """The System chart uses the dashboard's sparkline function, placing samples by their time."""
+    assert sparkline_points([1, 1], 60, 10, pad=0, xs=[15, 30], x_range=(0, 60)) == "15.0,0.0 30.0,0.0"
+    assert sparkline_points([5], 100, 10, maximum=10, pad=0, xs=[60], x_range=(0, 60)) == "100.0,5.0"
+    assert sparkline_points([20, 0], 10, 10, maximum=10, pad=0, xs=[0, 5]) == "0.0,0.0 10.0,10.0"
     assert svg_area("0.00,5.00 10.00,2.00", height=10) == "0.00,10.00 0.00,5.00 10.00,2.00 10.00,10.00"
 
 
@@ -212,7 +225,9 @@ def test_htmx_poll_gets_only_the_live_part(user_client: Client) -> None:
     response = user_client.get("/system/", headers={"HX-Request": "true"})
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.startswith('<div id="system-live" hx-get="/system/" hx-trigger="every 5s" hx-swap="outerHTML">')
+    # Like the dashboard, the poll pauses while the tab is hidden and catches up when it is shown.
+    trigger = "every 5s [document.visibilityState === 'visible'], visibilitychange[document.visibilityState === 'visible'] from:document"
+    assert html.startswith(f'<div id="system-live" hx-get="/system/" hx-trigger="{trigger}" hx-swap="outerHTML">')
     assert "<html" not in html and 'id="versions"' not in html
     assert 'id="mem-total"' in html
 

@@ -1,0 +1,36 @@
+"""How the app writes a number of bytes, in Python and in templates (one function for both).
+
+Decimal units (1 GB = 1000**3 bytes), as macOS's Finder and Activity Monitor and the Hugging Face
+Hub show sizes, so a model's size here matches what the owner sees there. Templates use it as the
+`human_bytes` filter, a builtin (settings.TEMPLATES), instead of Django's binary `filesizeformat`.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+UNITS = ("KB", "MB", "GB", "TB", "PB")
+
+
+def human_bytes(size: float) -> str:
+    """812 bytes, 6.3 MB, 2.3 GB."""
+    if abs(size) < 1000:
+        return f"{size:.0f} bytes"
+    for unit in UNITS:
+        size /= 1000
+        if abs(size) < 1000 or unit == UNITS[-1]:
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+register = template.Library()
+
+
+@register.filter(name="human_bytes")
+def human_bytes_filter(value: object) -> str:
+    """The same text with a non-breaking space, so a size never wraps between number and unit."""
+    try:
+        size = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        size = 0.0
+    return human_bytes(size).replace(" ", "\xa0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -138,17 +139,31 @@ def browser_instance() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser context and page; a screenshot is kept in test-artifacts/ if the test fails."""
-    context = browser_instance.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def browser_page(browser: Any, request: pytest.FixtureRequest, who: str = "") -> Iterator[Any]:
+    """A page in a fresh browser context (its own cookies: one person); a screenshot is kept in
+    test-artifacts/ if the test fails."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
-    yield page
+    try:
+        yield page
+    finally:
+        if call_failed(request):
+            screenshot(page, f"FAILED-{request.node.name}{who}")
+        context.close()
+
+
+def call_failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's own call (not its setup) failed; set by pytest_runtest_makereport below."""
     report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        screenshot(page, f"FAILED-{request.node.name}")
-    context.close()
+    return bool(report is not None and report.failed)
+
+
+@pytest.fixture
+def page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    with browser_page(browser_instance, request) as page:
+        yield page
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import screenshot
+from conftest import browser_page, call_failed
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -30,11 +30,6 @@ def stack_model_servers(stack: Stack) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
-
-
-def _failed(request: pytest.FixtureRequest) -> bool:
-    report = getattr(request.node, "rep_call", None)
-    return bool(report is not None and report.failed)
 
 
 @pytest.fixture
@@ -56,7 +51,7 @@ def stack(hub: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
         yield stack
     finally:
         stack.stop()
-        if _failed(request):  # what gunicorn and the supervisor said, in the failure's report
+        if call_failed(request):  # what gunicorn and the supervisor said, in the failure's report
             print(f"--- the stack's output ({stack.log_path}), last part ---\n{stack.log_text()[-6000:]}")
         for process in stack_model_servers(stack):
             with contextlib.suppress(OSError):
@@ -66,10 +61,5 @@ def stack(hub: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture
 def second_page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A page in a second browser context: another person with their own cookies."""
-    context = browser_instance.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    if _failed(request):
-        screenshot(page, f"FAILED-{request.node.name}-second-person")
-    context.close()
+    with browser_page(browser_instance, request, "-second-person") as page:
+        yield page

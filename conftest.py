@@ -37,6 +37,15 @@ def _plain_static_storage(settings: Any) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Every test starts with an empty cache: ids repeat between tests, cached answers must not."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., User]:
     counter = iter(range(1, 10_000))

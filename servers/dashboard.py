@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 import psutil
+from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
@@ -26,6 +27,9 @@ from servers.templatetags.servers_extras import duration
 
 CHART_WINDOW = timedelta(hours=1)
 CHART_BUCKETS = 60
+# The sparklines have one point a minute: every poll need not recompute them. The card's own figures
+# (state, RSS, CPU, health) are read fresh at every poll.
+SERIES_CACHE_SECONDS = 10
 SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
@@ -265,6 +269,16 @@ def sample_series(server_ids: Sequence[int], *, now: datetime | None = None) -> 
     return series
 
 
+def recent_sample_series(server_ids: Sequence[int]) -> dict[int, Series]:
+    """`sample_series`, remembered for a few seconds (per process) for the same set of servers."""
+    key = "dashboard:series:" + ",".join(map(str, server_ids))
+    series: dict[int, Series] | None = cache.get(key)
+    if series is None:
+        series = dict(sample_series(server_ids))
+        cache.set(key, series, SERIES_CACHE_SECONDS)
+    return series
+
+
 def _charted(server: Server, since: datetime) -> bool:
     """Servers worth a chart: up, or changed state within the chart's window."""
     return server.pk is not None and (
@@ -283,7 +297,7 @@ def dashboard_data() -> Dashboard:
     profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
     servers = [_server_of(profile) for profile in profiles]
     since = timezone.now() - CHART_WINDOW
-    series = sample_series([server.pk for server in servers if _charted(server, since)])
+    series = recent_sample_series([server.pk for server in servers if _charted(server, since)])
     root = reverse("servers:dashboard")
     cards = [
         Card(profile, server, series.get(server.pk) or _empty_series(), root=root)

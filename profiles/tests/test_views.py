@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -159,7 +158,6 @@ def test_model_check_shows_facts_and_family_suggestions(user_client: Client, qwe
 
 
 def test_model_check_reads_a_hub_repos_config_without_downloading_it(user_client: Client, hub: Any) -> None:
-    cache.clear()  # the Hub's answers are kept for a while; another test may have asked without a hub
     repo = "mlx-community/Qwen3-4B-4bit"  # on the stand-in hub (config.json says qwen3), not downloaded
     html = user_client.get("/profiles/check/model/", {"model": repo}, headers=HTMX).content.decode()
     assert 'data-check="hub"' in html and "Not on this machine yet" in html

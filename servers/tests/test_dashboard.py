@@ -54,6 +54,18 @@ def test_partial_runs_a_fixed_number_of_queries(
     assert html.count("<polyline") == 2 * running  # memory and CPU sparklines of the running ones
 
 
+def test_the_next_poll_reuses_the_sparklines_but_reads_the_cards_afresh(
+    user_client: Client, make_profile: Callable[..., ServerProfile], django_assert_num_queries: Any
+) -> None:
+    seed(make_profile, 5, 2)
+    user_client.get("/servers/", headers=HTMX)
+    Server.objects.filter(state=ServerState.RUNNING).update(cpu_percent=77.0)
+    with django_assert_num_queries(PARTIAL_QUERIES - 1):  # no samples query
+        html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert html.count("77 %") == 2, "the cards' figures are fresh"
+    assert html.count("<polyline") == 4, "the sparklines are still drawn"
+
+
 def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile("qwen", model="mlx-community/Qwen3-4B-4bit", port=8123)
     server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)

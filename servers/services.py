@@ -23,10 +23,13 @@ def server_for(profile: ServerProfile) -> Server:
     return server
 
 
-def _record_action(server: Server, *, action: str, by: User | None, message: str = "") -> None:
-    ServerEvent.objects.create(
-        server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause="user", message=message
-    )
+def _record_intent(server: Server, *, action: str, by: User | None, **desired: object) -> Server:
+    """Write the web side's columns, log the user's action, and wake the supervisor once committed."""
+    Server.objects.filter(pk=server.pk).update(**desired)
+    ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause="user")
+    transaction.on_commit(wake_supervisor)
+    server.refresh_from_db()
+    return server
 
 
 @transaction.atomic
@@ -38,11 +41,7 @@ def server_start(*, profile: ServerProfile, by: User | None) -> Server:
     updates: dict[str, object] = {"desired_state": DesiredState.RUNNING}
     if server.state == ServerState.FATAL:
         updates["restart_requested"] = F("restart_requested") + 1
-    Server.objects.filter(pk=server.pk).update(**updates)
-    _record_action(server, action="start", by=by)
-    transaction.on_commit(wake_supervisor)
-    server.refresh_from_db()
-    return server
+    return _record_intent(server, action="start", by=by, **updates)
 
 
 @transaction.atomic
@@ -50,21 +49,17 @@ def server_stop(*, profile: ServerProfile, by: User | None) -> Server:
     server = server_for(profile)
     if server.desired_state == DesiredState.STOPPED and server.state == ServerState.STOPPED:
         raise ServerActionRefused(f"{profile.name} is not running, so there is nothing to stop.")
-    Server.objects.filter(pk=server.pk).update(desired_state=DesiredState.STOPPED)
-    _record_action(server, action="stop", by=by)
-    transaction.on_commit(wake_supervisor)
-    server.refresh_from_db()
-    return server
+    return _record_intent(server, action="stop", by=by, desired_state=DesiredState.STOPPED)
 
 
 @transaction.atomic
 def server_restart(*, profile: ServerProfile, by: User | None) -> Server:
     """Stop and start again (or just start, if it was not running)."""
     server = server_for(profile)
-    Server.objects.filter(pk=server.pk).update(
-        desired_state=DesiredState.RUNNING, restart_requested=F("restart_requested") + 1
+    return _record_intent(
+        server,
+        action="restart",
+        by=by,
+        desired_state=DesiredState.RUNNING,
+        restart_requested=F("restart_requested") + 1,
     )
-    _record_action(server, action="restart", by=by)
-    transaction.on_commit(wake_supervisor)
-    server.refresh_from_db()
-    return server

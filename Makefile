@@ -39,7 +39,7 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## systemd-analyze, with which the tests verify the generated systemd units (servers/tests/test_installservice.py).
+## systemd-analyze, with which the tests verify the generated systemd units (system/tests/test_installservice.py).
 systemd-analyze:
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
 		echo "Installing Debian's systemd for systemd-analyze verify"; \

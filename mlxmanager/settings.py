@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "profiles",
     "library",
     "servers",
+    "system",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

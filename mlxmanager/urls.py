@@ -12,6 +12,6 @@ urlpatterns = [
     path("profiles/", include("profiles.urls")),
     path("servers/", include("servers.urls")),
     path("models/", include("library.urls")),
-    path("system/", include("servers.system_urls")),
+    path("system/", include("system.urls")),
     path("admin/", admin.site.urls),
 ]

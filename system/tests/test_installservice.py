@@ -28,8 +28,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from servers.management.commands.installservice import Command
-from servers.service_install import (
+from system.management.commands.installservice import Command
+from system.service_install import (
     BOOTSTRAP_ATTEMPTS,
     RETRY_PAUSE,
     CommandResult,

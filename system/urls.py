@@ -1,6 +1,6 @@
 from django.urls import path
 
-from servers import system_views
+from system import views as system_views
 
 app_name = "system"
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from servers.service_install import (
+from system.service_install import (
     Runner,
     ServiceError,
     SubprocessRunner,

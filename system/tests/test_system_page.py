@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
-from servers import system_info
 from servers.charts import sparkline_points
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
-from servers.system_views import svg_area
+from system import info as system_info
+from system.views import svg_area
 
 GB = 1024**3
 

@@ -14,10 +14,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from mlxmanager.types import AuthedRequest
-from servers import system_info
 from servers.charts import sparkline_points
 from servers.heartbeat import supervisor_status
-from servers.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
+from system import info as system_info
+from system.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
 
 POLL_SECONDS = 5
 CHART_MINUTES = 60
@@ -115,7 +115,7 @@ def service_context() -> dict[str, Any]:
 def system(request: AuthedRequest) -> HttpResponse:
     context = live_context()
     if getattr(request, "htmx", False):
-        return render(request, "servers/system_live.html", context)
+        return render(request, "system/_live.html", context)
     device = system_info.mlx_device_info()
     context |= {
         "processor": system_info.processor(device),
@@ -126,4 +126,4 @@ def system(request: AuthedRequest) -> HttpResponse:
     }
     if request.user.is_admin:
         context |= service_context()
-    return render(request, "servers/system.html", context)
+    return render(request, "system/system.html", context)

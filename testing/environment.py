@@ -17,7 +17,9 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_HUB_OFFLINE"] = "0"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("MLXM_TEST_HUB_PORT", str(free_port()))
+# Each pytest process (and each xdist worker, which inherits the controller's environment) runs its own
+# hub stand-in, so each picks its own port.
+os.environ["MLXM_TEST_HUB_PORT"] = str(free_port())
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['MLXM_TEST_HUB_PORT']}"
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable.

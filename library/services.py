@@ -7,15 +7,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
 from accounts.models import User
 from library.local import is_valid_repo_id
 from library.models import Download, DownloadState
-from servers.models import Server, ServerState
-from servers.wakeup import wake_supervisor
+from library.selectors import model_uses
+from mlxmanager.wakeup import wake_supervisor
 
 ACTIVE = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
 
@@ -50,23 +49,15 @@ def download_cancel(*, download: Download, by: User | None) -> bool:
     return bool(changed)
 
 
-def servers_using(repo_id: str) -> list[Server]:
-    return list(
-        Server.objects.filter(Q(profile__model=repo_id) | Q(profile__draft_model=repo_id))
-        .exclude(state__in=[ServerState.STOPPED, ServerState.FATAL])
-        .select_related("profile")
-    )
-
-
 def model_delete(*, repo_id: str, by: User | None, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
     server or a download uses it."""
     if not is_valid_repo_id(repo_id):
         raise LibraryError("Only a Hugging Face repo id in the cache can be deleted here.")
-    in_use = servers_using(repo_id)
+    in_use = model_uses([repo_id])[repo_id].busy_servers
     if in_use:
-        names = ", ".join(server.profile.name for server in in_use)
+        names = ", ".join(in_use)
         raise LibraryError(f"{repo_id} is in use by a running server ({names}); stop it first.")
     if Download.objects.filter(repo_id=repo_id, state__in=ACTIVE).exists():
         raise LibraryError(f"{repo_id} is being downloaded; cancel the download first.")

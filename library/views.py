@@ -6,30 +6,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.middleware import HtmxDetails
 
-from accounts.models import User
 from library.forms import SearchForm
 from library.hub import HubError, HubModel, hub_search, memory_total
 from library.hub import hub_model as fetch_hub_model
 from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
 from library.models import Download
-from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete, servers_using
-from profiles.models import ServerProfile
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _user(request: HttpRequest) -> User | None:
-    return request.user if isinstance(request.user, User) else None
+from library.selectors import model_uses
+from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete
+from mlxmanager.types import AuthedRequest
 
 
 def _downloads_context() -> dict[str, Any]:
@@ -40,23 +31,21 @@ def _downloads_context() -> dict[str, Any]:
 
 def _local_context() -> dict[str, Any]:
     models = list_local_models()
-    profiles: dict[str, list[ServerProfile]] = {}
-    for profile in ServerProfile.objects.filter(model__in=[m.name for m in models]).order_by("name"):
-        profiles.setdefault(profile.model, []).append(profile)
+    uses = model_uses([m.name for m in models])
     rows = [
-        {"model": m, "profiles": profiles.get(m.name, []), "in_use": bool(m.in_cache and servers_using(m.name))}
+        {"model": m, "profiles": uses[m.name].profiles, "in_use": bool(m.in_cache and uses[m.name].busy_servers)}
         for m in models
     ]
     return {"rows": rows, **_downloads_context()}
 
 
 @require_GET
-def local_models(request: HtmxHttpRequest) -> HttpResponse:
+def local_models(request: AuthedRequest) -> HttpResponse:
     return render(request, "library/local.html", _local_context())
 
 
 @require_GET
-def downloads(request: HtmxHttpRequest) -> HttpResponse:
+def downloads(request: AuthedRequest) -> HttpResponse:
     """The live part of the downloads list (polled by htmx); reads only the database."""
     context = _downloads_context()
     response = render(request, "library/_downloads.html", context)
@@ -66,7 +55,7 @@ def downloads(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def search(request: HtmxHttpRequest) -> HttpResponse:
+def search(request: AuthedRequest) -> HttpResponse:
     data = request.GET.copy()
     data.setdefault("author", "mlx-community")  # the default filter; "any" (or blank) widens it
     data.setdefault("sort", "downloads")
@@ -99,15 +88,14 @@ def search(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_GET
-def hub_model(request: HtmxHttpRequest, repo_id: str) -> HttpResponse:
+def hub_model(request: AuthedRequest, repo_id: str) -> HttpResponse:
     if not is_valid_repo_id(repo_id):
         return render(request, "library/hub_model.html", {"repo_id": repo_id, "error": "Not a repo id."}, status=404)
     context: dict[str, Any] = {
         "repo_id": repo_id,
-        "profiles": ServerProfile.objects.filter(model=repo_id).order_by("name"),
+        "profiles": model_uses([repo_id])[repo_id].profiles,
         "local_path": local_model_path(repo_id),
-        # /profiles/new/ is the profiles app's page (DESIGN.md contract); it reads ?model=.
-        "new_profile_url": f"/profiles/new/?{urlencode({'model': repo_id})}",
+        "new_profile_url": f"{reverse('profiles:new')}?{urlencode({'model': repo_id})}",
         "memory_total": memory_total(),
     }
     try:
@@ -120,10 +108,10 @@ def hub_model(request: HtmxHttpRequest, repo_id: str) -> HttpResponse:
 
 
 @require_POST
-def download(request: HtmxHttpRequest) -> HttpResponse:
+def download(request: AuthedRequest) -> HttpResponse:
     repo_id = request.POST.get("repo_id", "")
     try:
-        queued = download_queue(repo_id=repo_id, by=_user(request))
+        queued = download_queue(repo_id=repo_id, by=request.user)
     except LibraryError as problem:
         if request.htmx:
             return HttpResponse(format_html('<span class="field-error">{}</span>', problem), status=400)
@@ -137,9 +125,9 @@ def download(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @require_POST
-def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Download, pk=pk)
-    if download_cancel(download=item, by=_user(request)):
+    if download_cancel(download=item, by=request.user):
         messages.info(request, f"{item.repo_id}: cancelling; partial files will be removed.")
     if request.htmx:
         return render(request, "library/_downloads.html", _downloads_context())
@@ -147,10 +135,10 @@ def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-def delete(request: HtmxHttpRequest) -> HttpResponse:
+def delete(request: AuthedRequest) -> HttpResponse:
     repo_id = request.POST.get("repo_id", "")
     try:
-        freed = model_delete(repo_id=repo_id, by=_user(request))
+        freed = model_delete(repo_id=repo_id, by=request.user)
     except LibraryError as problem:
         context = {**_local_context(), "delete_error": str(problem)}
         status = 409 if is_valid_repo_id(repo_id) else 400

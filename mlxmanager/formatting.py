@@ -23,6 +23,11 @@ def human_bytes(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets: 127.0.0.1:8080, [::1]:8080."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 register = template.Library()
 
 

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from mlxmanager.formatting import host_port
+
 
 class LogLevel(models.TextChoices):
     DEBUG = "DEBUG", "Debug"
@@ -69,5 +71,8 @@ class ServerProfile(models.Model):
     @property
     def base_url(self) -> str:
         """The OpenAI-compatible base URL of this profile's server."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{self.address}/v1"
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)

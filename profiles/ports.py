@@ -11,6 +11,7 @@ import psutil
 from django.conf import settings
 
 from profiles.models import ServerProfile
+from profiles.selectors import profile_serving
 
 PORT_MIN = 1024
 PORT_MAX = 65535
@@ -104,8 +105,6 @@ class PortStatus:
 def port_status(value: str, *, exclude: ServerProfile | None = None) -> PortStatus:
     """What the form says about a port as it is typed: taken by another profile (error), held by a
     process that is not one of our servers (warning, with its name and PID), or free."""
-    from servers.models import Server
-
     try:
         port = int(value.strip())
     except ValueError:
@@ -120,13 +119,11 @@ def port_status(value: str, *, exclude: ServerProfile | None = None) -> PortStat
     holder = port_holder(port)
     if holder is None:
         return PortStatus("ok", f"Port {port} is free.")
-    ours = Server.objects.filter(pid=holder.pid).select_related("profile").first() if holder.pid else None
-    if ours is not None and exclude is not None and ours.profile_id == exclude.pk:
+    ours = profile_serving(holder.pid) if holder.pid else None
+    if ours is not None and exclude is not None and ours.pk == exclude.pk:
         return PortStatus("ok", f"Port {port} is in use by this profile's own server.")
     if ours is not None:
-        return PortStatus(
-            "warning", f"Port {port} is still held by the server of “{ours.profile.name}” (PID {holder.pid})."
-        )
+        return PortStatus("warning", f"Port {port} is still held by the server of “{ours.name}” (PID {holder.pid}).")
     return PortStatus(
         "warning",
         f"Port {port} is in use by {holder}. The server will fail to start unless that process lets go of it.",

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from accounts.models import User
 from profiles.models import ServerProfile
 from profiles.ports import next_free_port
-from servers.models import DesiredState, Server, ServerState
+from profiles.selectors import server_status
 
 NAME_MAX = ServerProfile._meta.get_field("name").max_length or 100
 COPY_SUFFIX = re.compile(r"^(?P<base>.*?) \(copy(?: (?P<n>\d+))?\)$")
@@ -94,12 +94,10 @@ def profile_delete(*, profile: ServerProfile) -> None:
     """Delete a profile whose server is stopped (or failed for good). A running server would be
     left without its recipe, so that is refused."""
     with transaction.atomic():
-        server = Server.objects.filter(profile=profile).first()
-        if server is not None and (
-            server.desired_state == DesiredState.RUNNING or server.state not in (ServerState.STOPPED, ServerState.FATAL)
-        ):
+        status = server_status(profile)
+        if not status.deletable:
             raise ProfileDeleteRefused(
-                f"“{profile.name}” cannot be deleted while its server is {server.get_state_display().lower()}"
-                f"{' and set to run' if server.desired_state == DesiredState.RUNNING else ''}. Stop it first."
+                f"“{profile.name}” cannot be deleted while its server is {status.label.lower()}"
+                f"{' and set to run' if status.set_to_run else ''}. Stop it first."
             )
         profile.delete()

@@ -18,35 +18,21 @@ from profiles.forms import ProfileForm
 from profiles.modelinfo import apply_suggestions, check_model, format_suggestion
 from profiles.models import ServerProfile
 from profiles.ports import NoFreePort, next_free_port, port_status
-from servers.models import DesiredState, Server, ServerState
-
-
-def server_state(profile: ServerProfile) -> str:
-    """The server's state for display; a profile that never ran has no Server row: stopped."""
-    try:
-        return profile.server.state
-    except Server.DoesNotExist:
-        return ServerState.STOPPED
-
-
-def can_delete(profile: ServerProfile) -> bool:
-    try:
-        server = profile.server
-    except Server.DoesNotExist:
-        return True
-    return server.desired_state != DesiredState.RUNNING and server.state in (ServerState.STOPPED, ServerState.FATAL)
+from profiles.selectors import server_status, server_statuses
 
 
 @require_GET
 def profile_list(request: AuthedRequest) -> HttpResponse:
-    profiles = ServerProfile.objects.select_related("server")
-    rows = [{"profile": profile, "state": server_state(profile)} for profile in profiles]
+    profiles = list(ServerProfile.objects.all())
+    statuses = server_statuses(profiles)
+    rows = [{"profile": profile, "state": statuses[profile.pk].state} for profile in profiles]
     return render(request, "profiles/list.html", {"rows": rows})
 
 
 @require_GET
 def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
-    profile = get_object_or_404(ServerProfile.objects.select_related("server", "created_by"), pk=pk)
+    profile = get_object_or_404(ServerProfile.objects.select_related("created_by"), pk=pk)
+    status = server_status(profile)
     form = ProfileForm(instance=profile)
     settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields]
     return render(
@@ -54,8 +40,8 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
         "profiles/detail.html",
         {
             "profile": profile,
-            "state": server_state(profile),
-            "can_delete": can_delete(profile),
+            "state": status.state,
+            "can_delete": status.deletable,
             "command": command_line(profile),
             "settings_rows": settings_rows,
         },
@@ -91,7 +77,7 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
         "cached_models": cached_repo_ids(),
         "check": check_model(model) if model.strip() else None,
         "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
-        "running": profile is not None and server_state(profile) != ServerState.STOPPED,
+        "running": profile is not None and not server_status(profile).stopped,
     }
     return render(request, "profiles/form.html", context)
 
@@ -117,7 +103,7 @@ def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse
                     messages.success(request, f"Profile “{saved.name}” created.")
                 else:
                     saved = services.profile_update(profile=form.instance, fields=fields)
-                    note = "" if server_state(saved) == ServerState.STOPPED else " Restart its server to use them."
+                    note = "" if server_status(saved).stopped else " Restart its server to use them."
                     messages.success(request, f"Changes to “{saved.name}” saved.{note}")
             except services.ProfileConflict as exc:
                 form.add_error(None, str(exc))

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from servers.supervisor.host import probe_address
+from servers.addresses import reach_url
 
 CHAT_TIMEOUT = 60.0
 CHAT_MAX_TOKENS = 256
@@ -37,10 +37,7 @@ class ChatReply:
 
 def chat_url(host: str, port: int) -> str:
     """Where to reach a server that listens on `host`: a wildcard address is reached on loopback."""
-    host = probe_address(host)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/v1/chat/completions"
+    return reach_url(host, port, "/v1/chat/completions")
 
 
 def chat_complete(

@@ -22,7 +22,7 @@ from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.heartbeat import SupervisorStatus, supervisor_status
 from servers.models import DesiredState, Server, ServerSample, ServerState, SystemSample
-from servers.states import TRANSIENT
+from servers.states import AT_REST, FAILED, TRANSIENT, UP
 from servers.templatetags.servers_extras import duration
 
 CHART_WINDOW = timedelta(hours=1)
@@ -54,8 +54,6 @@ CARD_FIELDS = ["name", "model", "host", "port"] + [
         "cpu_percent",
     )
 ]
-UP_STATES = (ServerState.RUNNING, ServerState.UNHEALTHY)
-FAILED_STATES = (ServerState.FATAL, ServerState.BACKOFF, ServerState.UNHEALTHY)
 
 
 @dataclass
@@ -109,7 +107,7 @@ class Card:
             "name": profile.name,
             "model": profile.model,
             "base_url": profile.base_url,
-            "address": f"{profile.host}:{profile.port}",
+            "address": profile.address,
             "state": server.state,
             "state_label": server.get_state_display(),
             "desired": server.desired_state,
@@ -126,7 +124,7 @@ class Card:
 
     @cached_property
     def is_up(self) -> bool:
-        return self.server.state in UP_STATES
+        return self.server.state in UP
 
     @cached_property
     def uptime(self) -> timedelta | None:
@@ -138,7 +136,7 @@ class Card:
     def failure(self) -> str:
         """Why the server is not well, in words (empty when it is)."""
         server = self.server
-        if server.state not in FAILED_STATES and not (server.state == ServerState.STOPPED and server.last_error):
+        if server.state not in FAILED and not (server.state == ServerState.STOPPED and server.last_error):
             return ""
         reason = server.last_error.strip()
         if server.last_exit_code is not None:
@@ -153,7 +151,7 @@ class Card:
             return True
         if server.desired_state == DesiredState.RUNNING:
             return server.state == ServerState.STOPPED
-        return server.state in UP_STATES
+        return server.state in UP
 
     @cached_property
     def pending(self) -> str:
@@ -178,7 +176,7 @@ class Card:
     @cached_property
     def can_start(self) -> bool:
         server = self.server
-        return server.desired_state == DesiredState.STOPPED or server.state in (ServerState.FATAL, ServerState.STOPPED)
+        return server.desired_state == DesiredState.STOPPED or server.state in AT_REST
 
 
 @dataclass(frozen=True)
@@ -282,7 +280,7 @@ def recent_sample_series(server_ids: Sequence[int]) -> dict[int, Series]:
 def _charted(server: Server, since: datetime) -> bool:
     """Servers worth a chart: up, or changed state within the chart's window."""
     return server.pk is not None and (
-        server.state in UP_STATES or (server.state_changed_at is not None and server.state_changed_at >= since)
+        server.state in UP or (server.state_changed_at is not None and server.state_changed_at >= since)
     )
 
 

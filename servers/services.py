@@ -9,9 +9,10 @@ from django.db import transaction
 from django.db.models import F
 
 from accounts.models import User
+from mlxmanager.wakeup import wake_supervisor
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, ServerState
-from servers.wakeup import wake_supervisor
+from servers.states import BUSY
 
 
 class ServerActionRefused(Exception):
@@ -36,7 +37,7 @@ def _record_intent(server: Server, *, action: str, by: User | None, **desired: o
 def server_start(*, profile: ServerProfile, by: User | None) -> Server:
     """Ask for the server to run. Starting a `fatal` server counts as the user's say-so to retry."""
     server = server_for(profile)
-    if server.desired_state == DesiredState.RUNNING and server.state not in (ServerState.FATAL, ServerState.STOPPED):
+    if server.desired_state == DesiredState.RUNNING and server.state in BUSY:
         raise ServerActionRefused(f"{profile.name} is already {server.get_state_display().lower()}.")
     updates: dict[str, object] = {"desired_state": DesiredState.RUNNING}
     if server.state == ServerState.FATAL:

@@ -18,24 +18,20 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from mlxmanager.types import AuthedRequest
 from profiles.argv import command_line
 from profiles.models import ServerProfile
 from servers.chat import ChatError, ChatReply, chat_complete, chat_url
-from servers.dashboard import UP_STATES, card_for, dashboard_data
+from servers.dashboard import card_for, dashboard_data
 from servers.heartbeat import supervisor_status
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
+from servers.states import UP
 
 EVENTS_SHOWN = 50
-
-
-class Request(AuthedRequest):
-    htmx: HtmxDetails
 
 
 ACTIONS: dict[str, tuple[Callable[..., Server], str]] = {
@@ -50,7 +46,7 @@ class ChatForm(forms.Form):
 
 
 @require_GET
-def dashboard(request: Request) -> HttpResponse:
+def dashboard(request: AuthedRequest) -> HttpResponse:
     """The page, or (for htmx's poll) just its live part: banner, memory bar and cards."""
     context: dict[str, Any] = {"dash": dashboard_data(), "back_url": reverse("servers:dashboard")}
     if request.htmx:
@@ -61,20 +57,20 @@ def dashboard(request: Request) -> HttpResponse:
 
 
 @require_GET
-def server_detail(request: Request, profile_id: int) -> HttpResponse:
+def server_detail(request: AuthedRequest, profile_id: int) -> HttpResponse:
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     return render(request, "servers/server.html", _page_context(profile))
 
 
 @require_GET
-def server_state(request: Request, profile_id: int) -> HttpResponse:
+def server_state(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """The server page's live part (polled): card, state facts and, out of band, the timeline."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     return render(request, "servers/_server_state.html", {**_state_context(profile), "oob": True})
 
 
 @require_POST
-def server_action(request: Request, profile_id: int, action: str) -> HttpResponse:
+def server_action(request: AuthedRequest, profile_id: int, action: str) -> HttpResponse:
     """Start, stop or restart: record the intent; htmx gets the updated card, others a redirect."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     service, done = ACTIONS[action]
@@ -96,7 +92,7 @@ def server_action(request: Request, profile_id: int, action: str) -> HttpRespons
 
 
 @require_GET
-def server_log(request: Request, profile_id: int) -> HttpResponse:
+def server_log(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """What the log gained since `offset` (htmx poll): the next poller plus the new text, out of band."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     chunk = read_log(
@@ -106,7 +102,7 @@ def server_log(request: Request, profile_id: int) -> HttpResponse:
 
 
 @require_GET
-def server_log_download(request: Request, profile_id: int) -> HttpResponseBase:
+def server_log_download(request: AuthedRequest, profile_id: int) -> HttpResponseBase:
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     try:
         handle = server_log_path(profile.pk).open("rb")
@@ -118,7 +114,7 @@ def server_log_download(request: Request, profile_id: int) -> HttpResponseBase:
 
 
 @require_POST
-def server_chat(request: Request, profile_id: int) -> HttpResponse:
+def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """Send the prompt to the running server (server side, with a timeout) and show its answer."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     form = ChatForm(request.POST)
@@ -127,7 +123,7 @@ def server_chat(request: Request, profile_id: int) -> HttpResponse:
     server = Server.objects.filter(profile=profile).first()
     if not form.is_valid():
         error = "Write a prompt first (at most 8000 characters)."
-    elif server is None or server.state not in UP_STATES:
+    elif server is None or server.state not in UP:
         state = server.get_state_display().lower() if server else "stopped"
         error = f"{profile.name} is {state}: start it first, then chat."
     else:
@@ -172,14 +168,14 @@ def _page_context(profile: ServerProfile) -> dict[str, Any]:
     }
 
 
-def _safe_next(request: Request) -> str:
+def _safe_next(request: AuthedRequest) -> str:
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return reverse("servers:dashboard")
 
 
-def _int_param(request: Request, name: str) -> int | None:
+def _int_param(request: AuthedRequest, name: str) -> int | None:
     try:
         value = int(request.GET.get(name, ""))
     except ValueError:

@@ -28,7 +28,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from library.models import Download, DownloadState
-from servers.models import Server, ServerState, SystemSample
+from servers.models import Server, SystemSample
+from servers.states import WITH_PROCESS
 
 # When MLX does not say how much memory it may use for models, this share of RAM is shown instead.
 # Metal's recommendedMaxWorkingSetSize is about three quarters of RAM on Apple Silicon Macs.
@@ -36,7 +37,6 @@ RECOMMENDED_FRACTION = 0.75
 CACHE_SIZE_SECONDS = 60
 PACKAGES = ("mlx", "mlx-lm", "Django", "huggingface_hub")
 # Server states in which a model server process exists and holds memory.
-LIVE_STATES = (ServerState.STARTING, ServerState.RUNNING, ServerState.UNHEALTHY, ServerState.STOPPING)
 
 
 def _run(argv: list[str]) -> str:
@@ -136,7 +136,7 @@ def memory(*, platform_name: str | None = None) -> Memory:
 
 def servers_memory() -> int:
     """Resident memory of our model servers, as the supervisor last measured it."""
-    total = Server.objects.filter(state__in=LIVE_STATES).aggregate(total=Sum("rss_bytes"))["total"]
+    total = Server.objects.filter(state__in=WITH_PROCESS).aggregate(total=Sum("rss_bytes"))["total"]
     return int(total or 0)
 
 
@@ -280,7 +280,7 @@ def hub_cache() -> HubCache:
 
 def supervised_servers() -> list[Server]:
     """The model servers the supervisor has a process for (or is bringing up or down)."""
-    return list(Server.objects.filter(state__in=LIVE_STATES).select_related("profile"))
+    return list(Server.objects.filter(state__in=WITH_PROCESS).select_related("profile"))
 
 
 def downloads_in_flight() -> list[Download]:

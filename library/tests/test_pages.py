@@ -4,6 +4,7 @@ huggingface_hub client talking to the hub stand-in."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,44 @@ def test_model_page_for_an_unknown_repo_or_a_path_is_a_message(user_client: Clie
     response = user_client.get("/models/hub/mlx-community/No-Such-Model/")
     assert response.status_code == 200 and "No such model on the Hub" in response.content.decode()
     assert user_client.get("/models/hub/../../etc/").status_code == 404
+
+
+def fake_cached_repo(cache: Path, repo_id: str) -> None:
+    """A repo in the Hugging Face cache's own layout (refs, snapshots, blobs), as scan_cache_dir reads it."""
+    sha = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    blob = repo / "blobs" / ("b" * 40)
+    blob.parent.mkdir()
+    blob.write_text('{"model_type": "llama"}')
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").symlink_to(blob)
+
+
+def test_the_local_page_runs_as_many_queries_for_twenty_models_as_for_one(
+    user_client: Client, empty_cache: Path
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(count: int) -> int:
+        shutil.rmtree(empty_cache, ignore_errors=True)
+        for number in range(count):
+            fake_cached_repo(empty_cache, f"mlx-community/Model-{number}-4bit")
+        with CaptureQueriesContext(connection) as captured:
+            html = user_client.get("/models/").content.decode()
+        assert html.count("mlx-community/Model-") >= count and f"Model-{count - 1}-4bit" in html
+        return len(captured.captured_queries)
+
+    for number in range(20):  # every model has a profile, and half have a running server
+        profile = ServerProfile.objects.create(
+            name=f"p{number}", model=f"mlx-community/Model-{number}-4bit", port=9000 + number
+        )
+        if number % 2:
+            Server.objects.create(profile=profile, state=ServerState.RUNNING)
+    one = queries_for(1)
+    twenty = queries_for(20)
+    assert twenty == one
+    assert "p19" in user_client.get("/models/").content.decode()

@@ -24,9 +24,10 @@ from django.db.models import F
 
 from profiles.argv import build_server_argv
 from profiles.models import ServerProfile
+from servers.addresses import listen_address
 from servers.logs import server_log_path
 from servers.models import DesiredState, Server, ServerSample, SupervisorHeartbeat, SystemSample
-from servers.states import State
+from servers.states import PROBED, UP, WITH_PROCESS, State
 from servers.supervisor import checks, logfile
 from servers.supervisor.host import Host, Process
 from servers.supervisor.transitions import save_fields, server_note, transition
@@ -34,8 +35,6 @@ from servers.supervisor.transitions import save_fields, server_note, transition
 log = logging.getLogger("mlxmanager.supervisor")
 
 ArgvBuilder = Callable[[ServerProfile], list[str]]
-WITH_PROCESS = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY, State.STOPPING})
-PROBED = frozenset({State.STARTING, State.RUNNING, State.UNHEALTHY})
 EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
@@ -97,13 +96,6 @@ def on_grid(now: float, interval: float) -> float:
 
 def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
-
-
-def listen_address(server: Server) -> tuple[str, int]:
-    """Where the running process listens: what it was started with, not the profile as edited since."""
-    argv = list(server.cmdline or [])
-    host = argv[argv.index("--host") + 1] if "--host" in argv[:-1] else server.profile.host
-    return host, server.port or server.profile.port
 
 
 class Supervisor:
@@ -188,7 +180,7 @@ class Supervisor:
                 self.host.signal(process, signal.SIGTERM)
                 rt.kill_at = now + self.policy.stop_timeout
             return
-        if state in (State.STARTING, State.RUNNING, State.UNHEALTHY):
+        if state in PROBED:
             transition(
                 server,
                 State.BACKOFF,
@@ -283,7 +275,7 @@ class Supervisor:
                 self._fail(server, rt, message="The process was lost while starting.", cause="exit", exit_code=None)
             elif rt.kill_at is None:
                 self._watch_start(server, rt, now)
-        elif state in (State.RUNNING, State.UNHEALTHY):
+        elif state in UP:
             if not want or restart:
                 self._stop(server, rt, restart=restart)
             elif rt.kill_at is None and now >= rt.next_probe:

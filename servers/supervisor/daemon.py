@@ -16,8 +16,8 @@ from typing import IO
 from django.conf import settings
 from django.db import OperationalError, connection
 
+from mlxmanager.wakeup import wake_socket_path
 from servers.supervisor.core import Supervisor
-from servers.wakeup import wake_socket_path
 
 log = logging.getLogger("mlxmanager.supervisor")
 
@@ -65,7 +65,7 @@ class InstanceLock:
 
 
 class WakeSocket:
-    """The datagram socket `servers.wakeup.wake_supervisor` writes to, plus a self-pipe that
+    """The datagram socket `mlxmanager.wakeup.wake_supervisor` writes to, plus a self-pipe that
     signals (SIGTERM, SIGINT, SIGCHLD) write to, so `wait` returns at once for either."""
 
     def __init__(self, path: Path) -> None:

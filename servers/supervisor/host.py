@@ -21,6 +21,7 @@ from typing import Protocol
 import psutil
 
 from profiles.ports import port_holder
+from servers.addresses import probe_address
 
 
 class Process(Protocol):
@@ -89,15 +90,6 @@ class AdoptedProcess:
 
     def exit_code(self) -> int | None:
         return None
-
-
-def probe_address(host: str) -> str:
-    """Where to reach a server listening on `host` from this machine."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
 
 
 # The manager's own secrets stay with the manager: model servers listen on the network and may run

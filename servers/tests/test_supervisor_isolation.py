@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from profiles.models import ServerProfile
+from servers.addresses import listen_address
 from servers.models import Server
 from servers.supervisor.checks import check_model_present
-from servers.supervisor.core import listen_address
 from servers.supervisor.host import RealHost
 
 PRINT_ENV = "import json, os; print(json.dumps(dict(os.environ)))"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from mlxmanager.wakeup import wake_socket_path, wake_supervisor
 from servers.supervisor.daemon import AlreadyRunning, InstanceLock, WakeSocket
 from servers.supervisor.logfile import append_line, rotate_if_large, tail
-from servers.wakeup import wake_socket_path, wake_supervisor
 
 
 def test_log_rotation_keeps_every_line_and_says_where_they_went(tmp_path: Path) -> None:

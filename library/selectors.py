@@ -1,0 +1,38 @@
+"""Reads about the library that several views share.
+
+The library sits below profiles and servers and cannot import them, yet its pages show which
+profiles use a model and refuse to delete a model a server is using. So the library asks one
+question, `model_uses`, and the servers app answers it: it registers its function at start-up
+(servers.apps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    profiles: list[str] = field(default_factory=list)  # names of the profiles that name the model
+    busy_servers: list[str] = field(default_factory=list)  # profiles whose server is neither stopped nor fatal
+
+
+UsesLookup = Callable[[Collection[str]], dict[str, ModelUse]]
+_lookup: UsesLookup | None = None
+
+
+def answer_model_uses(lookup: UsesLookup) -> None:
+    """Called once by the app that knows profiles and servers."""
+    global _lookup
+    _lookup = lookup
+
+
+def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
+    """Who uses each model (as main or draft model), for any number of models in a constant number of queries."""
+    if _lookup is None:
+        raise ImproperlyConfigured("No app answers model_uses: is `servers` in INSTALLED_APPS?")
+    known = _lookup(repo_ids) if repo_ids else {}
+    return {repo_id: known.get(repo_id, ModelUse()) for repo_id in repo_ids}

@@ -1,0 +1,85 @@
+"""The house rules, read from the source with `ast`: apps depend one way, nothing but the
+runsupervisor command reaches into the daemon, and system/ owns the System page and the installer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Lower layers first; an app may import its own layer and those below, never above.
+LAYERS = ["accounts", "library", "profiles", "servers", "system"]
+SUPERVISOR = "servers.supervisor"
+SUPERVISOR_CLIENTS = {"servers.management.commands.runsupervisor"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def app_modules() -> dict[str, Path]:
+    return {module_name(path): path for app in LAYERS for path in sorted((ROOT / app).rglob("*.py"))}
+
+
+def imported(path: Path) -> set[str]:
+    """Every module an `import` or `from ... import` anywhere in the file names (in functions too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def is_under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_scan_sees_the_apps_and_their_imports() -> None:
+    modules = app_modules()
+    assert "servers.supervisor.core" in modules and "library.views" in modules
+    assert "servers.models" in imported(modules["servers.views"])
+
+
+def test_apps_depend_one_way() -> None:
+    wrong = []
+    for name, path in app_modules().items():
+        if ".tests" in name:  # a test may set up the whole stack
+            continue
+        rank = LAYERS.index(name.split(".")[0])
+        for target in imported(path):
+            top = target.split(".")[0]
+            if top in LAYERS and LAYERS.index(top) > rank:
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, "A lower app imports a higher one:\n" + "\n".join(sorted(wrong))
+
+
+def test_only_the_runsupervisor_command_imports_the_daemon() -> None:
+    wrong = []
+    for name, path in app_modules().items():
+        if is_under(name, SUPERVISOR) or name in SUPERVISOR_CLIENTS or ".tests" in name:
+            continue
+        wrong += [f"{name} imports {target}" for target in imported(path) if is_under(target, SUPERVISOR)]
+    assert not wrong, "Only runsupervisor may import servers/supervisor/:\n" + "\n".join(sorted(wrong))
+    assert any(is_under(t, SUPERVISOR) for t in imported(app_modules()["servers.management.commands.runsupervisor"]))
+
+
+def test_system_owns_the_system_page_and_the_service_installer() -> None:
+    modules = app_modules()
+    for name in ("system.views", "system.urls", "system.info", "system.service_install"):
+        assert name in modules
+    assert "system.management.commands.installservice" in modules
+    strays = [
+        name
+        for name in modules
+        if not is_under(name, "system")
+        and name.rsplit(".", 1)[-1] in {"installservice", "service_install", "system_info"}
+    ]
+    assert not strays
+    assert (ROOT / "templates" / "system").is_dir()
+    urls = (ROOT / "mlxmanager" / "urls.py").read_text()
+    assert 'include("system.urls")' in urls

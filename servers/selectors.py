@@ -1,0 +1,52 @@
+"""Reads of servers that several views, and the apps below, share."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from django.db.models import Q
+
+from library.selectors import ModelUse
+from profiles.models import ServerProfile
+from profiles.selectors import ServerStatus
+from servers.models import DesiredState, Server
+from servers.states import BUSY
+
+
+def profile_server_statuses(profiles: Sequence[ServerProfile]) -> dict[int, ServerStatus]:
+    """The answer to profiles.selectors.server_statuses: one query for any number of profiles."""
+    servers = Server.objects.filter(profile__in=[profile.pk for profile in profiles]).only(
+        "profile_id", "state", "desired_state"
+    )
+    return {
+        server.profile_id: ServerStatus(
+            state=server.state,
+            label=server.get_state_display(),
+            set_to_run=server.desired_state == DesiredState.RUNNING,
+            busy=server.state in BUSY,
+        )
+        for server in servers
+    }
+
+
+def profile_serving(pid: int) -> ServerProfile | None:
+    """The answer to profiles.selectors.profile_serving."""
+    server = Server.objects.filter(pid=pid).select_related("profile").first()
+    return server.profile if server is not None else None
+
+
+def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
+    """The answer to library.selectors.model_uses: two queries for any number of models."""
+    wanted = set(repo_ids)
+    uses: dict[str, ModelUse] = {}
+    for name, model in ServerProfile.objects.filter(model__in=wanted).order_by("name").values_list("name", "model"):
+        uses.setdefault(model, ModelUse()).profiles.append(name)
+    busy = (
+        Server.objects.filter(Q(profile__model__in=wanted) | Q(profile__draft_model__in=wanted), state__in=BUSY)
+        .order_by("profile__name")
+        .values_list("profile__name", "profile__model", "profile__draft_model")
+    )
+    for name, model, draft in busy:
+        for repo_id in {model, draft} & wanted:
+            uses.setdefault(repo_id, ModelUse()).busy_servers.append(name)
+    return uses

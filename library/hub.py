@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import psutil
 from django.conf import settings
 from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from library.local import cached_repo_ids
+from mlxmanager.memory import for_models
 
 T = TypeVar("T")
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
@@ -63,12 +63,9 @@ def _with_deadline(func: Callable[[], T]) -> T:
         ) from None
 
 
-def memory_total() -> int:
-    return int(psutil.virtual_memory().total)
-
-
 def fits_in_memory(size: int | None) -> bool:
-    return size is not None and size + settings.MLXM_MEMORY_HEADROOM <= memory_total()
+    """The weights fit in what models may use on this machine (the figure the System page shows)."""
+    return size is not None and size <= for_models().bytes
 
 
 def quantization_from(repo_id: str, dtypes: list[str]) -> str | None:

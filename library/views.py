@@ -13,13 +13,14 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from library.forms import SearchForm
-from library.hub import HubError, HubModel, hub_search, memory_total
+from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
 from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
 from library.models import Download
 from library.selectors import model_uses
 from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete
+from mlxmanager.memory import for_models
 from mlxmanager.types import AuthedRequest
 
 
@@ -80,7 +81,7 @@ def search(request: AuthedRequest) -> HttpResponse:
         "results": results,
         "error": error,
         "searched": searched,
-        "memory_total": memory_total(),
+        "for_models": for_models(),
         "active_repos": set(Download.objects.filter(state__in=ACTIVE).values_list("repo_id", flat=True)),
     }
     template = "library/_results.html" if request.htmx else "library/search.html"
@@ -96,7 +97,7 @@ def hub_model(request: AuthedRequest, repo_id: str) -> HttpResponse:
         "profiles": model_uses([repo_id])[repo_id].profiles,
         "local_path": local_model_path(repo_id),
         "new_profile_url": f"{reverse('profiles:new')}?{urlencode({'model': repo_id})}",
-        "memory_total": memory_total(),
+        "for_models": for_models(),
     }
     try:
         page = fetch_hub_model(repo_id)
@@ -116,7 +117,7 @@ def download(request: AuthedRequest) -> HttpResponse:
         if request.htmx:
             return HttpResponse(format_html('<span class="field-error">{}</span>', problem), status=400)
         form = SearchForm(initial={"author": "mlx-community", "sort": "downloads"})
-        context = {"form": form, "error": str(problem), "results": [], "memory_total": memory_total()}
+        context = {"form": form, "error": str(problem), "results": [], "for_models": for_models()}
         return render(request, "library/search.html", context, status=400)
     if request.htmx:
         return render(request, "library/_queued.html", {"download": queued})

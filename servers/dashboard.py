@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-import psutil
 from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
@@ -21,7 +20,8 @@ from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.heartbeat import SupervisorStatus, supervisor_status
-from servers.models import DesiredState, Server, ServerSample, ServerState, SystemSample
+from servers.models import DesiredState, Server, ServerSample, ServerState
+from servers.selectors import system_memory
 from servers.states import AT_REST, FAILED, TRANSIENT, UP
 from servers.templatetags.servers_extras import duration
 
@@ -302,18 +302,8 @@ def dashboard_data() -> Dashboard:
         for profile, server in zip(profiles, servers, strict=True)
     ]
     ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
-    total, available = system_memory()
-    return Dashboard(cards, supervisor_status(), MemoryBar(total, available, ours))
-
-
-def system_memory() -> tuple[int, int]:
-    """(total, available) bytes from the newest SystemSample the supervisor wrote (every few
-    seconds), so the polled partial reads only the database; psutil only before the first sample."""
-    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
-    if newest is not None:
-        return newest
-    vm = psutil.virtual_memory()
-    return int(vm.total), int(vm.available)
+    memory = system_memory()
+    return Dashboard(cards, supervisor_status(), MemoryBar(memory.total, memory.available, ours))
 
 
 def card_for(profile: ServerProfile) -> Card:

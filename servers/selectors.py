@@ -7,9 +7,10 @@ from collections.abc import Collection, Sequence
 from django.db.models import Q
 
 from library.selectors import ModelUse
+from mlxmanager.memory import Memory, memory, swap
 from profiles.models import ServerProfile
 from profiles.selectors import ServerStatus
-from servers.models import DesiredState, Server
+from servers.models import DesiredState, Server, SystemSample
 from servers.states import BUSY
 
 
@@ -50,3 +51,15 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
         for repo_id in {model, draft} & wanted:
             uses.setdefault(repo_id, ModelUse()).busy_servers.append(name)
     return uses
+
+
+def system_memory() -> Memory:
+    """This machine's memory as the supervisor last sampled it (every few seconds, through its Host),
+    so polled pages read only the database and every page shows the same figure. Read directly only
+    before the first sample."""
+    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
+    if newest is None:
+        return memory()
+    total, available = newest
+    swap_total, swap_used = swap()
+    return Memory(total, available, total - available, swap_total, swap_used, source="the supervisor's last sample")

@@ -13,9 +13,11 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from mlxmanager.memory import for_models, mlx_device_info
 from mlxmanager.types import AuthedRequest
 from servers.charts import sparkline_points
 from servers.heartbeat import supervisor_status
+from servers.selectors import system_memory
 from system import info as system_info
 from system.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
 
@@ -70,10 +72,9 @@ def memory_chart(
 
 def live_context() -> dict[str, Any]:
     now = timezone.now()
-    memory = system_info.memory()
+    memory = system_memory()
     ours = system_info.servers_memory()
-    device = system_info.mlx_device_info()
-    recommended = system_info.recommended_for_models(memory.total, device)
+    recommended = for_models(memory.total)
     samples = system_info.memory_samples(now=now, minutes=CHART_MINUTES)
     return {
         "now": now,
@@ -116,7 +117,7 @@ def system(request: AuthedRequest) -> HttpResponse:
     context = live_context()
     if getattr(request, "htmx", False):
         return render(request, "system/_live.html", context)
-    device = system_info.mlx_device_info()
+    device = mlx_device_info()
     context |= {
         "processor": system_info.processor(device),
         "operating_system": system_info.operating_system(),

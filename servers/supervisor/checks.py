@@ -7,6 +7,7 @@ from typing import Any
 
 from library.local import local_model_path, read_config, weights_bytes
 from mlxmanager.formatting import human_bytes
+from mlxmanager.memory import for_models
 from profiles.models import ServerProfile
 from servers.supervisor.host import Host
 
@@ -64,15 +65,19 @@ def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
     weights = weights_bytes(folder)
     margin = kv_cache_margin(read_config(folder), weights)
     needed = weights + margin
-    _total, available = host.memory()
-    usable = available - headroom
+    total, available = host.memory()
+    limit = for_models(total).bytes
+    usable = min(available - headroom, limit)
     if needed <= usable:
         return None
+    if usable == limit:
+        why = f"models may use {human_bytes(limit)} of this machine's memory ({for_models(total).note})"
+    else:
+        why = f"{human_bytes(available)} available minus {human_bytes(headroom)} kept free as headroom"
     return (
         f"The model does not fit in memory: it needs about {human_bytes(needed)} "
         f"({human_bytes(weights)} of weights + {human_bytes(margin)} for the KV cache), but only "
-        f"{human_bytes(max(usable, 0))} is usable ({human_bytes(available)} available minus "
-        f"{human_bytes(headroom)} kept free as headroom)."
+        f"{human_bytes(max(usable, 0))} is usable ({why})."
     )
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import psutil
 
+from mlxmanager.memory import memory
 from profiles.ports import port_holder
 from servers.addresses import probe_address
 
@@ -205,9 +206,9 @@ class RealHost:
         return (time.perf_counter() - started) * 1000 if ok else None
 
     def memory(self) -> tuple[int, int]:
-        """Total and available memory in bytes."""
-        vm = psutil.virtual_memory()
-        return int(vm.total), int(vm.available)
+        """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""
+        now = memory()
+        return now.total, now.available
 
     def usage(self, process: Process) -> tuple[int, float] | None:
         """Resident memory of the process and its children (bytes) and their CPU use (% of a core)."""

@@ -21,10 +21,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from library.models import Download, DownloadState
+from mlxmanager import memory as machine_memory
+from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
-from system import info as system_info
 from system.views import svg_area
 
 GB = 1024**3
@@ -60,7 +61,7 @@ def test_memory_is_this_machines(admin_client: Client) -> None:
     assert abs(data_bytes(html, "mem-used") - (vm.total - vm.available)) < 256 * 1024**2
     assert data_bytes(html, "mem-swap") == pytest.approx(psutil.swap_memory().used, abs=64 * 1024**2)
     # No MLX figure on Linux's CPU build: the page says it shows three quarters of RAM instead.
-    assert system_info.mlx_device_info().get("max_recommended_working_set_size") is None
+    assert machine_memory.mlx_device_info().get("max_recommended_working_set_size") is None
     assert data_bytes(html, "mem-recommended") == int(vm.total * 0.75)
     assert "75% of RAM: MLX reports no recommended working set on this machine" in html
 
@@ -145,7 +146,8 @@ def test_memory_chart_loads_only_the_columns_it_draws(user_client: Client) -> No
     with CaptureQueriesContext(connection) as queries:
         assert user_client.get("/system/", headers={"HX-Request": "true"}).status_code == 200
     table = SystemSample._meta.db_table
-    chart = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"] and "ORDER BY" in q["sql"]]
+    # The chart's query is the one over a time window (the other reads the newest sample's figures).
+    chart = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"] and "WHERE" in q["sql"]]
     assert chart, "the chart's query was not run"
     selected = chart[0].split(" FROM ")[0]
     assert '"memory_total"' in selected and '"taken_at"' in selected and f'"{table}"."id"' not in selected
@@ -170,9 +172,10 @@ def test_memory_chart_shows_the_last_hour_only(user_client: Client) -> None:
     assert points[0] == pytest.approx((600 * 10 / 60, 120 - 120 * 6 / 16), abs=1.0)
     assert points[-1] == pytest.approx((600 * 55 / 60, 120 - 120 * 12 / 16), abs=1.0)
     assert "3 samples" in html
-    # The dashed line at what MLX may use for models: three quarters of this machine's RAM, on a 16 GB scale.
+    # The dashed line at what models may use: three quarters of the RAM the supervisor's newest sample
+    # reports (16 GB here), on a 16 GB scale.
     limit_y = re.search(r'class="limit-line" x1="0" x2="600" y1="([\d.]+)"', html)
-    expected = 120 - 120 * min(int(psutil.virtual_memory().total * 0.75), 16 * GB) / (16 * GB)
+    expected = 120 - 120 * 0.75
     assert limit_y and float(limit_y.group(1)) == pytest.approx(expected, abs=0.01)
 
 
@@ -201,7 +204,7 @@ Pages occupied by compressor:             50000.
 
 
 def test_macos_memory_is_counted_as_activity_monitor_does() -> None:
-    memory = system_info.darwin_memory_from(
+    memory = machine_memory.darwin_memory_from(
         VM_STAT, "34359738368\n", "vm.swapusage: total = 2048.00M  used = 1024.50M  free = 1023.50M  (encrypted)"
     )
     used = (400000 - 10000 + 150000 + 50000) * 16384  # app memory + wired + compressed
@@ -214,9 +217,9 @@ def test_macos_memory_is_counted_as_activity_monitor_does() -> None:
 
 
 def test_recommended_memory_comes_from_mlx_when_it_says() -> None:
-    told = system_info.recommended_for_models(32 * GB, {"max_recommended_working_set_size": 22 * GB})
+    told = machine_memory.recommended_for_models(32 * GB, {"max_recommended_working_set_size": 22 * GB})
     assert (told.bytes, told.from_mlx) == (22 * GB, True)
-    guessed = system_info.recommended_for_models(32 * GB, {"architecture": "x86_64"})
+    guessed = machine_memory.recommended_for_models(32 * GB, {"architecture": "x86_64"})
     assert (guessed.bytes, guessed.from_mlx) == (24 * GB, False)
 
 
@@ -254,8 +257,35 @@ def test_anonymous_visitors_are_sent_to_log_in(client: Client) -> None:
 
 
 def test_macos_reader_falls_back_to_psutil_where_vm_stat_is_missing() -> None:
-    memory = system_info.memory(platform_name="darwin")
+    memory = machine_memory.memory(platform_name="darwin")
     # On Linux the macOS reader finds no vm_stat and says it fell back to psutil.
     assert memory.source == ("vm_stat and sysctl" if shutil.which("vm_stat") else "psutil")
     assert memory.total == psutil.virtual_memory().total
-    assert system_info.memory(platform_name="linux").source == "psutil"
+    assert machine_memory.memory(platform_name="linux").source == "psutil"
+
+
+@pytest.mark.django_db
+def test_search_admission_and_the_system_page_use_one_figure_for_models(admin_client: Client, tmp_path: Path) -> None:
+    from library.hub import fits_in_memory
+    from servers.supervisor.checks import memory_refusal
+    from servers.tests.supervisor_fakes import FakeHost
+
+    total = psutil.virtual_memory().total
+    SystemSample.objects.create(taken_at=timezone.now(), memory_total=total, memory_available=total)
+    limit = machine_memory.for_models().bytes
+    assert limit == machine_memory.for_models(total).bytes < total
+    # The System page's "For models".
+    assert data_bytes(admin_client.get("/system/").content.decode(), "mem-recommended") == limit
+    # The Hub search's "fits in memory" badge.
+    assert fits_in_memory(limit) and not fits_in_memory(limit + 1)
+    # The supervisor's admission check, on a machine with all its memory available and no headroom:
+    # weights one byte over the figure (a sparse file) are refused, and the message names the figure.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    with (model / "model.safetensors").open("wb") as weights:
+        weights.truncate(limit + 1)
+    host = FakeHost()
+    host.total = host.available = total
+    refusal = memory_refusal(model, host, headroom=0)
+    assert refusal and f"models may use {human_bytes(limit)}" in refusal

@@ -44,6 +44,7 @@ from huggingface_hub.file_download import get_hf_file_metadata, http_get, repo_f
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
+from library.local import disk_free
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
 
@@ -84,13 +85,6 @@ def runner_is_dead(runner: str) -> bool:
     host, _, rest = runner.partition(":")
     pid = rest.partition(":")[0]
     return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
-
-
-def disk_free(path: Path) -> int:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return shutil.disk_usage(candidate).free
-    return 0
 
 
 def repo_storage(repo_id: str, cache: Path) -> Path:

@@ -7,6 +7,7 @@ pages all ask here. Reads files only: never reaches the Hub.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,11 @@ def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
                     )
                 )
     return found
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the disk that holds `path` (or its nearest existing parent); 0 when none exists."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return 0

@@ -41,7 +41,7 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> 
     return download
 
 
-def download_cancel(*, download: Download, by: User | None) -> bool:
+def download_cancel(*, download: Download) -> bool:
     """Ask the runner to stop and remove the partial files; False when it had already ended."""
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
@@ -49,7 +49,7 @@ def download_cancel(*, download: Download, by: User | None) -> bool:
     return bool(changed)
 
 
-def model_delete(*, repo_id: str, by: User | None, cache_dir: Path | None = None) -> int:
+def model_delete(*, repo_id: str, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
     server or a download uses it."""

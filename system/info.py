@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
 
+from library.local import disk_free
 from library.models import Download, DownloadState
 from servers.models import Server, SystemSample
 from servers.states import WITH_PROCESS
@@ -126,14 +126,6 @@ def cache_size(folder: Path) -> int:
     return int(size)
 
 
-def free_disk(folder: Path) -> int:
-    """Free bytes on the disk that holds the folder (or its nearest existing parent)."""
-    path = folder
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
-
-
 @dataclass(frozen=True)
 class HubCache:
     path: Path
@@ -145,7 +137,7 @@ class HubCache:
 def hub_cache() -> HubCache:
     path = Path(settings.HF_HUB_CACHE)
     exists = path.is_dir()
-    return HubCache(path=path, exists=exists, size=cache_size(path) if exists else 0, free=free_disk(path))
+    return HubCache(path=path, exists=exists, size=cache_size(path) if exists else 0, free=disk_free(path))
 
 
 # --- the supervisor ---

@@ -89,17 +89,24 @@ class Runner(Protocol):
     def run(self, argv: Sequence[str]) -> CommandResult: ...
 
 
+@dataclass(frozen=True)
 class SubprocessRunner:
-    """Runs the command for real; a missing program is a result (127), not an exception."""
+    """Runs the command for real; a missing program is a result (127), not an exception. A page
+    asks with a short timeout (STATUS_TIMEOUT) so a stuck service manager cannot hold a request."""
+
+    timeout: float = 60.0
 
     def run(self, argv: Sequence[str]) -> CommandResult:
         try:
-            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=self.timeout, check=False)
         except FileNotFoundError as exc:
             return CommandResult(127, "", str(exc))
         except subprocess.TimeoutExpired:
-            return CommandResult(124, "", f"{argv[0]} did not answer within 60 seconds")
+            return CommandResult(124, "", f"{argv[0]} did not answer within {self.timeout:g} seconds")
         return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+STATUS_TIMEOUT = 3.0
 
 
 class ServiceError(Exception):
@@ -246,15 +253,6 @@ class ServiceStatus:
     running: bool | None  # None: the service manager could not be asked
     pid: int | None
     detail: str
-
-
-class Backend(Protocol):
-    def path_for(self, service: Service) -> Path: ...
-    def label_for(self, service: Service) -> str: ...
-    def render(self, service: Service) -> bytes: ...
-    def install_steps(self, services: Sequence[Service]) -> list[Step]: ...
-    def uninstall_steps(self, services: Sequence[Service]) -> list[Step]: ...
-    def status(self, service: Service, runner: Runner) -> ServiceStatus: ...
 
 
 # --- macOS: launchd LaunchAgents ---

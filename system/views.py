@@ -19,7 +19,14 @@ from servers.charts import sparkline_points
 from servers.heartbeat import supervisor_status
 from servers.selectors import system_memory
 from system import info as system_info
-from system.service_install import ServiceError, SubprocessRunner, current_target, manage_command, services_status
+from system.service_install import (
+    STATUS_TIMEOUT,
+    ServiceError,
+    SubprocessRunner,
+    current_target,
+    manage_command,
+    services_status,
+)
 
 POLL_SECONDS = 5
 CHART_MINUTES = 60
@@ -104,7 +111,7 @@ def service_context() -> dict[str, Any]:
     statuses = cache.get("system:service-status")
     if statuses is None:
         try:
-            statuses = services_status(target=target, runner=SubprocessRunner())
+            statuses = services_status(target=target, runner=SubprocessRunner(timeout=STATUS_TIMEOUT))
         except ServiceError as exc:
             context["service_error"] = str(exc)
             return context

@@ -86,7 +86,7 @@ def test_cancel_stops_it_and_leaves_no_half_model(hub: Any, empty_cache: Path) -
     try:
         drive(runner, download.pk, lambda row: row.bytes_done > 500_000)
         assert list(empty_cache.glob("*/blobs/*.incomplete")), "a partial file should exist mid-download"
-        assert download_cancel(download=download, by=None)
+        assert download_cancel(download=download)
         final = drive(
             runner, download.pk, lambda row: row.state not in (DownloadState.QUEUED, DownloadState.DOWNLOADING)
         )[-1]
@@ -231,7 +231,7 @@ def test_cancelling_a_stopped_download_removes_its_partial_files(hub: Any, empty
     drive(first, download.pk, lambda row: row.bytes_done > 1_000_000)
     first.shutdown()
     assert list(empty_cache.glob("*/blobs/*.incomplete"))
-    assert download_cancel(download=Download.objects.get(pk=download.pk), by=None)
+    assert download_cancel(download=Download.objects.get(pk=download.pk))
     second = DownloadRunner()
     try:
         final = drive(second, download.pk, lambda row: row.state == DownloadState.CANCELLED)[-1]

@@ -9,7 +9,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
-from django.urls import reverse
 
 from profiles.argv import split_origins
 from profiles.modelinfo import folder_problem, model_shape_problem
@@ -184,17 +183,6 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         }
         for name, message in required.items():
             self.fields[name].error_messages["required"] = message
-        port_url = reverse("profiles:check_port") + (f"?profile={self.instance.pk}" if self.instance.pk else "")
-        self.fields["port"].widget.attrs.update(
-            {"hx-get": port_url, "hx-trigger": "input changed delay:300ms", "hx-target": "#port-status"}
-        )
-        self.fields["model"].widget.attrs.update(
-            {
-                "hx-get": reverse("profiles:check_model"),
-                "hx-trigger": "input changed delay:400ms",
-                "hx-target": "#model-check",
-            }
-        )
         args_initial = self.initial.get("chat_template_args")
         if isinstance(args_initial, dict):
             self.initial["chat_template_args"] = json.dumps(args_initial) if args_initial else ""

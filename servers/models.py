@@ -118,3 +118,6 @@ class SupervisorHeartbeat(models.Model):
     beat_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     wake_address = models.CharField(max_length=500, blank=True, help_text="Where the web side wakes it.")
+    hub_cache_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The Hugging Face cache's size on disk, as the supervisor last measured it."
+    )

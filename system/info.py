@@ -7,7 +7,6 @@ Reads only.
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import subprocess
@@ -20,18 +19,16 @@ from typing import Any, NamedTuple
 
 import psutil
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
 
 from library.local import disk_free
 from library.models import Download, DownloadState
-from servers.models import Server, SystemSample
+from servers.models import Server, SupervisorHeartbeat, SystemSample
 from servers.states import WITH_PROCESS
 
 # When MLX does not say how much memory it may use for models, this share of RAM is shown instead.
 # Metal's recommendedMaxWorkingSetSize is about three quarters of RAM on Apple Silicon Macs.
-CACHE_SIZE_SECONDS = 60
 PACKAGES = ("mlx", "mlx-lm", "Django", "huggingface_hub")
 
 
@@ -95,49 +92,19 @@ def package_versions() -> dict[str, str]:
 # --- the Hugging Face cache ---
 
 
-def disk_usage_bytes(folder: Path) -> int:
-    """Bytes the folder takes on disk (allocated blocks; symlinks are not followed, so the cache's
-    snapshot links do not count the blobs twice)."""
-    total = 0
-    stack = [folder]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
-
-
-def cache_size(folder: Path) -> int:
-    """disk_usage_bytes, kept for a minute: walking a large cache at every poll would be wasteful."""
-    key = f"system:cache-size:{folder}"
-    size = cache.get(key)
-    if size is None:
-        size = disk_usage_bytes(folder)
-        cache.set(key, size, CACHE_SIZE_SECONDS)
-    return int(size)
-
-
 @dataclass(frozen=True)
 class HubCache:
     path: Path
     exists: bool
-    size: int
+    size: int | None  # None until the supervisor has measured it
     free: int
 
 
 def hub_cache() -> HubCache:
     path = Path(settings.HF_HUB_CACHE)
     exists = path.is_dir()
-    return HubCache(path=path, exists=exists, size=cache_size(path) if exists else 0, free=disk_free(path))
+    size = SupervisorHeartbeat.objects.filter(id=1).values_list("hub_cache_bytes", flat=True).first()
+    return HubCache(path=path, exists=exists, size=size if exists else 0, free=disk_free(path))
 
 
 # --- the supervisor ---

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -56,6 +57,7 @@ class Policy:
     memory_headroom: int = 2 * 1024**3
     sample_interval: float = 5.0
     sample_retention: float = 3600.0
+    cache_size_interval: float = 60.0  # how often the Hugging Face cache's size is measured
     heartbeat_interval: float = 2.0
     idle_interval: float = 2.5
     log_max_bytes: int = 10 * 1024**2
@@ -115,6 +117,7 @@ class Supervisor:
         self.shutting_down = False
         self.next_sample = 0.0
         self.next_prune = 0.0
+        self.next_cache_size = 0.0
         self.next_heartbeat = 0.0
 
     # --- lifecycle ---
@@ -494,6 +497,11 @@ class Supervisor:
 
     # --- samples ---
 
+    def measure_hub_cache(self) -> None:
+        """The cache's size on disk, for the System page (walking it in a polled view would block)."""
+        size = self.host.folder_size(Path(settings.HF_HUB_CACHE))
+        SupervisorHeartbeat.objects.filter(id=1).update(hub_cache_bytes=size)
+
     def sample(self, now: float, servers: set[int]) -> None:
         """Memory and CPU of each running server and of the system; one transaction for all."""
         at = _dt(now)
@@ -521,6 +529,9 @@ class Supervisor:
             logfile.rotate_if_large(
                 server_log_path(profile_id), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
             )
+        if now >= self.next_cache_size:
+            self.next_cache_size = now + self.policy.cache_size_interval
+            self.measure_hub_cache()
         if now >= self.next_prune:
             self.next_prune = now + 60
             cutoff = at - timedelta(seconds=self.policy.sample_retention)

@@ -53,6 +53,8 @@ class Host(Protocol):
 
     def memory(self) -> tuple[int, int]: ...
 
+    def folder_size(self, folder: Path) -> int: ...
+
     def usage(self, process: Process) -> tuple[int, float] | None: ...
 
 
@@ -209,6 +211,26 @@ class RealHost:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""
         now = memory()
         return now.total, now.available
+
+    def folder_size(self, folder: Path) -> int:
+        """Bytes the folder takes on disk (allocated blocks; symlinks are not followed, so the cache's
+        snapshot links do not count the blobs twice); 0 when it does not exist."""
+        total = 0
+        stack = [folder]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                stack.append(Path(entry.path))
+                            else:
+                                total += entry.stat(follow_symlinks=False).st_blocks * 512
+                        except OSError:
+                            continue
+            except OSError:
+                continue
+        return total
 
     def usage(self, process: Process) -> tuple[int, float] | None:
         """Resident memory of the process and its children (bytes) and their CPU use (% of a core)."""

@@ -41,6 +41,7 @@ class FakeHost:
         self.port_holders: dict[int, str] = {}
         self.total = 64 * GiB
         self.available = 32 * GiB
+        self.folder_sizes: dict[Path, int] = {}
         self.health_calls = 0
         self._next_pid = 4000
 
@@ -87,6 +88,9 @@ class FakeHost:
     # memory
     def memory(self) -> tuple[int, int]:
         return self.total, self.available
+
+    def folder_size(self, folder: Path) -> int:
+        return self.folder_sizes.get(folder, 0)
 
     def usage(self, process: Process) -> tuple[int, float] | None:
         return (100 * 1024**2, 2.5) if process.alive() else None

@@ -122,7 +122,7 @@ def service_context() -> dict[str, Any]:
 
 def system(request: AuthedRequest) -> HttpResponse:
     context = live_context()
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "system/_live.html", context)
     device = mlx_device_info()
     context |= {

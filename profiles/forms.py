@@ -9,9 +9,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from profiles.argv import split_origins
-from profiles.modelinfo import folder_problem, model_shape_problem
+from profiles.modelinfo import START_SECONDS_PER_GIB, default_start_timeout, folder_problem, model_shape_problem
 from profiles.models import ServerProfile
 from profiles.ports import PORT_MAX, PORT_MIN
 
@@ -113,6 +114,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     quantized_kv_start = _int(
         "Quantized KV start", 0, 1_000_000_000, help_text="Token position where KV quantization starts (mlx: 5000)."
     )
+    start_timeout = _int("Start timeout (seconds)", 10, 86_400)
     chat_template_args = forms.CharField(
         label="Chat template arguments",
         required=False,
@@ -130,6 +132,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "host",
             "port",
             "auto_start",
+            "start_timeout",
             "adapter_path",
             "draft_model",
             "num_draft_tokens",
@@ -183,9 +186,22 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         }
         for name, message in required.items():
             self.fields[name].error_messages["required"] = message
+        self._describe_start_timeout()
         args_initial = self.initial.get("chat_template_args")
         if isinstance(args_initial, dict):
             self.initial["chat_template_args"] = json.dumps(args_initial) if args_initial else ""
+
+    def _describe_start_timeout(self) -> None:
+        """Say what a blank start timeout means, in seconds for this profile's model when known."""
+        base = settings.MLXM_START_TIMEOUT
+        field = self.fields["start_timeout"]
+        rule = f"Blank: {base:g} s plus {START_SECONDS_PER_GIB:g} s per GiB of the model's weights"
+        model = str(self.initial.get("model") or getattr(self.instance, "model", "") or "")
+        if model:
+            seconds = default_start_timeout(model, base=base)
+            field.widget.attrs["placeholder"] = str(seconds)
+            rule += f" ({seconds} s for {model}, as far as it is on this machine)"
+        field.help_text = f"Time to load the model and answer one token before the start counts as failed. {rule}."
 
     def _others(self) -> Any:
         return ServerProfile.objects.exclude(pk=self.instance.pk) if self.instance.pk else ServerProfile.objects.all()

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from library.hub import HubError, hub_config
-from library.local import ModelFacts, is_local_path, is_valid_repo_id, local_model_path, model_facts, read_config
+from library.local import (
+    ModelFacts,
+    is_local_path,
+    is_valid_repo_id,
+    local_model_path,
+    model_facts,
+    read_config,
+    weights_bytes,
+)
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p")
 
@@ -24,6 +32,18 @@ FAMILY_SUGGESTIONS: dict[str, dict[str, Any]] = {
     "qwen3_moe": {"chat_template_args": {"enable_thinking": False}, "temperature": 0.7, "top_p": 0.8, "top_k": 20},
     "gpt_oss": {"chat_template_args": {"reasoning_effort": "low"}},
 }
+
+
+GiB = 1024**3
+START_SECONDS_PER_GIB = 10.0  # loading reads every weight from disk: a 70 GB model needs minutes more
+
+
+def default_start_timeout(model: str, *, base: float, per_gib: float = START_SECONDS_PER_GIB) -> int:
+    """Seconds a server of `model` gets to load and answer when its profile sets none: `base`
+    plus `per_gib` for each GiB of weights on this machine."""
+    folder = local_model_path(model) if model and not model_shape_problem(model) else None
+    size = weights_bytes(folder) if folder is not None else 0
+    return round(base + per_gib * size / GiB)
 
 
 def model_shape_problem(model: str) -> str | None:

@@ -55,6 +55,12 @@ class ServerProfile(models.Model):
     allowed_origins = models.CharField(max_length=1000, blank=True, help_text="Comma-separated; blank means any (*).")
 
     auto_start = models.BooleanField(default=False, help_text="Start this server whenever the supervisor starts.")
+    start_timeout = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(10), MaxValueValidator(86_400)],
+        help_text="Seconds the server has to load the model and answer; blank: scaled by the model's size.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +16,7 @@ from mlxmanager.types import AuthedRequest
 from profiles import services
 from profiles.argv import OPTIONS, command_line
 from profiles.forms import ProfileForm
-from profiles.modelinfo import apply_suggestions, check_model, format_suggestion
+from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
 from profiles.models import ServerProfile
 from profiles.ports import NoFreePort, next_free_port, port_status
 from profiles.selectors import server_status, server_statuses
@@ -57,6 +58,9 @@ def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
     if isinstance(value, bool):
         return ("Yes" if value else "No"), not value
     if value in (None, "", {}):
+        if name == "start_timeout":
+            seconds = default_start_timeout(profile.model, base=settings.MLXM_START_TIMEOUT)
+            return f"by the model's size ({seconds} s)", True
         if name not in SERVER_DEFAULTS:
             return "—", True
         default = SERVER_DEFAULTS[name]

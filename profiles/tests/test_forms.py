@@ -57,6 +57,7 @@ def test_every_option_set_to_a_good_value_is_valid(tmp_path: Path, tiny_model: P
             quantized_kv_start="0",
             allowed_origins="http://localhost:3000,, https://chat.example.com ",
             auto_start="on",
+            start_timeout="900",
         )
     )
     assert form.is_valid(), form.errors
@@ -64,6 +65,7 @@ def test_every_option_set_to_a_good_value_is_valid(tmp_path: Path, tiny_model: P
     assert data["prompt_cache_bytes"] == 8_000_000_000 and data["kv_bits"] == 8
     assert data["chat_template_args"] == {"enable_thinking": False}
     assert data["allowed_origins"] == "http://localhost:3000, https://chat.example.com"
+    assert data["start_timeout"] == 900
 
 
 BAD: list[tuple[str, str, str]] = [
@@ -112,6 +114,9 @@ BAD: list[tuple[str, str, str]] = [
     ("kv_bits", "7", "valid choice"),
     ("kv_group_size", "48", "valid choice"),
     ("quantized_kv_start", "-5", "at least 0"),
+    ("start_timeout", "5", "at least 10"),
+    ("start_timeout", "100000", "at most 86400"),
+    ("start_timeout", "soon", "whole number"),
     ("allowed_origins", "localhost:3000", "Not an origin"),
     ("allowed_origins", "http://a.test/path", "Not an origin"),
 ]
@@ -193,3 +198,19 @@ def test_editing_a_profile_keeps_its_own_name_and_port(make_profile: Callable[..
 def test_edit_form_shows_chat_template_args_as_json(make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile(chat_template_args={"enable_thinking": False})
     assert ProfileForm(instance=profile)["chat_template_args"].value() == '{"enable_thinking": false}'
+
+
+@pytest.mark.django_db
+def test_a_blank_start_timeout_is_scaled_by_the_models_size(tmp_path: Path, settings: Any) -> None:
+    settings.MLXM_START_TIMEOUT = 300
+    small = write_model_folder(tmp_path / "small", {"model_type": "llama"})
+    big = write_model_folder(tmp_path / "big", {"model_type": "llama"})
+    with open(big / "model.safetensors", "wb") as weights:
+        weights.truncate(70 * 1024**3)  # sparse: 70 GiB on paper
+    assert ProfileForm(initial={"model": str(small)}).fields["start_timeout"].widget.attrs["placeholder"] == "300"
+    field = ProfileForm(instance=ServerProfile(model=str(big), port=8123)).fields["start_timeout"]
+    assert field.widget.attrs["placeholder"] == "1000"
+    assert "300 s plus 10 s per GiB" in field.help_text and "1000 s for" in field.help_text
+    form = ProfileForm(valid_data(model=str(big)))
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["start_timeout"] is None

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +25,14 @@ from django.db import transaction
 from django.db.models import F
 
 from profiles.argv import build_server_argv
+from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.logs import server_log_path
 from servers.models import DesiredState, Server, ServerSample, SupervisorHeartbeat, SystemSample
 from servers.states import PROBED, UP, WITH_PROCESS, State
 from servers.supervisor import checks, logfile
-from servers.supervisor.host import Host, Process
+from servers.supervisor.host import HealthAnswer, Host, Process
 from servers.supervisor.transitions import save_fields, server_note, transition
 
 log = logging.getLogger("mlxmanager.supervisor")
@@ -43,8 +45,9 @@ EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 class Policy:
     """Timings and limits; the defaults are what `runsupervisor` uses."""
 
-    start_timeout: float = 300.0
+    start_timeout: float = 300.0  # for a profile without its own: this plus some per GiB of weights
     start_probe_interval: float = 0.02
+    loading_probe_interval: float = 1.0  # GET /health while the one-token answer is awaited
     stop_timeout: float = 10.0
     health_interval: float = 5.0
     health_timeout: float = 2.0
@@ -52,7 +55,7 @@ class Policy:
     restart_unhealthy_after: int = 3  # further failed probes while unhealthy: restart
     backoff_base: float = 1.0
     backoff_max: float = 60.0
-    fatal_after: int = 5  # failures within failure_window: fatal
+    fatal_after: int = 5  # consecutive failed starts, or crashes within failure_window: fatal
     failure_window: float = 120.0
     memory_headroom: int = 2 * 1024**3
     sample_interval: float = 5.0
@@ -83,8 +86,14 @@ class Runtime:
     start_deadline: float = 0.0
     next_probe: float = 0.0
     kill_at: float | None = None  # SIGKILL is due then (a stop or a forced restart is under way)
-    killing_for: str = ""  # "timeout" | "unhealthy" | "orphan" while a forced end is under way
-    failures: list[float] = field(default_factory=list)
+    killing_for: str = ""  # "timeout" | "unhealthy" | "orphan" | "failed" while a forced end is under way
+    kill_message: str = ""  # with "failed": what went wrong, for the event once the process has gone
+    log_start: int = 0  # bytes of the log written before this process started
+    log_scanned: int = 0  # how far the log has been searched for a failed load
+    readiness: Future[str | None] | None = None  # the one-token generation, once /health has answered
+    next_loading_probe: float = 0.0
+    failures: list[float] = field(default_factory=list)  # crash times of a server that was running
+    failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
     state: State = State.STOPPED  # as of the end of the last reconcile
@@ -178,7 +187,8 @@ class Supervisor:
             rt.process = process
             rt.next_probe = now
             if state == State.STARTING:
-                rt.start_deadline = now + self.policy.start_timeout
+                rt.start_deadline = now + self.start_timeout(server.profile)
+                rt.log_start = rt.log_scanned = logfile.size(server_log_path(server.profile.pk))
             elif state == State.STOPPING:
                 self.host.signal(process, signal.SIGTERM)
                 rt.kill_at = now + self.policy.stop_timeout
@@ -267,7 +277,9 @@ class Supervisor:
         if state == State.STOPPED:
             if want and rt.process is None:
                 if not rt.restart_pending:
-                    rt.failures.clear()  # a fresh start by the user: earlier crashes no longer count
+                    # A fresh start by the user: earlier crashes and failed starts no longer count.
+                    rt.failures.clear()
+                    rt.failed_starts.clear()
                 self._start(server, rt, cause="user" if not rt.restart_pending else "restart")
             elif not want:
                 rt.restart_pending = False  # stopped for good, not half of a restart
@@ -298,6 +310,7 @@ class Supervisor:
         elif state == State.FATAL:
             if restart:
                 rt.failures.clear()
+                rt.failed_starts.clear()
                 self._start(server, rt, cause="user", restarting=True)
             elif server.desired_state == DesiredState.STOPPED:
                 transition(server, State.STOPPED, cause="user", message="Stop requested.")
@@ -333,6 +346,7 @@ class Supervisor:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile.rotate_if_large(log_path, max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups)
         logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {' '.join(argv)}")
+        rt.log_start = rt.log_scanned = logfile.size(log_path)
         try:
             process = self.host.spawn(argv, log_path=log_path)
         except OSError as exc:
@@ -341,8 +355,9 @@ class Supervisor:
         rt.process = process
         rt.kill_at = None
         rt.killing_for = ""
-        rt.start_deadline = now + self.policy.start_timeout
+        rt.start_deadline = now + self.start_timeout(profile)
         rt.next_probe = now
+        rt.readiness = None
         save_fields(
             server,
             pid=process.pid,
@@ -352,34 +367,88 @@ class Supervisor:
             started_at=_dt(now),
         )
 
+    def start_timeout(self, profile: ServerProfile) -> float:
+        """The profile's own start timeout, or one scaled by the size of the model's weights."""
+        if profile.start_timeout:
+            return float(profile.start_timeout)
+        return default_start_timeout(profile.model, base=self.policy.start_timeout)
+
     def _watch_start(self, server: Server, rt: Runtime, now: float) -> None:
+        """Starting -> running once GET /health has answered 200 and then a one-token generation
+        has come back; a load that failed (503, or the log says so) ends the attempt at once."""
         if now >= rt.start_deadline:
             self._kill(server, rt, reason="timeout")
             return
         if now < rt.next_probe or rt.process is None:
             return
-        latency = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
-        if latency is None:
-            rt.next_probe = now + self.policy.start_probe_interval
+        rt.next_probe = now + self.policy.start_probe_interval
+        if self._log_says_load_failed(server, rt):
+            self._end_failed_start(server, rt, "The model could not be loaded (mlx-lm's generation thread died).")
             return
+        if rt.readiness is None:
+            self._first_health(server, rt, now)
+            if rt.readiness is None or not rt.readiness.done():
+                return
+        elif not rt.readiness.done():
+            if now >= rt.next_loading_probe:
+                rt.next_loading_probe = now + self.policy.loading_probe_interval
+                answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
+                if answer.refused:
+                    self._end_failed_start(server, rt, _refusal(answer))
+            return
+        error = rt.readiness.result()
+        rt.readiness = None
+        if error:
+            self._end_failed_start(server, rt, error)
+            return
+        rt.failed_starts.clear()
         rt.next_probe = on_grid(now, self.policy.health_interval)
+        since = now - (server.started_at.timestamp() if server.started_at else now)
         transition(
             server,
             State.RUNNING,
             cause="health",
-            message=f"GET /health answered 200 after {now - (server.started_at.timestamp() if server.started_at else now):.1f} s.",
+            message=f"Answered a one-token generation {since:.1f} s after the start (GET /health answered first).",
             at=_dt(now),
-            last_health_at=_dt(now),
-            last_health_ms=latency,
             health_failures=0,
             last_error="",
         )
 
+    def _first_health(self, server: Server, rt: Runtime, now: float) -> None:
+        """Until GET /health answers: then, the one-token generation goes out (in the background)."""
+        address = listen_address(server)
+        answer = self.host.health(*address, timeout=self.policy.health_timeout)
+        if answer.status is None:
+            return
+        if answer.refused:
+            self._end_failed_start(server, rt, _refusal(answer))
+            return
+        save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms)
+        rt.next_loading_probe = now + self.policy.loading_probe_interval
+        rt.readiness = self.host.generate_one(*address, timeout=max(rt.start_deadline - now, 1.0))
+
+    def _log_says_load_failed(self, server: Server, rt: Runtime) -> bool:
+        path = server_log_path(server.profile.pk)
+        end = logfile.size(path)
+        if end < rt.log_scanned:  # rotated meanwhile
+            rt.log_start = rt.log_scanned = 0
+        if end == rt.log_scanned:
+            return False
+        text = logfile.read_from(path, rt.log_scanned)
+        rt.log_scanned = end
+        return logfile.GENERATION_DIED in text
+
+    def _end_failed_start(self, server: Server, rt: Runtime, message: str) -> None:
+        """The process cannot serve: end it; its exit then records the failed start."""
+        rt.readiness = None
+        rt.kill_message = message
+        self._kill(server, rt, reason="failed")
+
     def _probe(self, server: Server, rt: Runtime, now: float) -> None:
         rt.next_probe = on_grid(now, self.policy.health_interval)
-        latency = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
+        answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
         state = State(server.state)
-        if latency is not None:
+        if answer.ok:
             if state == State.UNHEALTHY:
                 transition(
                     server,
@@ -387,11 +456,16 @@ class Supervisor:
                     cause="health",
                     message="GET /health answers 200 again.",
                     last_health_at=_dt(now),
-                    last_health_ms=latency,
+                    last_health_ms=answer.ms,
                     health_failures=0,
                 )
             else:
-                save_fields(server, last_health_at=_dt(now), last_health_ms=latency, health_failures=0)
+                save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms, health_failures=0)
+            return
+        if answer.refused:
+            # mlx-lm answers 503 for ever once its generation thread has died: a crash, not a hiccup.
+            rt.kill_message = _refusal(answer)
+            self._kill(server, rt, reason="failed")
             return
         failures = server.health_failures + 1
         save_fields(server, health_failures=failures)
@@ -439,6 +513,7 @@ class Supervisor:
         reason = rt.killing_for
         rt.kill_at = None
         rt.killing_for = ""
+        rt.readiness = None
         save_fields(server, pid=None, process_started_at=None, last_exit_code=code, rss_bytes=None, cpu_percent=None)
         state = State(server.state)
         if state == State.STOPPING:
@@ -451,7 +526,10 @@ class Supervisor:
         if reason == "orphan":
             return
         if reason == "timeout":
-            message, cause = f"Did not answer GET /health within {self.policy.start_timeout:g} s; killed.", "timeout"
+            timeout = self.start_timeout(server.profile)
+            message, cause = f"Did not answer a one-token generation within {timeout:g} s; killed.", "timeout"
+        elif reason == "failed":
+            message, cause = f"{rt.kill_message} Stopped it ({_describe_exit(code)}).", "health"
         elif reason == "unhealthy":
             message, cause = f"Restarted after {server.health_failures} failed health checks.", "health"
         else:
@@ -459,26 +537,39 @@ class Supervisor:
         self._fail(server, rt, message=message, cause=cause, exit_code=code)
 
     def _fail(self, server: Server, rt: Runtime, *, message: str, cause: str, exit_code: int | None) -> None:
-        """A crash or a failed start: back off with a growing delay, or `fatal` after too many."""
+        """A crash or a failed start: back off with a growing delay, or `fatal` after too many
+        (consecutive failed starts, however long each took; crashes of a running server within
+        the failure window). The event and `last_error` carry the log's error lines."""
         now = self.host.time()
-        rt.failures = [t for t in rt.failures if now - t < self.policy.failure_window] + [now]
-        delay = self.policy.backoff_delay(len(rt.failures))
+        errors = logfile.error_lines(logfile.read_from(server_log_path(server.profile.pk), rt.log_start))
+        if errors:
+            message = f"{message}\nFrom the log:\n{errors}"
+        if State(server.state) == State.STARTING:
+            rt.failed_starts.append(message)
+            count = len(rt.failed_starts)
+            give_up = count >= self.policy.fatal_after
+            summary = f"Gave up after {count} failed starts in a row:\n" + "\n".join(
+                f"{n}. {why}" for n, why in enumerate(rt.failed_starts, 1)
+            )
+        else:
+            rt.failures = [t for t in rt.failures if now - t < self.policy.failure_window] + [now]
+            count = len(rt.failures)
+            give_up = count >= self.policy.fatal_after
+            summary = f"{message}\nGave up after {count} crashes within {self.policy.failure_window:g} s."
+        delay = self.policy.backoff_delay(count)
         rt.backoff_until = now + delay
         transition(
             server,
             State.BACKOFF,
             cause=cause,
-            message=f"{message} Trying again in {delay:g} s.",
+            message=f"{message}\nTrying again in {delay:g} s.",
             exit_code=exit_code,
             backoff_until=_dt(rt.backoff_until),
             last_error=message,
         )
-        if len(rt.failures) >= self.policy.fatal_after:
+        if give_up:
             lines = logfile.tail(server_log_path(server.profile.pk))
-            error = (
-                f"{message}\nGave up after {len(rt.failures)} failures within "
-                f"{self.policy.failure_window:g} s. Last lines of the log:\n{lines}"
-            )
+            error = f"{summary}\nLast lines of the log:\n{lines}"
             transition(server, State.FATAL, cause=cause, message=error, backoff_until=None, last_error=error)
 
     def _forget_deleted(self, pk: int) -> None:
@@ -537,6 +628,10 @@ class Supervisor:
             cutoff = at - timedelta(seconds=self.policy.sample_retention)
             ServerSample.objects.filter(taken_at__lt=cutoff).delete()
             SystemSample.objects.filter(taken_at__lt=cutoff).delete()
+
+
+def _refusal(answer: HealthAnswer) -> str:
+    return f"GET /health answered {answer.status}: the model server cannot generate (its model did not load, or its generation thread died)."
 
 
 def _describe_exit(code: int | None) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import json
 import os
 import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +40,27 @@ class Process(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What GET /health said: its HTTP status (None: no answer at all) and how long it took."""
+
+    status: int | None
+    ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def refused(self) -> bool:
+        """The server answered, and said it cannot serve (mlx-lm: 503 once its generation thread died)."""
+        return self.status is not None and self.status != 200
+
+
+# The readiness request: one token of any prompt proves the model is loaded and can generate.
+READY_REQUEST = {"prompt": "Hello", "max_tokens": 1, "temperature": 0.0}
+
+
 class Host(Protocol):
     def time(self) -> float: ...
 
@@ -49,7 +72,12 @@ class Host(Protocol):
 
     def port_holder(self, host: str, port: int) -> str | None: ...
 
-    def health(self, host: str, port: int, *, timeout: float) -> float | None: ...
+    def health(self, host: str, port: int, *, timeout: float) -> HealthAnswer: ...
+
+    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
+        """Ask for a one-token completion in the background; the result is None when it answered,
+        else why not, in words."""
+        ...
 
     def memory(self) -> tuple[int, int]: ...
 
@@ -115,6 +143,10 @@ class RealHost:
 
     _ppid_map: dict[int, int] = field(default_factory=dict)
     _ppid_map_at: float = 0.0
+    # A loading model may take minutes to answer; the loop must not wait for it.
+    _requests: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="ready-check")
+    )
 
     def _descendants(self, pid: int) -> list[int]:
         """Children, grandchildren... of `pid`, from one scan of the process table per second
@@ -192,20 +224,22 @@ class RealHost:
         holder = port_holder(port)
         return str(holder) if holder else "another program (its name could not be read)"
 
-    def health(self, host: str, port: int, *, timeout: float) -> float | None:
-        """Milliseconds GET /health took when it answered 200; None otherwise."""
+    def health(self, host: str, port: int, *, timeout: float) -> HealthAnswer:
+        """GET /health: its status and how long it took (status None when nothing answered)."""
         started = time.perf_counter()
         conn = http.client.HTTPConnection(probe_address(host), port, timeout=timeout)
         try:
             conn.request("GET", "/health")
             response = conn.getresponse()
             response.read()
-            ok = response.status == 200
         except (OSError, http.client.HTTPException):
-            return None
+            return HealthAnswer(status=None)
         finally:
             conn.close()
-        return (time.perf_counter() - started) * 1000 if ok else None
+        return HealthAnswer(status=response.status, ms=(time.perf_counter() - started) * 1000)
+
+    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
+        return self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
 
     def memory(self) -> tuple[int, int]:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""
@@ -250,3 +284,27 @@ class RealHost:
                 cache.pop(pid, None)
         process.cpu_handles = cache  # type: ignore[attr-defined]
         return rss, cpu
+
+
+def one_token_answer(host: str, port: int, *, timeout: float) -> str | None:
+    """POST a one-token /v1/completions; None when a token came back, else what went wrong."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/completions", json.dumps(READY_REQUEST), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = response.read(65_536)
+    except TimeoutError:
+        return f"No answer to a one-token generation within {timeout:g} s."
+    except (OSError, http.client.HTTPException) as exc:
+        return f"The one-token generation failed: {exc or type(exc).__name__}."
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if response.status == 200 and isinstance(answer, dict) and answer.get("choices"):
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    detail = str(error) if error else body[:200].decode("utf-8", "replace").strip()
+    return f"The one-token generation answered HTTP {response.status}: {detail or 'no body'}."

@@ -11,6 +11,7 @@ server, so there is no guarantee).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,35 @@ def tail(path: Path, lines: int = 20, *, max_bytes: int = 16_384) -> str:
     except OSError:
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def read_from(path: Path, offset: int, *, max_bytes: int = 262_144) -> str:
+    """What was written to the file after byte `offset` (at most its last `max_bytes`)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            end = log.tell()
+            log.seek(max(offset, end - max_bytes) if end >= offset else 0)
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+# mlx-lm logs this when its generation thread (which also loads the model) ends with an exception;
+# the server keeps running but can never answer again.
+GENERATION_DIED = "generation thread died"
+ERROR_LINE = re.compile(r"( - (ERROR|CRITICAL) - )|^\w+(\.\w+)*(Error|Exception|Interrupt)\b")
+
+
+def error_lines(text: str, *, limit: int = 6) -> str:
+    """The lines of a server's log that say what went wrong: its ERROR lines and the final line
+    of each traceback (the exception), the last `limit` of them."""
+    found = [line.rstrip() for line in text.splitlines() if ERROR_LINE.search(line)]
+    return "\n".join(found[-limit:])

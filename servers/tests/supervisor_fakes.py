@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers.supervisor.host import Process
+from servers.supervisor.host import HealthAnswer, Process
 
 GiB = 1024**3
 
@@ -37,7 +38,12 @@ class FakeHost:
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
         self.processes: list[FakeProcess] = []
-        self.ready_ports: set[int] = set()
+        self.ready_ports: set[int] = set()  # /health answers 200 there
+        self.refusing_ports: set[int] = set()  # /health answers 503 there (mlx-lm after a failed load)
+        self.generation_error: str | None = None  # what the one-token generation answers (None: a token)
+        self.pending_generations: list[Future[str | None]] = []  # while set, answers wait for finish_loading
+        self.hold_generations = False
+        self.generation_calls = 0
         self.port_holders: dict[int, str] = {}
         self.total = 64 * GiB
         self.available = 32 * GiB
@@ -80,10 +86,28 @@ class FakeHost:
     def port_holder(self, host: str, port: int) -> str | None:
         return self.port_holders.get(port)
 
-    def health(self, host: str, port: int, *, timeout: float) -> float | None:
+    def health(self, host: str, port: int, *, timeout: float) -> HealthAnswer:
         self.health_calls += 1
         serving = any(p.alive() and str(port) in p.argv for p in self.processes)
-        return 1.5 if serving and port in self.ready_ports else None
+        if serving and port in self.refusing_ports:
+            return HealthAnswer(status=503, ms=1.0)
+        return HealthAnswer(status=200, ms=1.5) if serving and port in self.ready_ports else HealthAnswer(status=None)
+
+    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
+        self.generation_calls += 1
+        future: Future[str | None] = Future()
+        if self.hold_generations:
+            self.pending_generations.append(future)
+        else:
+            future.set_result(self.generation_error)
+        return future
+
+    def finish_loading(self, error: str | None = None) -> None:
+        """The model has loaded (or not): the held one-token generations answer."""
+        self.hold_generations = False
+        for future in self.pending_generations:
+            future.set_result(error)
+        self.pending_generations.clear()
 
     # memory
     def memory(self) -> tuple[int, int]:

@@ -299,7 +299,7 @@ def test_backoff_delay_grows_and_fatal_keeps_the_log_tail(rig: Rig) -> None:
     assert delays == [1, 2, 4]
     rig.process.exit(3)
     assert rig.tick().state == State.FATAL
-    assert "Gave up after 4 failures" in rig.server.last_error
+    assert "Gave up after 4 failed starts in a row" in rig.server.last_error
     assert "=== " in rig.server.last_error and "fake-server --port 9100" in rig.server.last_error
 
 
@@ -318,7 +318,7 @@ def test_start_timeout_kills_and_counts_as_a_failed_start(rig: Rig) -> None:
     rig.tick(POLICY.start_timeout + 1)
     assert rig.process.signals == [signal.SIGTERM]
     assert rig.tick().state == State.BACKOFF
-    assert "Did not answer GET /health within 30 s" in rig.server.last_error
+    assert "Did not answer a one-token generation within 30 s" in rig.server.last_error
     assert rig.last_transition().cause == "timeout"
 
 
@@ -473,3 +473,104 @@ def test_a_profile_the_argv_builder_rejects_is_fatal(rig: Rig) -> None:
     assert rig.tick().state == State.FATAL
     assert "draft model missing" in rig.server.last_error
     assert rig.host.processes == []
+
+
+# --- readiness: the model must answer, a load that failed is seen at once ---
+
+
+def test_running_only_after_the_one_token_answer(rig: Rig) -> None:
+    rig.host.hold_generations = True  # the model is still loading: /health says 200, no token yet
+    rig.starting()
+    rig.host.ready_ports.add(rig.port)
+    for _ in range(5):
+        assert rig.tick(1).state == State.STARTING
+    assert rig.host.generation_calls == 1, "one generation per start, not one per probe"
+    rig.host.finish_loading()
+    assert rig.tick(0.02).state == State.RUNNING
+    assert "one-token generation" in rig.last_transition().message
+
+
+def test_a_load_that_fails_is_a_failed_start_at_once(rig: Rig) -> None:
+    rig.host.hold_generations = True
+    rig.starting()
+    rig.host.ready_ports.add(rig.port)
+    rig.tick(1)
+    rig.host.refusing_ports.add(rig.port)  # the load failed: 503 for ever, the process stays up
+    rig.tick(POLICY.loading_probe_interval)
+    assert rig.process.signals == [signal.SIGTERM], "ended long before the start timeout"
+    assert rig.tick().state == State.BACKOFF
+    assert "GET /health answered 503" in rig.server.last_error
+    assert "killed by SIGTERM" in rig.server.last_error
+
+
+def test_a_generation_error_is_a_failed_start(rig: Rig) -> None:
+    rig.host.generation_error = "The one-token generation answered HTTP 404: generation thread died."
+    rig.starting()
+    rig.host.ready_ports.add(rig.port)
+    rig.tick(0.02)
+    assert rig.tick().state == State.BACKOFF
+    assert "generation thread died" in rig.server.last_error
+
+
+def test_slow_failed_starts_still_end_fatal(rig: Rig) -> None:
+    """Each attempt takes longer than the failure window; K of them in a row are still fatal."""
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(start_timeout=600)
+    rig.host.hold_generations = True
+    rig.host.ready_ports.add(rig.port)
+    rig.starting()
+    for attempt in range(1, POLICY.fatal_after + 1):
+        rig.tick(POLICY.failure_window + 10)  # loading, for longer than the whole window
+        rig.host.finish_loading("The one-token generation answered HTTP 500: out of memory.")
+        rig.host.hold_generations = True
+        rig.tick(0.02)
+        server = rig.tick()
+        if attempt < POLICY.fatal_after:
+            assert server.state == State.BACKOFF
+            rig.tick(POLICY.backoff_max)
+            assert rig.server.state == State.STARTING
+    assert rig.server.state == State.FATAL
+    assert f"Gave up after {POLICY.fatal_after} failed starts in a row" in rig.server.last_error
+    assert rig.server.last_error.count("out of memory") >= POLICY.fatal_after
+    assert rig.host.alive() == []
+
+
+def test_a_running_server_whose_health_turns_503_is_restarted(rig: Rig) -> None:
+    rig.running()
+    first = rig.process
+    rig.host.refusing_ports.add(rig.port)
+    rig.tick(POLICY.health_interval)
+    assert first.signals == [signal.SIGTERM], "at the first 503, not after several failed checks"
+    assert rig.tick().state == State.BACKOFF
+    assert rig.last_transition().cause == "health"
+    rig.host.refusing_ports.clear()
+    assert rig.tick(POLICY.backoff_max).state == State.STARTING
+    assert rig.tick(0.02).state == State.RUNNING
+    assert rig.server.restart_count == 1
+
+
+def test_crashes_of_a_running_server_far_apart_never_end_fatal(rig: Rig) -> None:
+    rig.running()
+    for _ in range(POLICY.fatal_after + 2):
+        rig.tick(POLICY.failure_window + 1)
+        rig.process.exit(1)
+        assert rig.tick().state == State.BACKOFF
+        rig.tick(POLICY.backoff_max)
+        assert rig.tick(0.02).state == State.RUNNING
+
+
+def test_the_start_timeout_is_the_profile_setting_or_scaled_by_size(rig: Rig, tmp_path: Path) -> None:
+    assert rig.sup.start_timeout(rig.profile) == POLICY.start_timeout  # 4 KB of weights
+    big = fake_model(tmp_path / "big", weights=0)
+    with open(big / "model.safetensors", "wb") as weights:
+        weights.truncate(3 * GiB)  # sparse: 3 GiB on paper
+    rig.profile.model = str(big)
+    assert rig.sup.start_timeout(rig.profile) == POLICY.start_timeout + 30
+    rig.profile.start_timeout = 45
+    rig.profile.save()
+    rig.starting()
+    rig.tick(44)
+    assert rig.process.signals == []
+    rig.tick(1)
+    assert rig.process.signals == [signal.SIGTERM]
+    assert rig.tick().state == State.BACKOFF
+    assert "within 45 s" in rig.server.last_error

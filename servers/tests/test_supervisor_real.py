@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import openai
 import psutil
 import pytest
 
@@ -24,6 +26,7 @@ from servers.states import State
 from servers.supervisor.core import Policy, Supervisor
 from servers.supervisor.host import RealHost
 from testing.net import free_port
+from testing.supervisor import server_processes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mlx]
 
@@ -85,6 +88,10 @@ def test_real_server_runs_only_after_health_answers_then_stops_clean(tiny_model:
             raise AssertionError(f"unexpected state {server.state}: {server.last_error}")
         time.sleep(0.02)
     assert refused_while_starting > 0, "it was starting while /health did not answer yet"
+    became_running = ServerEvent.objects.filter(server=server, to_state="running").get()
+    assert became_running.message.startswith("Answered a one-token generation")
+    log_before_running = server_log_path(profile.pk).read_text()
+    assert '"POST /v1/completions HTTP/1.1" 200' in log_before_running, "the supervisor's one-token request"
     pid = server.pid
     assert pid is not None and psutil.Process(pid).cmdline()[:3] == [sys.executable, "-m", "mlx_lm"]
     assert server.last_health_ms is not None
@@ -240,5 +247,82 @@ def test_a_frozen_server_turns_unhealthy_and_is_replaced(tiny_model: Path) -> No
         ServerEvent.objects.filter(server=server, to_state__in=["unhealthy", "backoff"]).values_list("cause", flat=True)
     )
     assert causes == ["health", "health"]
+    server_stop(profile=profile, by=None)
+    run_until(sup, server, {State.STOPPED}, timeout=30)
+
+
+def broken_copy(tiny_model: Path, target: Path, how: str) -> Path:
+    """The tiny model, made unloadable the way real downloads go wrong."""
+    shutil.copytree(tiny_model, target)
+    if how == "unknown-architecture":
+        config = json.loads((target / "config.json").read_text())
+        config.update(model_type="frobnicator", architectures=["FrobnicatorForCausalLM"])
+        (target / "config.json").write_text(json.dumps(config))
+    else:
+        with open(target / "model.safetensors", "r+b") as weights:
+            weights.truncate(weights.seek(0, 2) // 2)  # an interrupted download
+    return target
+
+
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("unknown-architecture", "Model type frobnicator not supported."),
+        ("truncated-weights", "Perhaps an incomplete download or corrupt file?"),
+    ],
+)
+def test_a_model_that_cannot_load_ends_fatal_in_seconds(tiny_model: Path, tmp_path: Path, how: str, error: str) -> None:
+    profile = make_profile(str(broken_copy(tiny_model, tmp_path / how, how)))
+    # mlx-lm's server stays up and answers /health with 503 after such a load: waiting for the start
+    # timeout would make three attempts take three timeouts. On a quiet machine each attempt takes
+    # the ~2 s mlx_lm needs to start; the bound is one timeout because the machine may be loaded.
+    policy = Policy.from_settings(start_timeout=60, fatal_after=3, backoff_base=0.1, failure_window=1)
+    sup = Supervisor(host=RealHost(), policy=policy)
+    server = server_start(profile=profile, by=None)
+    started = time.monotonic()
+    run_until(sup, server, {State.FATAL}, timeout=170)
+    took = time.monotonic() - started
+    print(f"{how}: fatal after {took:.1f} s")
+    assert took < policy.start_timeout, f"three failed starts took {took:.0f} s"
+
+    assert "Gave up after 3 failed starts in a row" in server.last_error
+    assert server.last_error.count(error) >= 3, "each attempt says what failed, from the log"
+    assert server.pid is None
+    assert server_processes(profile.port) == []
+    failed = ServerEvent.objects.filter(server=server, from_state="starting", to_state="backoff")
+    assert failed.count() == 3
+    for event in failed:
+        assert error in event.message
+        assert "generation thread died" in event.message or "GET /health answered 503" in event.message
+
+
+def test_a_running_server_whose_generation_thread_dies_is_restarted(tiny_model: Path) -> None:
+    """mlx-lm 0.32.2 validates top_k only as >= 0; in its batched path, sampling (temperature > 0)
+    with a top_k larger than the vocabulary raises inside the generation thread, which then dies
+    while the process stays up."""
+    profile = make_profile(str(tiny_model))
+    policy = Policy.from_settings(start_timeout=120, health_interval=0.5, backoff_base=0.1)
+    sup = Supervisor(host=RealHost(), policy=policy)
+    server = server_start(profile=profile, by=None)
+    run_until(sup, server, {State.RUNNING}, timeout=120)
+    first = server.pid
+    assert first is not None
+
+    client = openai.OpenAI(base_url=profile.base_url, api_key="unused", max_retries=0, timeout=30)
+    with pytest.raises(openai.APIError):
+        client.completions.create(
+            model="default_model", prompt="hello", max_tokens=2, temperature=1.0, extra_body={"top_k": 100_000}
+        )
+    assert health_status(profile.port) == 503, "alive, but it can never answer again"
+    assert psutil.pid_exists(first)
+
+    run_until(sup, server, {State.BACKOFF}, timeout=30)
+    assert "GET /health answered 503" in server.last_error
+    assert "top_k" in server.last_error, "the log's error line says what killed it"
+    run_until(sup, server, {State.RUNNING}, timeout=120)
+    assert server.pid != first and not psutil.pid_exists(first)
+    assert server.restart_count == 1
+    answer = client.completions.create(model="default_model", prompt="hello", max_tokens=1)
+    assert answer.choices
     server_stop(profile=profile, by=None)
     run_until(sup, server, {State.STOPPED}, timeout=30)

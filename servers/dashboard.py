@@ -133,6 +133,14 @@ class Card:
         return timezone.now() - self.server.started_at
 
     @cached_property
+    def loading(self) -> str:
+        """While starting: the model is loading (running means it has answered), and for how long."""
+        server = self.server
+        if server.state != ServerState.STARTING or server.started_at is None:
+            return ""
+        return f"Loading the model: {duration(timezone.now() - server.started_at)} so far"
+
+    @cached_property
     def failure(self) -> str:
         """Why the server is not well, in words (empty when it is)."""
         server = self.server

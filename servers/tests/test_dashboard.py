@@ -93,6 +93,19 @@ def test_failure_reason_is_on_the_badge_card(user_client: Client, make_profile: 
     assert 'class="badge state-fatal server-state"' in html
 
 
+def test_a_starting_server_says_it_is_loading_and_for_how_long(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    loading = make_profile("loading")
+    set_server(loading, ServerState.STARTING, started_at=timezone.now() - timedelta(seconds=42))
+    running = make_profile("answering")
+    set_server(running, ServerState.RUNNING, started_at=timezone.now() - timedelta(seconds=42))
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert html.count("Loading the model") == 1
+    card = html[html.index(f'id="server-card-{loading.pk}"') :]
+    assert re.search(r"Loading the model: 4[2-9] s so far", card[: card.index("</article>")])
+
+
 def test_polls_fast_while_a_server_is_transient_and_slow_otherwise(
     user_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:

@@ -200,7 +200,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         if model:
             seconds = default_start_timeout(model, base=base)
             field.widget.attrs["placeholder"] = str(seconds)
-            rule += f" ({seconds} s for {model}, as far as it is on this machine)"
+            rule += f" ({seconds} s for this model)"
         field.help_text = f"Time to load the model and answer one token before the start counts as failed. {rule}."
 
     def _others(self) -> Any:

@@ -7,6 +7,7 @@ started and every model server those left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,19 @@ def health_ok(port: int, timeout: float = 2.0) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
             return bool(response.status == 200)
     except OSError:
+        return False
+
+
+def answers_one_token(port: int, timeout: float = 60.0) -> bool:
+    """True when a one-token /v1/completions on 127.0.0.1:`port` answers: the model is ready."""
+    body = json.dumps({"prompt": "Hello", "max_tokens": 1}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/completions", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bool(json.loads(response.read()).get("choices"))
+    except (OSError, ValueError):
         return False
 
 

@@ -210,7 +210,7 @@ def test_a_blank_start_timeout_is_scaled_by_the_models_size(tmp_path: Path, sett
     assert ProfileForm(initial={"model": str(small)}).fields["start_timeout"].widget.attrs["placeholder"] == "300"
     field = ProfileForm(instance=ServerProfile(model=str(big), port=8123)).fields["start_timeout"]
     assert field.widget.attrs["placeholder"] == "1000"
-    assert "300 s plus 10 s per GiB" in field.help_text and "1000 s for" in field.help_text
+    assert "300 s plus 10 s per GiB" in field.help_text and "(1000 s for this model)" in field.help_text
     form = ProfileForm(valid_data(model=str(big)))
     assert form.is_valid(), form.errors
     assert form.cleaned_data["start_timeout"] is None

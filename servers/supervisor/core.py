@@ -91,7 +91,6 @@ class Runtime:
     log_start: int = 0  # bytes of the log written before this process started
     log_scanned: int = 0  # how far the log has been searched for a failed load
     readiness: Future[str | None] | None = None  # the one-token generation, once /health has answered
-    next_loading_probe: float = 0.0
     failures: list[float] = field(default_factory=list)  # crash times of a server that was running
     failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
@@ -379,9 +378,9 @@ class Supervisor:
         if now >= rt.start_deadline:
             self._kill(server, rt, reason="timeout")
             return
-        if now < rt.next_probe or rt.process is None:
+        answered = rt.readiness is not None and rt.readiness.done()  # it wakes the loop (see Host)
+        if rt.process is None or (now < rt.next_probe and not answered):
             return
-        rt.next_probe = now + self.policy.start_probe_interval
         if self._log_says_load_failed(server, rt):
             self._end_failed_start(server, rt, "The model could not be loaded (mlx-lm's generation thread died).")
             return
@@ -390,11 +389,11 @@ class Supervisor:
             if rt.readiness is None or not rt.readiness.done():
                 return
         elif not rt.readiness.done():
-            if now >= rt.next_loading_probe:
-                rt.next_loading_probe = now + self.policy.loading_probe_interval
-                answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
-                if answer.refused:
-                    self._end_failed_start(server, rt, _refusal(answer))
+            # Still loading: a slow watch for a load that fails (503) until the answer wakes us.
+            rt.next_probe = now + self.policy.loading_probe_interval
+            answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
+            if answer.refused:
+                self._end_failed_start(server, rt, _refusal(answer))
             return
         error = rt.readiness.result()
         rt.readiness = None
@@ -416,6 +415,7 @@ class Supervisor:
 
     def _first_health(self, server: Server, rt: Runtime, now: float) -> None:
         """Until GET /health answers: then, the one-token generation goes out (in the background)."""
+        rt.next_probe = now + self.policy.start_probe_interval
         address = listen_address(server)
         answer = self.host.health(*address, timeout=self.policy.health_timeout)
         if answer.status is None:
@@ -424,7 +424,7 @@ class Supervisor:
             self._end_failed_start(server, rt, _refusal(answer))
             return
         save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms)
-        rt.next_loading_probe = now + self.policy.loading_probe_interval
+        rt.next_probe = now + self.policy.loading_probe_interval
         rt.readiness = self.host.generate_one(*address, timeout=max(rt.start_deadline - now, 1.0))
 
     def _log_says_load_failed(self, server: Server, rt: Runtime) -> bool:

@@ -24,6 +24,7 @@ import psutil
 
 from mlxmanager.memory import memory
 from profiles.ports import port_holder
+from mlxmanager.wakeup import wake_supervisor
 from servers.addresses import probe_address
 
 
@@ -76,7 +77,7 @@ class Host(Protocol):
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
         """Ask for a one-token completion in the background; the result is None when it answered,
-        else why not, in words."""
+        else why not, in words. Its end wakes the supervisor's loop."""
         ...
 
     def memory(self) -> tuple[int, int]: ...
@@ -239,7 +240,9 @@ class RealHost:
         return HealthAnswer(status=response.status, ms=(time.perf_counter() - started) * 1000)
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
-        return self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
+        future = self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
+        future.add_done_callback(lambda _: wake_supervisor())  # the loop sleeps meanwhile
+        return future
 
     def memory(self) -> tuple[int, int]:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""

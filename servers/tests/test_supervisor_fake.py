@@ -484,6 +484,7 @@ def test_running_only_after_the_one_token_answer(rig: Rig) -> None:
     rig.host.ready_ports.add(rig.port)
     for _ in range(5):
         assert rig.tick(1).state == State.STARTING
+        assert rig.sup.seconds_until_next() > 5 * POLICY.start_probe_interval, "a long load is not a busy loop"
     assert rig.host.generation_calls == 1, "one generation per start, not one per probe"
     rig.host.finish_loading()
     assert rig.tick(0.02).state == State.RUNNING

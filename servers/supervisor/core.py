@@ -418,10 +418,10 @@ class Supervisor:
         rt.next_probe = now + self.policy.start_probe_interval
         address = listen_address(server)
         answer = self.host.health(*address, timeout=self.policy.health_timeout)
-        if answer.status is None:
-            return
         if answer.refused:
             self._end_failed_start(server, rt, _refusal(answer))
+            return
+        if not answer.ok:
             return
         save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms)
         rt.next_probe = now + self.policy.loading_probe_interval
@@ -631,7 +631,10 @@ class Supervisor:
 
 
 def _refusal(answer: HealthAnswer) -> str:
-    return f"GET /health answered {answer.status}: the model server cannot generate (its model did not load, or its generation thread died)."
+    return (
+        f"GET /health answered {answer.status}: the model server cannot generate "
+        "(its model did not load, or its generation thread died)."
+    )
 
 
 def _describe_exit(code: int | None) -> str:

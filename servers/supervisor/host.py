@@ -54,8 +54,9 @@ class HealthAnswer:
 
     @property
     def refused(self) -> bool:
-        """The server answered, and said it cannot serve (mlx-lm: 503 once its generation thread died)."""
-        return self.status is not None and self.status != 200
+        """The server answered that it cannot serve: mlx-lm says 503 for ever once its generation
+        thread has died (a failed load, or a crash later), while the process stays up."""
+        return self.status == 503
 
 
 # The readiness request: one token of any prompt proves the model is loaded and can generate.

@@ -23,8 +23,8 @@ from typing import Protocol
 import psutil
 
 from mlxmanager.memory import memory
-from profiles.ports import port_holder
 from mlxmanager.wakeup import wake_supervisor
+from profiles.ports import port_holder
 from servers.addresses import probe_address
 
 

@@ -93,6 +93,14 @@ class Runtime:
     state: State = State.STOPPED  # as of the end of the last reconcile
 
 
+# SIGKILL that the supervisor did not send: on macOS and Linux that is almost always the system
+# ending the biggest process when memory runs out (jetsam, the OOM killer).
+KILLED_FROM_OUTSIDE = (
+    "The process was killed by SIGKILL, which the supervisor did not send: "
+    "most likely the system ran out of memory. Try a smaller model or stop another server."
+)
+
+
 def on_grid(now: float, interval: float) -> float:
     """The next multiple of `interval` after `now`: periodic work of every server lands on the
     same ticks, so an idle supervisor with many servers wakes up rarely."""
@@ -466,6 +474,8 @@ class Supervisor:
             message, cause = f"Did not answer GET /health within {self.policy.start_timeout:g} s; killed.", "timeout"
         elif reason == "unhealthy":
             message, cause = f"Restarted after {server.health_failures} failed health checks.", "health"
+        elif code == -signal.SIGKILL:
+            message, cause = KILLED_FROM_OUTSIDE, "exit"
         else:
             message, cause = f"The process exited on its own ({_describe_exit(code)}).", "exit"
         self._fail(server, rt, message=message, cause=cause, exit_code=code)

@@ -15,17 +15,16 @@ SECONDS = 60.0
 POLL_INTERVAL = 1.0
 
 
-def poll(port: int, path: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
-    client = SessionClient(port)
-    signed_in = False
+def poll(client: SessionClient, path: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    signed_in = True
     while time.monotonic() < deadline:
         started = time.monotonic()
         try:
             if not signed_in and path != "/healthz":
                 client.log_in()
                 signed_in = True
-            ms, (status, _) = timed(lambda: client.request("GET", path, headers={"HX-Request": "true"}))
-            if status == 200:
+            ms, (status, body) = timed(lambda: client.request("GET", path, headers={"HX-Request": "true"}))
+            if status == 200 and (path == "/healthz" or "server-card" in body):
                 latencies.append(ms)
             else:
                 errors.append(f"HTTP {status}")
@@ -38,15 +37,19 @@ def poll(port: int, path: str, deadline: float, latencies: list[float], errors: 
 
 def run() -> list[Result]:
     app = shared_stack()
+    # Signed in before the minute starts, as people who have the dashboard open are; signing in
+    # (a deliberately slow password hash) during the minute is a re-login, counted as an error.
+    clients = [SessionClient(app.port) for _ in range(CLIENTS)]
+    for client in clients:
+        client.log_in()
     latencies: list[float] = []
     errors: list[str] = []
     floor: list[float] = []
     floor_errors: list[str] = []
     deadline = time.monotonic() + SECONDS
-    threads = [
-        threading.Thread(target=poll, args=(app.port, "/servers/", deadline, latencies, errors)) for _ in range(CLIENTS)
-    ]
-    threads.append(threading.Thread(target=poll, args=(app.port, "/healthz", deadline, floor, floor_errors)))
+    threads = [threading.Thread(target=poll, args=(c, "/servers/", deadline, latencies, errors)) for c in clients]
+    floor_client = SessionClient(app.port)
+    threads.append(threading.Thread(target=poll, args=(floor_client, "/healthz", deadline, floor, floor_errors)))
     for thread in threads:
         thread.start()
     for thread in threads:

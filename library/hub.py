@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status
-from huggingface_hub.utils import build_hf_headers
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.utils import build_hf_headers
 
 from library.local import cached_repo_ids
 from mlxmanager.memory import for_models

@@ -58,7 +58,7 @@ def test_memory_is_this_machines(admin_client: Client) -> None:
     if sys.platform == "darwin":
         # macOS counts as Activity Monitor does, from vm_stat (its parsing is checked against
         # recorded vm_stat output below); the page shows that figure, not psutil's.
-        mac = system_info.memory(platform_name="darwin")
+        mac = machine_memory.memory(platform_name="darwin")
         assert mac.source == "vm_stat and sysctl"
         assert abs(data_bytes(html, "mem-available") - mac.available) < 256 * 1024**2
         return

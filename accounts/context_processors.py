@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.http import HttpRequest
@@ -12,4 +13,5 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or not getattr(user, "is_admin", False):
         return {}
-    return {"pending_user_count": User.objects.filter(status=UserStatus.PENDING).count()}
+    # Counted only when a template shows it (full pages), not for every polled partial.
+    return {"pending_user_count": functools.cache(User.objects.filter(status=UserStatus.PENDING).count)}

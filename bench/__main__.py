@@ -1,4 +1,5 @@
-"""Run every benchmark module and print one table; also write bench/results.json."""
+"""Run every benchmark module (or those named: `python -m bench bench_dashboard`), print one table
+of figures beside their same-run baselines, and write bench/results.json."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import django
 
-from bench.common import Result
+from bench.common import Result, close_shared_stack
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,25 +22,39 @@ def main() -> int:
     django.setup()
     only = sys.argv[1:]
     results: list[Result] = []
-    for module_info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda m: m.name):
-        if not module_info.name.startswith("bench_") or (only and module_info.name not in only):
-            continue
-        module = importlib.import_module(f"bench.{module_info.name}")
-        print(f"running {module_info.name} ...", flush=True)
-        results.extend(module.run())
+    try:
+        for module_info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda m: m.name):
+            if not module_info.name.startswith("bench_") or (only and module_info.name not in only):
+                continue
+            module = importlib.import_module(f"bench.{module_info.name}")
+            print(f"running {module_info.name} ...", flush=True)
+            results.extend(module.run())
+    finally:
+        close_shared_stack()
     print_table(results)
-    (HERE / "results.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    (HERE / "results.json").write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
     return 0
 
 
+def _figure(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.3g} {unit}"
+
+
 def print_table(results: list[Result]) -> None:
-    header = f"{'figure':<58} {'median':>12} {'p95':>12} {'goal':>12}  result"
+    header = f"{'figure':<62} {'median':>10} {'p95':>10} {'baseline median':>16} {'p95':>10} {'goal':>9}  result"
     print(header)
     print("-" * len(header))
     for r in results:
-        goal = "-" if r.goal is None else f"{r.goal:.3g} {r.unit}"
         verdict = {True: "pass", False: "MISS", None: "info"}[r.passed]
-        print(f"{r.figure:<58} {r.median:>9.3g} {r.unit:<2} {r.p95:>9.3g} {r.unit:<2} {goal:>12}  {verdict}")
+        print(
+            f"{r.figure:<62} {_figure(r.median, r.unit):>10} {_figure(r.p95, r.unit):>10} "
+            f"{_figure(r.baseline_median, r.unit):>16} {_figure(r.baseline_p95, r.unit):>10} "
+            f"{_figure(r.goal, r.unit):>9}  {verdict}"
+        )
+        print(f"    n={r.count}; baseline: {r.baseline}")
+        if "spread" in r.extra:
+            spread = r.extra["spread"]
+            print(f"    spread of the differences: p5 {spread['p5']:.3g} {r.unit}, p95 {spread['p95']:.3g} {r.unit}")
         if r.note:
             print(f"    {r.note}")
 

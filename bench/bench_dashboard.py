@@ -1,79 +1,64 @@
-"""Server-side time of the dashboard's polled partial with 50 profiles and 20 running servers,
-each with an hour of samples (one every 10 s), on a throwaway database."""
+"""The dashboard's polled partial as a signed-in user meets it: through gunicorn as `make run`
+serves it, 50 profiles, 20 real `mlx_lm.server` processes running with an hour of samples, one
+client polling for a minute. Cache hits and misses of the sparklines are timed as they occur
+(the response's Server-Timing header says which). Baseline: `/healthz` on the same gunicorn,
+interleaved request by request (what any request costs there)."""
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
 
-from django.db import connection
-from django.test import Client
+from bench.common import RUNNING, Result, SessionClient, shared_stack, summarize, timed
 
-from bench.common import Result, summarize
-from servers.dashboard import SERIES_CACHE_SECONDS
-
-PROFILES, RUNNING, ROUNDS, WARMUP = 50, 20, 200, 20
+SECONDS = 60.0
+PAUSE = 0.25  # between rounds: four polls a second, so a minute holds enough of them
 GOAL_MS = 15.0
 
 
 def run() -> list[Result]:
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        client = _seed()
-        for _ in range(WARMUP):
-            _get(client)
-        wall, cpu = [], []
-        for _ in range(ROUNDS):
-            began, began_cpu = time.perf_counter(), time.process_time()
-            _get(client)
-            wall.append((time.perf_counter() - began) * 1000)
-            cpu.append((time.process_time() - began_cpu) * 1000)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-    figure = f"dashboard partial, {PROFILES} profiles / {RUNNING} running"
+    app = shared_stack()
+    client = SessionClient(app.port)
+    client.log_in()
+    hits: list[float] = []
+    misses: list[float] = []
+    every: list[float] = []
+    floor: list[float] = []
+    deadline = time.monotonic() + SECONDS
+    round_ = 0
+    while time.monotonic() < deadline:
+        round_ += 1
+        # Alternate which goes first, so neither always meets a warmer or colder worker.
+        for which in ("dashboard", "healthz") if round_ % 2 else ("healthz", "dashboard"):
+            if which == "healthz":
+                ms, (status, _) = timed(lambda: client.request("GET", "/healthz"))
+                _check(status == 200, f"/healthz answered {status}")
+                floor.append(ms)
+                continue
+            ms, (status, body) = timed(client.poll_partial)
+            _check(status == 200 and "bench-49" in body, f"the partial answered {status}")
+            every.append(ms)
+            timing = client.last_headers.get("Server-Timing", "") if client.last_headers else ""
+            (hits if "cached" in timing else misses).append(ms)
+        time.sleep(PAUSE)
+    figure = f"dashboard partial, 50 profiles / {RUNNING} real servers"
+    base = "GET /healthz, same gunicorn, interleaved"
+    load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     return [
         summarize(
             figure,
             "ms",
-            wall,
-            GOAL_MS,
-            note=f"{ROUNDS} GETs /servers/ (HX-Request) through the test client, sessions and auth included; "
-            f"{RUNNING * 360} samples in the last hour, the sparklines recomputed every "
-            f"{SERIES_CACHE_SECONDS} s as in production; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+            every,
+            baseline=base,
+            baseline_samples=floor,
+            goal=GOAL_MS,
+            note=f"every poll of a minute, cache hits and misses as they came ({len(misses)} misses); {load}",
         ),
-        summarize(
-            f"{figure}, CPU time",
-            "ms",
-            cpu,
-            None,
-            note="the process's own CPU time per request (SQLite runs in-process): what the wall time would be "
-            "on an idle machine",
-        ),
+        summarize(f"{figure}, sparkline cache hits", "ms", hits, baseline=base, baseline_samples=floor),
+        summarize(f"{figure}, sparkline cache misses", "ms", misses, baseline=base, baseline_samples=floor),
     ]
 
 
-def _seed() -> Client:
-    from accounts.models import User, UserStatus
-    from profiles.models import ServerProfile
-    from servers.models import ServerState
-    from servers.tests.factories import add_samples, set_server
-
-    others = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
-    for i in range(PROFILES):
-        profile = ServerProfile.objects.create(
-            name=f"bench-{i:02d}", model=f"mlx-community/Bench-{i}-4bit", port=30000 + i
-        )
-        if i < RUNNING:
-            add_samples(set_server(profile, ServerState.RUNNING), count=360, every=timedelta(seconds=10))
-        else:
-            set_server(profile, others[i % len(others)], last_error="exited" if i % 2 else "")
-    user = User.objects.create_user(email="bench@example.com", password="bench-password-42", status=UserStatus.APPROVED)
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user, backend="accounts.backends.EmailBackend")
-    return client
-
-
-def _get(client: Client) -> None:
-    response = client.get("/servers/", headers={"HX-Request": "true"})
-    assert response.status_code == 200, response.status_code
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RuntimeError(message)

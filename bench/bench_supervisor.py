@@ -1,14 +1,12 @@
-"""The supervisor's cost: start-to-ready through the manager against by hand, and idle CPU.
+"""The supervisor's cost, as a user meets it, on the app `make run` serves (50 profiles, 20 real
+servers running):
 
-Runs in a child Python process with its own temporary data directory and database (so the
-benchmark never touches the real ones): `python -m bench.bench_supervisor --inner` prints JSON.
-
-- Start-to-ready through the manager: from the moment Start is recorded (the action event) to the
-  moment the state is `running` (the transition event), with a real `runsupervisor` process.
-- By hand: spawn the same argv, poll GET /health every 10 ms until it answers 200, then ask for one
-  token (what the manager calls ready: the model has answered).
-- Interleaved, one of each per round; the added latency is the per-round difference.
-- Idle CPU: the supervisor process's CPU time over several windows with 10 servers running.
+- Start-to-ready through the manager: from the moment the browser's POST of Start leaves the client
+  to the moment the probe that proved the server ready returned (the supervisor stamps the
+  `running` transition with that moment). Baseline, interleaved round by round: the same argv
+  spawned by hand and proved ready the same way (/health every 20 ms, the supervisor's start-probe
+  interval, then one token). The figure is the paired difference, never clipped, with its spread.
+- Idle CPU with 20 servers running, beside the same supervisor process idle with none.
 """
 
 from __future__ import annotations
@@ -16,175 +14,133 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
+import sqlite3
 import subprocess
-import sys
-import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from bench.common import Result, summarize
+from bench.common import (
+    IDLE_WINDOW,
+    RUNNING,
+    RealStack,
+    Result,
+    paired_difference,
+    process_cpu_percent,
+    shared_stack,
+    summarize,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = 15
-IDLE_SERVERS = 10
+ROUNDS = 12
 IDLE_WINDOWS = 6
-IDLE_WINDOW_SECONDS = 5.0
+PROBE_INTERVAL = 0.02  # Policy.start_probe_interval
 
 
 def run() -> list[Result]:
-    with tempfile.TemporaryDirectory(prefix="mlxm-bench-") as tmp:
-        env = {**os.environ, "MLXM_DATA_DIR": str(Path(tmp) / "data"), "HF_HOME": str(Path(tmp) / "hf")}
-        env.pop("DATABASE_URL", None)
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.bench_supervisor", "--inner", tmp],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"bench_supervisor failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        data = json.loads(out.stdout.strip().splitlines()[-1])
-    manager, by_hand, idle = data["manager_ms"], data["by_hand_ms"], data["idle_cpu_percent"]
-    # Runs are interleaved (manager, by hand, manager, ...): the difference within each pair cancels
-    # most of what the machine's load does to both, so its median is the figure to judge.
-    added = [m - h for m, h in zip(manager, by_hand, strict=False)]
-    ratio = statistics.median(manager) / statistics.median(by_hand)
+    app = shared_stack()
+    supervisor = app.supervisor()
+    idle = [process_cpu_percent(supervisor, IDLE_WINDOW) for _ in range(IDLE_WINDOWS)]
+    profile_id = app.profile_ids[RUNNING]  # the first profile not running
+    manager: list[float] = []
+    by_hand: list[float] = []
+    for round_ in range(ROUNDS):
+        # Alternate the order so neither side always follows the other's shutdown.
+        if round_ % 2:
+            by_hand.append(_by_hand(app, profile_id))
+            manager.append(_through_manager(app, profile_id))
+        else:
+            manager.append(_through_manager(app, profile_id))
+            by_hand.append(_by_hand(app, profile_id))
     return [
-        summarize("supervisor: start-to-ready through the manager", "ms", manager, None, f"{len(manager)} runs"),
-        summarize("supervisor: start-to-ready by hand (/health 10 ms + 1 token)", "ms", by_hand, None),
         summarize(
-            "supervisor: added start-to-ready (paired manager - by hand)",
+            "supervisor: Start to ready through the web",
             "ms",
-            added,
-            100.0,
-            f"manager/by-hand ratio of medians {ratio:.2f}",
+            manager,
+            baseline="the same argv by hand: /health every 20 ms, then one token",
+            baseline_samples=by_hand,
+            note=f"{ROUNDS} interleaved rounds with {RUNNING} other servers running",
+        ),
+        paired_difference(
+            "supervisor: added Start-to-ready (paired, manager - by hand)",
+            "ms",
+            manager,
+            by_hand,
+            baseline="by hand",
+            goal=100.0,
+            note="median of per-round differences, not clipped; spread (p5, p95) in results.json",
         ),
         summarize(
-            "supervisor: its own overhead (acting on Start + noticing ready)",
-            "ms",
-            data["overhead_ms"],
-            100.0,
-            "measured in the manager runs against a 10 ms /health poller + 1 token",
-        ),
-        summarize(
-            f"supervisor: idle CPU with {IDLE_SERVERS} servers running",
+            f"supervisor: idle CPU with {RUNNING} real servers",
             "%",
             idle,
-            1.0,
-            f"% of one core, {IDLE_WINDOWS} windows of {IDLE_WINDOW_SECONDS:g} s",
+            baseline="the same supervisor with no server running",
+            baseline_samples=app.idle_cpu_without_servers,
+            goal=1.0,
+            note=f"% of one core over {IDLE_WINDOWS} windows of {IDLE_WINDOW:g} s",
         ),
     ]
 
 
-# --- the child process ---
+def _db(app: RealStack) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{app.stack.data_dir / 'db.sqlite3'}?mode=ro", uri=True, timeout=30)
 
 
-def _wait(predicate: Any, timeout: float, interval: float = 0.005) -> None:
+def _row(app: RealStack, profile_id: int) -> tuple[str, str | None, str]:
+    with _db(app) as db:
+        row = db.execute(
+            "SELECT state, state_changed_at, cmdline FROM servers_server WHERE profile_id = ?", (profile_id,)
+        ).fetchone()
+    return row or ("stopped", None, "[]")
+
+
+def _wait_state(app: RealStack, profile_id: int, state: str, timeout: float = 120.0) -> tuple[str, str | None, str]:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while (row := _row(app, profile_id))[0] != state:
         if time.monotonic() > deadline:
-            raise TimeoutError(str(predicate))
-        time.sleep(interval)
+            raise TimeoutError(f"profile {profile_id} not {state} after {timeout:g} s (it is {row[0]})")
+        time.sleep(0.05)
+    return row
 
 
-def _inner(tmp: Path) -> dict[str, list[float]]:
-    import django
+def _through_manager(app: RealStack, profile_id: int) -> float:
+    pressed = time.time()
+    status = app.client.press(f"/servers/{profile_id}/start/")
+    if status != 200:
+        raise RuntimeError(f"Start answered {status}")
+    _, ready_at, _ = _wait_state(app, profile_id, "running")
+    assert ready_at is not None
+    ready = datetime.fromisoformat(ready_at).replace(tzinfo=UTC).timestamp()
+    if app.client.press(f"/servers/{profile_id}/stop/") != 200:
+        raise RuntimeError("Stop was refused")
+    _wait_state(app, profile_id, "stopped")
+    return (ready - pressed) * 1000
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlxmanager.settings")
-    django.setup()
-    from django.core.management import call_command
 
-    from profiles.argv import build_server_argv
-    from profiles.models import ServerProfile
-    from servers.models import Server, ServerEvent, SupervisorHeartbeat
-    from servers.services import server_start, server_stop
-    from testing.net import free_port
-    from testing.supervisor import answers_one_token, health_ok
-    from testing.tinymodel import make_tiny_model
+def _by_hand(app: RealStack, profile_id: int) -> float:
+    from servers.supervisor.host import RealHost, model_server_env
 
-    call_command("migrate", verbosity=0)
-    model = make_tiny_model(tmp / "tiny-llama")
-    log = open(tmp / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
-    supervisor = subprocess.Popen(
-        [sys.executable, "manage.py", "runsupervisor"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
+    _, _, cmdline = _row(app, profile_id)
+    argv = json.loads(cmdline) if cmdline else None
+    if not argv:  # no manager round yet: run one to learn the argv the supervisor uses
+        _through_manager(app, profile_id)
+        argv = json.loads(_row(app, profile_id)[2])
+    host, port = "127.0.0.1", app.ports[profile_id]
+    probe = RealHost()
+    started = time.time()
+    with open(Path(app.root) / "by-hand.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=model_server_env(os.environ)
+        )
     try:
-        _wait(lambda: SupervisorHeartbeat.objects.filter(pid=supervisor.pid).exists(), 60)
-        profile = ServerProfile.objects.create(name="bench", model=str(model), port=free_port())
-        server = Server.objects.create(profile=profile)
-
-        def state() -> str:
-            return Server.objects.values_list("state", flat=True).get(pk=server.pk)
-
-        manager_ms: list[float] = []
-        by_hand_ms: list[float] = []
-        overhead_ms: list[float] = []
-        for _ in range(ROUNDS):
-            # Through the manager, with the same poller (/health every 10 ms, then one token) running
-            # beside it as by hand, which also tells when the server was ready, so the manager's own overhead shows:
-            # (asked -> acted on) + (ready -> marked running).
-            server_start(profile=profile, by=None)
-            _wait(lambda: health_ok(profile.port), 120, interval=0.01)
-            _wait(lambda: answers_one_token(profile.port), 120, interval=0.01)
-            seen_ready = time.time()
-            _wait(lambda: state() == "running", 60)
-            events = ServerEvent.objects.filter(server=server)
-            asked = events.filter(action="start").latest("id").created_at.timestamp()
-            acted = events.filter(to_state="starting").latest("id").created_at.timestamp()
-            ready = events.filter(to_state="running").latest("id").created_at.timestamp()
-            manager_ms.append((ready - asked) * 1000)
-            overhead_ms.append(((acted - asked) + max(ready - seen_ready, 0.0)) * 1000)
-            server_stop(profile=profile, by=None)
-            _wait(lambda: state() == "stopped", 60)
-
-            started = time.perf_counter()
-            with open(tmp / "by-hand.log", "ab") as hand_log:
-                proc = subprocess.Popen(
-                    build_server_argv(profile), stdout=hand_log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            _wait(lambda: health_ok(profile.port), 120, interval=0.01)
-            _wait(lambda: answers_one_token(profile.port), 120, interval=0.01)
-            by_hand_ms.append((time.perf_counter() - started) * 1000)
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-
-        profiles = [
-            ServerProfile.objects.create(name=f"idle-{n}", model=str(model), port=free_port())
-            for n in range(IDLE_SERVERS)
-        ]
-        for p in profiles:
-            server_start(profile=p, by=None)
-        _wait(lambda: Server.objects.filter(profile__in=profiles, state="running").count() == IDLE_SERVERS, 300, 0.2)
-        import psutil
-
-        watched = psutil.Process(supervisor.pid)
-        time.sleep(IDLE_WINDOW_SECONDS)  # let the start-up settle
-        idle: list[float] = []
-        for _ in range(IDLE_WINDOWS):
-            before, t0 = watched.cpu_times(), time.monotonic()
-            time.sleep(IDLE_WINDOW_SECONDS)
-            after, t1 = watched.cpu_times(), time.monotonic()
-            used = (after.user - before.user) + (after.system - before.system)
-            idle.append(100 * used / (t1 - t0))
-        return {
-            "manager_ms": manager_ms,
-            "by_hand_ms": by_hand_ms,
-            "overhead_ms": overhead_ms,
-            "idle_cpu_percent": idle,
-        }
+        deadline = time.monotonic() + 120
+        while not probe.health(host, port, timeout=2.0).ok:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server by hand did not come up (exit {proc.returncode})")
+            time.sleep(PROBE_INTERVAL)
+        # Ready means what the supervisor means: the model answered one token.
+        if probe.generate_one(host, port, timeout=120).result() is not None:
+            raise RuntimeError("the server by hand did not answer one token")
+        return (time.time() - started) * 1000
     finally:
-        supervisor.send_signal(signal.SIGTERM)
-        try:
-            supervisor.wait(120)
-        except subprocess.TimeoutExpired:
-            supervisor.kill()
-        log.close()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--inner"]:
-        print(json.dumps(_inner(Path(sys.argv[2]))))
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)

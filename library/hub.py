@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.utils import build_hf_headers
 
 from library.local import cached_repo_ids
 from mlxmanager.memory import for_models
@@ -162,7 +163,9 @@ class HubModelPage:
 def _fetch_text(repo_id: str, filename: str, revision: str | None) -> str:
     """A small file's text straight from the Hub, without putting it in the cache (a lone
     config.json in the cache would look like a downloaded model)."""
-    response = get_session().get(hf_hub_url(repo_id, filename, revision=revision), follow_redirects=True)
+    # build_hf_headers carries HF_TOKEN, which a gated repo needs (the session alone sends none).
+    url = hf_hub_url(repo_id, filename, revision=revision)
+    response = get_session().get(url, headers=build_hf_headers(), follow_redirects=True)
     if response.status_code == 404:
         return ""
     hf_raise_for_status(response)

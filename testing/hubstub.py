@@ -82,6 +82,7 @@ class HubRepo:
     last_modified: datetime = field(default_factory=lambda: datetime(2025, 1, 1, tzinfo=UTC))
     parameters: dict[str, int] | None = None  # safetensors parameter counts by dtype
     tags: list[str] = field(default_factory=lambda: ["mlx", "safetensors"])
+    token: str | None = None  # a gated repo: answered only with `Authorization: Bearer <token>`
 
     @property
     def sha(self) -> str:
@@ -108,7 +109,7 @@ class HubRepo:
             "lastModified": self.last_modified.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "createdAt": self.last_modified.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
             "private": False,
-            "gated": False,
+            "gated": "manual" if self.token else False,
             "disabled": False,
             "downloads": self.downloads,
             "likes": self.likes,
@@ -140,6 +141,7 @@ class HubStub:
         self.drop_once: set[tuple[str, str]] = set()
         self.down = False
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Range
+        self.authorizations: list[str | None] = []  # the Authorization header of every request
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self.server.daemon_threads = True
@@ -176,6 +178,7 @@ class HubStub:
             self.drop_once = set()
             self.down = False
             self.requests = []
+            self.authorizations = []
 
     # --- what the handler asks ---
 
@@ -238,6 +241,7 @@ def _handler_for(hub: HubStub) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(parts.query)
             with hub.lock:
                 hub.requests.append((self.command, self.path, self.headers.get("Range")))
+                hub.authorizations.append(self.headers.get("Authorization"))
             if hub.down:
                 self.send_json({"error": "Internal Error - the stand-in is down"}, 500)
                 return
@@ -274,6 +278,11 @@ def _handler_for(hub: HubStub) -> type[BaseHTTPRequestHandler]:
             repo = hub.repos.get(repo_id)
             if repo is None:
                 self.not_found("RepoNotFound", "Repository not found")
+                return None
+            if repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
+                # What the Hub answers for a gated repo without a token.
+                message = f"Access to model {repo_id} is restricted. You must have access to it and be authenticated."
+                self.send_json({"error": message}, 401, {"X-Error-Code": "GatedRepo", "X-Error-Message": message})
                 return None
             if revision not in (None, "main", repo.sha):
                 self.not_found("RevisionNotFound", "Invalid rev id")

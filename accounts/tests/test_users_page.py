@@ -163,8 +163,13 @@ def test_admin_resets_a_password_with_django_validators(admin_client: Client, ma
     new = "fresh-staple-horse-31"
     response = admin_client.post(url, {"new_password1": new, "new_password2": new})
     assert response.status_code == 302
-    assert User.objects.get(pk=bob.pk).check_password(new)
     assert bob_client.get("/servers/").status_code == 302  # Bob's old session ended with it
+    # Bob signs in through the login form: the new password works, the old one no longer does.
+    old_login = Client().post("/accounts/login/", {"username": "bob@example.com", "password": PASSWORD})
+    assert old_login.status_code == 200 and old_login.context["form"].errors
+    new_login = Client()
+    assert new_login.post("/accounts/login/", {"username": "bob@example.com", "password": new}).status_code == 302
+    assert new_login.get("/servers/").status_code == 200
     assert admin_client.get("/users/").status_code == 200
 
 

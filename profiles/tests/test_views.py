@@ -227,10 +227,18 @@ def test_any_input_gives_a_form_error_or_a_saved_profile(
 ) -> None:
     form = ProfileForm(data)
     valid = form.is_valid()
-    assert valid or form.errors
+    before = ServerProfile.objects.count()
     response = user_client.post("/profiles/new/", {**data, "apply_suggestions": "1"} if apply else data)
-    assert response.status_code in (200, 302)
-    if response.status_code == 200 and not apply:
-        assert response.context["form"].errors
+    if apply:  # suggestions fill the form again; nothing is saved
+        assert response.status_code == 200 and ServerProfile.objects.count() == before
+    elif not valid:  # the page shows the form's own errors, field by field, and saves nothing
+        assert response.status_code == 200
+        assert set(response.context["form"].errors) == set(form.errors)
+        assert ServerProfile.objects.count() == before
+    elif response.status_code == 302:  # saved, once
+        assert ServerProfile.objects.count() == before + 1
+    else:  # valid, but the service refused it (a conflict): said on the form, nothing saved
+        assert response.status_code == 200 and response.context["form"].non_field_errors()
+        assert ServerProfile.objects.count() == before
     for url in ("/profiles/check/port/", "/profiles/check/model/"):
         assert user_client.get(url, {"port": data.get("port", ""), "model": data.get("model", "")}).status_code == 200

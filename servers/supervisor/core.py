@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Field
 
 from profiles.argv import build_server_argv
 from profiles.modelinfo import default_start_timeout
@@ -62,7 +62,10 @@ class Policy:
     sample_retention: float = 3600.0
     cache_size_interval: float = 60.0  # how often the Hugging Face cache's size is measured
     heartbeat_interval: float = 2.0
-    idle_interval: float = 2.5
+    # With nothing due, wake this often (a web request wakes it at once; this catches what the
+    # wake-up cannot tell, such as an adopted process's exit). Every tick reads and reconciles
+    # every server, so with many servers this is most of an idle supervisor's CPU.
+    idle_interval: float = 5.0
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
@@ -98,6 +101,14 @@ class Runtime:
     state: State = State.STOPPED  # as of the end of the last reconcile
 
 
+# SIGKILL that the supervisor did not send: on macOS and Linux that is almost always the system
+# ending the biggest process when memory runs out (jetsam, the OOM killer).
+KILLED_FROM_OUTSIDE = (
+    "The process was killed by SIGKILL, which the supervisor did not send: "
+    "most likely the system ran out of memory. Try a smaller model or stop another server."
+)
+
+
 def on_grid(now: float, interval: float) -> float:
     """The next multiple of `interval` after `now`: periodic work of every server lands on the
     same ticks, so an idle supervisor with many servers wakes up rarely."""
@@ -127,6 +138,7 @@ class Supervisor:
         self.next_prune = 0.0
         self.next_cache_size = 0.0
         self.next_heartbeat = 0.0
+        self.healthy: list[Server] = []  # probed fine this tick, not yet saved
 
     # --- lifecycle ---
 
@@ -223,6 +235,7 @@ class Supervisor:
                 self.reconcile(server)
             except Exception:
                 log.exception("reconciling %s failed", server.profile.name)
+        self._save_health()
         for pk in list(self.runtimes.keys() - seen):
             self._forget_deleted(pk)
         now = self.host.time()
@@ -235,6 +248,10 @@ class Supervisor:
                 self.downloads.tick()
             except Exception:
                 log.exception("the download runner failed")
+
+    def _save_health(self) -> None:
+        save_columns(self.healthy, ["last_health_at", "last_health_ms", "health_failures"])
+        self.healthy = []
 
     def seconds_until_next(self) -> float:
         """How long the loop may sleep before something is due (a wake-up cuts it short)."""
@@ -402,13 +419,14 @@ class Supervisor:
             return
         rt.failed_starts.clear()
         rt.next_probe = on_grid(now, self.policy.health_interval)
-        since = now - (server.started_at.timestamp() if server.started_at else now)
+        ready = self.host.time()  # when the answer that proved it was seen, not when the tick began
+        since = ready - (server.started_at.timestamp() if server.started_at else ready)
         transition(
             server,
             State.RUNNING,
             cause="health",
             message=f"Answered a one-token generation {since:.1f} s after the start (GET /health answered first).",
-            at=_dt(now),
+            at=_dt(ready),
             health_failures=0,
             last_error="",
         )
@@ -460,7 +478,9 @@ class Supervisor:
                     health_failures=0,
                 )
             else:
-                save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms, health_failures=0)
+                # Routine good news: saved with the others of this tick in one query (`_save_health`).
+                server.last_health_at, server.last_health_ms, server.health_failures = _dt(now), answer.ms, 0
+                self.healthy.append(server)
             return
         if answer.refused:
             # mlx-lm answers 503 for ever once its generation thread has died: a crash, not a hiccup.
@@ -532,6 +552,8 @@ class Supervisor:
             message, cause = f"{rt.kill_message} Stopped it ({_describe_exit(code)}).", "health"
         elif reason == "unhealthy":
             message, cause = f"Restarted after {server.health_failures} failed health checks.", "health"
+        elif code == -signal.SIGKILL:
+            message, cause = KILLED_FROM_OUTSIDE, "exit"
         else:
             message, cause = f"The process exited on its own ({_describe_exit(code)}).", "exit"
         self._fail(server, rt, message=message, cause=cause, exit_code=code)
@@ -608,8 +630,10 @@ class Supervisor:
                 ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
                 for pk, (rss, cpu) in usages.items()
             )
-            for pk, (rss, cpu) in usages.items():
-                Server.objects.filter(pk=pk).update(rss_bytes=rss, cpu_percent=cpu)
+            save_columns(
+                [Server(pk=pk, rss_bytes=rss, cpu_percent=cpu) for pk, (rss, cpu) in usages.items()],
+                ["rss_bytes", "cpu_percent"],
+            )
             SystemSample.objects.create(
                 taken_at=at,
                 memory_total=total,
@@ -635,6 +659,23 @@ def _refusal(answer: HealthAnswer) -> str:
         f"GET /health answered {answer.status}: the model server cannot generate "
         "(its model did not load, or its generation thread died)."
     )
+
+
+def save_columns(servers: Sequence[Server], columns: Sequence[str]) -> None:
+    """Write the same columns of many servers with one statement run for each row (executemany).
+    An idle supervisor does this for every server every few seconds; Django's bulk_update builds
+    a CASE expression per row and cost more CPU than the writes themselves."""
+    if not servers:
+        return
+    fields = [field for name in columns if isinstance(field := Server._meta.get_field(name), Field)]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
+    sql = f"UPDATE {quote(Server._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
+    rows = [
+        [f.get_db_prep_save(getattr(server, f.attname), connection) for f in fields] + [server.pk] for server in servers
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _describe_exit(code: int | None) -> str:

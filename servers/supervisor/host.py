@@ -139,6 +139,9 @@ def model_server_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+PPID_MAP_SECONDS = 30.0
+
+
 @dataclass
 class RealHost:
     """The machine itself."""
@@ -151,9 +154,10 @@ class RealHost:
     )
 
     def _descendants(self, pid: int) -> list[int]:
-        """Children, grandchildren... of `pid`, from one scan of the process table per second
-        (psutil's children() scans it for every call)."""
-        if time.monotonic() - self._ppid_map_at > 1.0:
+        """Children, grandchildren... of `pid`, from one scan of the process table every
+        PPID_MAP_SECONDS (psutil's children() scans it for every call, and the scan was the
+        costliest part of an idle supervisor's sampling). Model servers rarely spawn children."""
+        if time.monotonic() - self._ppid_map_at > PPID_MAP_SECONDS:
             self._ppid_map = {}
             for proc in psutil.process_iter(["ppid"]):
                 self._ppid_map[proc.pid] = proc.info["ppid"]

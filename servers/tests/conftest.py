@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -39,12 +40,12 @@ class RealServer:
     model: Path
 
 
-@pytest.fixture(scope="session")
-def mlx_server(tiny_model: Path) -> Iterator[RealServer]:
-    """A real `mlx_lm.server` on the tiny model, answering /health before the tests use it."""
+@contextlib.contextmanager
+def real_server(model: Path) -> Iterator[RealServer]:
+    """A real `mlx_lm.server` on `model`, answering /health before it is handed out."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlx_lm", "server", "--model", str(tiny_model), "--port", str(port)],
+        [sys.executable, "-m", "mlx_lm", "server", "--model", str(model), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -62,7 +63,7 @@ def mlx_server(tiny_model: Path) -> Iterator[RealServer]:
             if time.monotonic() > deadline:
                 raise RuntimeError("mlx_lm.server did not answer /health in time")
             time.sleep(0.2)
-        yield RealServer(port=port, pid=process.pid, model=tiny_model)
+        yield RealServer(port=port, pid=process.pid, model=model)
     finally:
         process.terminate()
         try:
@@ -70,3 +71,10 @@ def mlx_server(tiny_model: Path) -> Iterator[RealServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def mlx_server(tiny_model: Path) -> Iterator[RealServer]:
+    """A real `mlx_lm.server` on the tiny model, shared by the session."""
+    with real_server(tiny_model) as server:
+        yield server

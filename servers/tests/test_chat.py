@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -14,7 +15,7 @@ from django.test import Client
 from profiles.models import ServerProfile
 from servers.chat import ChatError, chat_complete, chat_url
 from servers.models import ServerState
-from servers.tests.conftest import RealServer
+from servers.tests.conftest import RealServer, real_server
 from servers.tests.factories import set_server
 from testing.net import free_port
 
@@ -63,35 +64,41 @@ def test_chat_needs_a_running_server_and_a_prompt(
     assert user_client.get(f"/servers/{profile.pk}/chat/").status_code == 405
 
 
-class _Failing(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.send_response(500)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"error": "out of memory"}')
-
-    def log_message(self, *args: object) -> None:
-        pass
+# Some models' chat templates refuse a conversation they were not made for (Mistral's raises
+# "Conversation roles must alternate ..."); this one insists on a system prompt, which the quick
+# chat does not send.
+REFUSING_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ raise_exception('This model needs a system prompt before the first user message.') }}"
+    "{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+)
 
 
 @pytest.fixture
-def failing_server() -> Iterator[int]:
-    """A stand-in for a model server that answers every request with 500."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield int(httpd.server_address[1])
-    httpd.shutdown()
-    httpd.server_close()
+def refusing_server(tiny_model: Path, tmp_path: Path) -> Iterator[RealServer]:
+    """A real mlx_lm.server whose model's chat template refuses the quick chat's conversation."""
+    model = tmp_path / "tiny-refusing"
+    shutil.copytree(tiny_model, model)
+    config_path = model / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = REFUSING_TEMPLATE
+    config_path.write_text(json.dumps(config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    with real_server(model) as server:
+        yield server
 
 
-def test_non_200_answer_is_shown(
-    user_client: Client, make_profile: Callable[..., ServerProfile], failing_server: int
+@pytest.mark.mlx
+def test_a_real_servers_error_answer_is_shown(
+    user_client: Client, make_profile: Callable[..., ServerProfile], refusing_server: RealServer
 ) -> None:
-    profile = make_profile(port=failing_server)
-    set_server(profile, ServerState.RUNNING, port=failing_server)
+    profile = make_profile(port=refusing_server.port, model=str(refusing_server.model))
+    set_server(profile, ServerState.RUNNING, port=refusing_server.port, pid=refusing_server.pid)
     html = user_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "hi"}, headers=HTMX).content.decode()
-    assert "The server answered 500" in html and "out of memory" in html
+    error = re.search(r'class="[^"]*chat-error[^"]*"[^>]*>(.*?)</', html, re.DOTALL)
+    assert error, html
+    assert "The server answered 404" in error.group(1), error.group(1)
+    assert "This model needs a system prompt before the first user message." in error.group(1)
 
 
 def test_timeout_is_reported() -> None:

@@ -303,6 +303,20 @@ def test_backoff_delay_grows_and_fatal_keeps_the_log_tail(rig: Rig) -> None:
     assert "=== " in rig.server.last_error and "fake-server --port 9100" in rig.server.last_error
 
 
+def test_a_sigkill_from_outside_is_reported_as_probably_out_of_memory(rig: Rig) -> None:
+    rig.running()
+    rig.process.exit(-signal.SIGKILL)  # the OOM killer, not us
+    assert rig.tick().state == State.BACKOFF
+    assert rig.server.last_error == (
+        "The process was killed by SIGKILL, which the supervisor did not send: "
+        "most likely the system ran out of memory. Try a smaller model or stop another server."
+    )
+    rig.tick(rig.server.backoff_until.timestamp() - rig.host.now if rig.server.backoff_until else 0)
+    rig.host.ready_ports.add(rig.port)
+    rig.process.exit(1)
+    assert rig.tick().last_error == "The process exited on its own (exit code 1)."
+
+
 def test_fatal_is_left_only_by_a_user_action(rig: Rig) -> None:
     rig.fatal()
     for _ in range(20):

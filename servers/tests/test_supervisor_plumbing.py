@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +49,9 @@ def test_wake_datagram_ends_the_wait_at_once(settings: Any, tmp_path: Path) -> N
     assert wake_supervisor() is False, "nobody listening yet"
     wake = WakeSocket(wake_socket_path())
     try:
-        started = time.monotonic()
-        assert wake.wait(0.05) is False
+        assert wake.wait(0.05) is False, "nothing to wake it: the wait times out"
         assert wake_supervisor() is True
-        assert wake.wait(5.0) is True
-        assert time.monotonic() - started < 1.0
+        assert wake.wait(60.0) is True, "the datagram ended the wait (a timeout returns False)"
         assert wake.wait(0.01) is False, "the datagram was drained"
     finally:
         wake.close()

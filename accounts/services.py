@@ -12,6 +12,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User, UserStatus
+from audit.models import AuditKind
+from audit.services import audit_record
 
 
 class AccountsError(Exception):
@@ -73,6 +75,7 @@ def user_approve(*, user: User, by: User) -> None:
     user.approved_at = timezone.now()
     user.approved_by = by
     user.save(update_fields=["status", "approved_at", "approved_by"])
+    audit_record(kind=AuditKind.USER, action="approve", subject=user.email, by=by)
 
 
 @transaction.atomic
@@ -83,6 +86,7 @@ def user_enable(*, user: User, by: User) -> None:
         return
     user.status = UserStatus.APPROVED
     user.save(update_fields=["status"])
+    audit_record(kind=AuditKind.USER, action="enable", subject=user.email, by=by)
 
 
 @transaction.atomic
@@ -92,6 +96,7 @@ def user_disable(*, user: User, by: User) -> None:
     user_guard_last_admin(losing=[user])
     user.status = UserStatus.DISABLED
     user.save(update_fields=["status"])
+    audit_record(kind=AuditKind.USER, action="disable", subject=user.email, by=by)
 
 
 @transaction.atomic
@@ -103,6 +108,7 @@ def user_set_admin(*, user: User, is_admin: bool, by: User) -> None:
     user.is_staff = is_admin
     user.is_superuser = is_admin
     user.save(update_fields=["is_staff", "is_superuser"])
+    audit_record(kind=AuditKind.USER, action="make admin" if is_admin else "revoke admin", subject=user.email, by=by)
 
 
 @transaction.atomic
@@ -110,12 +116,14 @@ def user_set_password(*, user: User, password: str, by: User) -> None:
     """An administrator sets a new password; the account's existing sessions end with it."""
     user.set_password(password)
     user.save(update_fields=["password"])
+    audit_record(kind=AuditKind.USER, action="set password", subject=user.email, by=by)
 
 
 @transaction.atomic
 def user_delete(*, user: User, by: User) -> None:
     _lock_users()
     user_guard_last_admin(losing=[user])
+    audit_record(kind=AuditKind.USER, action="delete", subject=user.email, by=by)
     user.delete()
 
 
@@ -134,6 +142,7 @@ def user_save(*, user: User, by: User) -> None:
         user.approved_at = timezone.now()
         user.approved_by = by
     user.save()
+    audit_record(kind=AuditKind.USER, action="edit", subject=user.email, by=by, message=f"status {user.status}")
 
 
 @transaction.atomic
@@ -143,5 +152,6 @@ def users_delete(*, users: Iterable[User], by: User) -> int:
     _lock_users()
     user_guard_last_admin(losing=users)
     for user in users:
+        audit_record(kind=AuditKind.USER, action="delete", subject=user.email, by=by)
         user.delete()
     return len(users)

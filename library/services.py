@@ -11,6 +11,8 @@ from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
 from accounts.models import User
+from audit.models import AuditKind
+from audit.services import audit_record
 from library.local import is_valid_repo_id
 from library.models import Download, DownloadState
 from library.selectors import model_uses
@@ -37,19 +39,21 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> 
     if existing is not None:
         return existing
     download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by)
+    audit_record(kind=AuditKind.DOWNLOAD, action="download", subject=repo_id, by=by, message=f"revision {revision}")
     transaction.on_commit(wake_supervisor)
     return download
 
 
-def download_cancel(*, download: Download) -> bool:
+def download_cancel(*, download: Download, by: User | None = None) -> bool:
     """Ask the runner to stop and remove the partial files; False when it had already ended."""
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
+        audit_record(kind=AuditKind.DOWNLOAD, action="cancel", subject=download.repo_id, by=by)
         wake_supervisor()
     return bool(changed)
 
 
-def model_delete(*, repo_id: str, cache_dir: Path | None = None) -> int:
+def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
     server or a download uses it."""
@@ -70,4 +74,11 @@ def model_delete(*, repo_id: str, cache_dir: Path | None = None) -> int:
         raise LibraryError(f"{repo_id} is not in the model cache.")
     strategy = info.delete_revisions(*(revision.commit_hash for revision in repo.revisions))
     strategy.execute()
+    audit_record(
+        kind=AuditKind.MODEL,
+        action="delete",
+        subject=repo_id,
+        by=by,
+        message=f"{strategy.expected_freed_size} bytes freed",
+    )
     return int(strategy.expected_freed_size)

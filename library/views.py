@@ -128,7 +128,7 @@ def download(request: AuthedRequest) -> HttpResponse:
 @require_POST
 def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Download, pk=pk)
-    if download_cancel(download=item):
+    if download_cancel(download=item, by=request.user):
         messages.info(request, f"{item.repo_id}: cancelling; partial files will be removed.")
     if request.htmx:
         return render(request, "library/_downloads.html", _downloads_context())
@@ -139,7 +139,7 @@ def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
 def delete(request: AuthedRequest) -> HttpResponse:
     repo_id = request.POST.get("repo_id", "")
     try:
-        freed = model_delete(repo_id=repo_id)
+        freed = model_delete(repo_id=repo_id, by=request.user)
     except LibraryError as problem:
         context = {**_local_context(), "delete_error": str(problem)}
         status = 409 if is_valid_repo_id(repo_id) else 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import environ
@@ -63,10 +64,12 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "accounts",
+    "audit",
     "profiles",
     "library",
     "servers",
     "system",
+    "monitoring",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -206,3 +209,5 @@ MLXM_START_TIMEOUT = env.float("MLXM_START_TIMEOUT", default=300.0)
 MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
 # Seconds a Hub search or model page may wait for the Hub before saying it cannot be reached.
 MLXM_HUB_TIMEOUT = env.float("MLXM_HUB_TIMEOUT", default=15.0)
+# This machine's name among the nodes: the `node` label of the metrics.
+MLXM_NODE_NAME = env.str("MLXM_NODE_NAME", default=socket.gethostname())

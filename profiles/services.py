@@ -9,6 +9,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from audit.models import AuditKind
+from audit.services import audit_record
 from profiles.models import ServerProfile
 from profiles.ports import next_free_port
 from profiles.selectors import server_status
@@ -40,10 +42,11 @@ def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfi
             profile.save()
     except IntegrityError:
         raise ProfileConflict(_conflict_message(fields)) from None
+    audit_record(kind=AuditKind.PROFILE, action="create", subject=profile.name, by=by, profile_id=profile.pk)
     return profile
 
 
-def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any]) -> ServerProfile:
+def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None = None) -> ServerProfile:
     """Write the changed fields of an existing profile. A running server keeps its old settings
     until it is restarted."""
     for name, value in fields.items():
@@ -53,6 +56,14 @@ def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any]) -> Serv
             profile.save(update_fields=[*fields, "updated_at"])
     except IntegrityError:
         raise ProfileConflict(_conflict_message(fields)) from None
+    audit_record(
+        kind=AuditKind.PROFILE,
+        action="edit",
+        subject=profile.name,
+        by=by,
+        profile_id=profile.pk,
+        message=", ".join(fields),
+    )
     return profile
 
 
@@ -87,10 +98,18 @@ def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfi
             copy.save(force_insert=True)
     except IntegrityError:
         raise ProfileConflict(f"Could not copy “{profile.name}”: its new name or port was taken; try again.") from None
+    audit_record(
+        kind=AuditKind.PROFILE,
+        action="duplicate",
+        subject=copy.name,
+        by=by,
+        profile_id=copy.pk,
+        message=f"copy of {profile.name}",
+    )
     return copy
 
 
-def profile_delete(*, profile: ServerProfile) -> None:
+def profile_delete(*, profile: ServerProfile, by: User | None = None) -> None:
     """Delete a profile whose server is stopped (or failed for good). A running server would be
     left without its recipe, so that is refused."""
     with transaction.atomic():
@@ -100,4 +119,5 @@ def profile_delete(*, profile: ServerProfile) -> None:
                 f"“{profile.name}” cannot be deleted while its server is {status.label.lower()}"
                 f"{' and set to run' if status.set_to_run else ''}. Stop it first."
             )
+        audit_record(kind=AuditKind.PROFILE, action="delete", subject=profile.name, by=by, profile_id=profile.pk)
         profile.delete()

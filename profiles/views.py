@@ -106,7 +106,7 @@ def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse
                     saved = services.profile_create(fields=fields, by=request.user)
                     messages.success(request, f"Profile “{saved.name}” created.")
                 else:
-                    saved = services.profile_update(profile=form.instance, fields=fields)
+                    saved = services.profile_update(profile=form.instance, fields=fields, by=request.user)
                     note = "" if server_status(saved).stopped else " Restart its server to use them."
                     messages.success(request, f"Changes to “{saved.name}” saved.{note}")
             except services.ProfileConflict as exc:
@@ -154,7 +154,7 @@ def profile_duplicate(request: AuthedRequest, pk: int) -> HttpResponse:
 def profile_delete(request: AuthedRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(ServerProfile, pk=pk)
     try:
-        services.profile_delete(profile=profile)
+        services.profile_delete(profile=profile, by=request.user)
     except services.ProfileDeleteRefused as exc:
         messages.error(request, str(exc))
         return redirect("profiles:detail", pk=pk)

@@ -9,6 +9,8 @@ from django.db import transaction
 from django.db.models import F
 
 from accounts.models import User
+from audit.models import AuditKind
+from audit.services import audit_record
 from mlxmanager.wakeup import wake_supervisor
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, ServerState
@@ -28,6 +30,7 @@ def _record_intent(server: Server, *, action: str, by: User | None, **desired: o
     """Write the web side's columns, log the user's action, and wake the supervisor once committed."""
     Server.objects.filter(pk=server.pk).update(**desired)
     ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause="user")
+    audit_record(kind=AuditKind.SERVER, action=action, subject=server.profile.name, by=by, profile_id=server.profile_id)
     transaction.on_commit(wake_supervisor)
     server.refresh_from_db()
     return server

@@ -8,6 +8,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import AuditKind
+from audit.services import audit_record
 from servers.models import Server, ServerEvent
 from servers.states import State, is_allowed
 
@@ -44,6 +46,13 @@ def transition(
             message=message,
             exit_code=exit_code,
         )
+        audit_record(
+            kind=AuditKind.SERVER,
+            action=f"{current.value} → {new_state.value}",
+            subject=server.profile.name,
+            profile_id=server.profile_id,
+            message=f"{cause}: {message}" if message else cause,
+        )
     for name, value in updates.items():
         setattr(server, name, value)
 
@@ -51,6 +60,13 @@ def transition(
 def server_note(server: Server, *, cause: str, message: str) -> None:
     """An event that is not a state change (adoption, a cleared PID, a rotated log)."""
     ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.NOTE, cause=cause, message=message)
+    audit_record(
+        kind=AuditKind.SERVER,
+        action=f"note: {cause}",
+        subject=server.profile.name,
+        profile_id=server.profile_id,
+        message=message,
+    )
 
 
 def save_fields(server: Server, **fields: Any) -> None:

@@ -13,5 +13,6 @@ urlpatterns = [
     path("servers/", include("servers.urls")),
     path("models/", include("library.urls")),
     path("system/", include("system.urls")),
+    path("", include("monitoring.urls")),
     path("admin/", admin.site.urls),
 ]

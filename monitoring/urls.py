@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from monitoring import views
+
+app_name = "monitoring"
+urlpatterns = [
+    path("metrics", views.metrics, name="metrics"),
+    path("audit/", views.audit, name="audit"),
+    path("audit/mine/", views.audit_mine, name="audit_mine"),
+]

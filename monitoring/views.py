@@ -1,0 +1,138 @@
+"""`/metrics` for Prometheus, and the audit page (`/audit/`) with its CSV export."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+from collections.abc import Iterator
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from accounts.middleware import public
+from accounts.models import User
+from audit.models import AuditRecord
+from mlxmanager.types import AuthedRequest
+from monitoring.collector import ManagerCollector
+from monitoring.forms import AuditFilterForm
+from profiles.models import ServerProfile
+
+READ_METRICS = "gateway.read_metrics"
+PAGE_SIZE = 50
+CSV_COLUMNS = ("when", "who", "kind", "action", "subject", "message")
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(ManagerCollector())
+
+
+class Unauthenticated(Exception):
+    """No credentials, or wrong ones: the scraper should send (other) credentials."""
+
+
+def _basic_auth_user(request: HttpRequest, header: str) -> User:
+    """The account named by HTTP Basic credentials (email and password), checked like a login,
+    so failed attempts count towards django-axes' lockout."""
+    try:
+        email, _, password = base64.b64decode(header.removeprefix("Basic ").strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated from None
+    user = authenticate(request, username=email, password=password)  # a lockout raises PermissionDenied
+    if not isinstance(user, User):
+        raise Unauthenticated
+    return user
+
+
+def _metrics_reader(request: HttpRequest) -> User:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Basic "):
+        user = _basic_auth_user(request, header)
+    elif request.user.is_authenticated and isinstance(request.user, User):
+        user = request.user
+    else:
+        raise Unauthenticated
+    if not (user.is_approved and (user.is_admin or user.has_perm(READ_METRICS))):
+        raise PermissionDenied
+    return user
+
+
+@public  # answers 401/403 itself: a scraper cannot follow a redirect to the login page
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    try:
+        _metrics_reader(request)
+    except Unauthenticated:
+        response = HttpResponse("Credentials needed: an administrator's account or an API key.\n", status=401)
+        response["WWW-Authenticate"] = 'Basic realm="MLX Manager metrics", charset="UTF-8"'
+        return response
+    # Text format 0.0.4: what every Prometheus understands (Debian's 2.42 included).
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def _records_for(user: User) -> QuerySet[AuditRecord]:
+    """Everything for an administrator; a member's own profiles' records otherwise."""
+    records = AuditRecord.objects.all()
+    if user.is_admin:
+        return records
+    return records.filter(profile_id__in=ServerProfile.objects.filter(created_by=user).values("pk"))
+
+
+def _render_audit(request: AuthedRequest, *, mine: bool) -> HttpResponseBase:
+    scope = _records_for(request.user)
+    form = AuditFilterForm(request.GET, records=scope)
+    records = form.apply(scope) if form.is_valid() else scope.none()
+    if request.GET.get("format") == "csv":
+        return _csv_response(records)
+    page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("format", None)
+    return render(
+        request,
+        "monitoring/audit.html",
+        {"form": form, "page": page, "query": query.urlencode(), "mine": mine},
+    )
+
+
+@require_GET
+def audit(request: AuthedRequest) -> HttpResponseBase:
+    if not request.user.is_admin:
+        raise PermissionDenied
+    return _render_audit(request, mine=False)
+
+
+@require_GET
+def audit_mine(request: AuthedRequest) -> HttpResponseBase:
+    """A member's view of the trail: the events of the profiles they created."""
+    return _render_audit(request, mine=True)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_cell(value: str) -> str:
+    """Keep spreadsheets from running a cell as a formula (CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _csv_rows(records: QuerySet[AuditRecord]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for record in records.iterator():
+        cells = (record.created_at.isoformat(), record.who, record.kind, record.action, record.subject, record.message)
+        yield writer.writerow([csv_cell(cell) for cell in cells])
+
+
+def _csv_response(records: QuerySet[AuditRecord]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_csv_rows(records), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="mlx-manager-audit.csv"'
+    return response

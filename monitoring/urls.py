@@ -8,5 +8,5 @@ app_name = "monitoring"
 urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("audit/", views.audit, name="audit"),
-    path("audit/mine/", views.audit_mine, name="audit_mine"),
+    path("activity/", views.activity, name="activity"),
 ]

@@ -11,7 +11,7 @@ from django.contrib.auth import authenticate
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
@@ -101,15 +101,16 @@ def _render_audit(request: AuthedRequest, *, mine: bool) -> HttpResponseBase:
     )
 
 
-@require_GET
 def audit(request: AuthedRequest) -> HttpResponseBase:
-    if not request.user.is_admin:
+    if not request.user.is_admin:  # before the method check: a member learns nothing here
         raise PermissionDenied
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
     return _render_audit(request, mine=False)
 
 
 @require_GET
-def audit_mine(request: AuthedRequest) -> HttpResponseBase:
+def activity(request: AuthedRequest) -> HttpResponseBase:
     """A member's view of the trail: the events of the profiles they created."""
     return _render_audit(request, mine=True)
 

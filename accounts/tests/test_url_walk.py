@@ -16,7 +16,10 @@ from accounts.tests.urlwalk import WalkedURL, all_urls
 
 # The only views open to anyone, each marked @public on purpose.
 EXEMPT = {"healthz", "accounts:login", "accounts:register", "accounts:pending"}
-ADMIN_ONLY_PREFIXES = ("/users/", "/admin/")
+# Public to the middleware because they answer 401/403 themselves (a scraper cannot follow a
+# redirect to the login page).
+SELF_GUARDED = {"monitoring:metrics"}
+ADMIN_ONLY_PREFIXES = ("/users/", "/admin/", "/audit/")
 HTMX = {"HX-Request": "true"}
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +27,7 @@ Response = Any  # the test client's response
 
 
 def _guarded() -> list[WalkedURL]:
-    return [u for u in all_urls() if u.name not in EXEMPT]
+    return [u for u in all_urls() if u.name not in EXEMPT | SELF_GUARDED]
 
 
 def _location(response: Response) -> str:
@@ -70,7 +73,20 @@ def test_walk_finds_every_app_and_each_url_resolves_to_its_view() -> None:
 
 def test_only_the_explicit_exemptions_are_public() -> None:
     public = {u.name for u in all_urls() if is_public(u.callback)}
-    assert public == EXEMPT
+    assert public == EXEMPT | SELF_GUARDED
+
+
+def test_self_guarded_views_refuse_all_but_administrators(
+    client: Client, user_client: Client, admin_client: Client, make_user: Callable[..., User]
+) -> None:
+    pending = Client()
+    pending.force_login(make_user(status=UserStatus.PENDING))
+    urls = [u for u in all_urls() if u.name in SELF_GUARDED]
+    assert len(urls) == len(SELF_GUARDED)
+    _check(urls, lambda u: client.get(u.url), lambda u, r: r.status_code == 401)
+    _check(urls, lambda u: pending.get(u.url), lambda u, r: r.status_code in (401, 403))
+    _check(urls, lambda u: user_client.get(u.url), lambda u, r: r.status_code == 403)
+    _check(urls, lambda u: admin_client.get(u.url), lambda u, r: r.status_code == 200)
 
 
 def test_exempt_pages_open_to_anyone(client: Client) -> None:

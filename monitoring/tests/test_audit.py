@@ -77,11 +77,11 @@ def test_a_member_sees_only_the_records_of_their_own_profiles(
     audit_record(kind=AuditKind.SERVER, action="start", subject=mine.name, by=approved_user, profile_id=mine.pk)
     audit_record(kind=AuditKind.SERVER, action="start", subject=theirs.name, by=admin_user, profile_id=theirs.pk)
     audit_record(kind=AuditKind.USER, action="approve", subject="x@example.com", by=admin_user)
-    text = strip_tags(user_client.get("/audit/mine/").content.decode())
+    text = strip_tags(user_client.get("/activity/").content.decode())
     assert "Server start mine" in text
     assert "theirs" not in text
     assert "x@example.com" not in text
-    exported = user_client.get("/audit/mine/?format=csv")
+    exported = user_client.get("/activity/?format=csv")
     assert [r["subject"] for r in csv.DictReader(io.StringIO(exported.getvalue().decode()))] == ["mine"]
 
 

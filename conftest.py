@@ -135,6 +135,18 @@ def supervisor_process(transactional_db: Any, tmp_path: Path) -> Iterator[Any]:
         runner.cleanup()
 
 
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[Any]:
+    """A gunicorn (testing/web.py) on the test database, not started yet; ended after the test."""
+    from testing.web import WebServer
+
+    web = WebServer(log_path=tmp_path / "gunicorn.log")
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
 # --- the browser ---
 
 

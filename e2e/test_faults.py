@@ -120,16 +120,6 @@ def medium_not_cached() -> Iterator[Path]:
 
 
 @pytest.fixture
-def web_server(tmp_path: Path) -> Iterator[WebServer]:
-    """A gunicorn on the test database (not started yet); ended after the test."""
-    web = WebServer(log_path=tmp_path / "gunicorn.log")
-    try:
-        yield web
-    finally:
-        web.stop()
-
-
-@pytest.fixture
 def web_user(make_user: Callable[..., User]) -> User:
     return make_user("operator@example.com", password=PASSWORD)
 

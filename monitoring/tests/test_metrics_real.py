@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,6 @@ from testing.supervisor import SupervisorProcesses, wait_for
 from testing.web import WebServer
 
 pytestmark = pytest.mark.mlx
-
-
-@pytest.fixture
-def web_server(tmp_path: Path) -> Iterator[WebServer]:
-    web = WebServer(log_path=tmp_path / "gunicorn.log")
-    try:
-        yield web
-    finally:
-        web.stop()
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ from huggingface_hub.file_download import get_hf_file_metadata, http_get, repo_f
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
+from audit.models import AuditKind
+from audit.services import audit_record
 from library.local import disk_free
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
@@ -282,6 +284,10 @@ def describe(error: BaseException) -> str:
 def _finish(download_id: int, state: DownloadState, error: str = "") -> None:
     Download.objects.filter(pk=download_id).update(
         state=state, error=error, finished_at=timezone.now(), speed_bps=None, runner=""
+    )
+    repo_id = Download.objects.filter(pk=download_id).values_list("repo_id", flat=True).first()
+    audit_record(
+        kind=AuditKind.DOWNLOAD, action=state.value, subject=repo_id or f"download {download_id}", message=error
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from huggingface_hub import scan_cache_dir
 
+from audit.models import AuditRecord
 from library.downloads import READ_CHUNK, DownloadRunner, read_chunk_size
 from library.local import cached_repo_ids, local_models
 from library.models import Download, DownloadState
@@ -209,6 +210,9 @@ def test_unknown_repo_fails_with_a_message(hub: Any) -> None:
     finally:
         runner.shutdown()
     assert "No such model" in final.error
+    trail = AuditRecord.objects.filter(subject="mlx-community/No-Such-Model")  # newest first
+    assert [(r.action, r.who) for r in trail] == [("failed", "supervisor"), ("download", "supervisor")]
+    assert "No such model" in trail[0].message
 
 
 def test_at_most_two_downloads_at_once(hub: Any) -> None:

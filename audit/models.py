@@ -1,5 +1,6 @@
-"""The audit trail: who did what, and when. It sits at the bottom of the apps (only accounts
-below it), so every service can write to it; the page that reads it lives in `monitoring/`."""
+"""The audit trail: who did what, and when. It sits at the bottom of the apps (below accounts too:
+it names the user model only through AUTH_USER_MODEL), so every service can write to it; the page
+that reads it lives in `monitoring/`."""
 
 from __future__ import annotations
 

@@ -1,13 +1,19 @@
-"""The one writer of the audit trail."""
+"""The one writer of the audit trail. It sits below every other app (accounts too, whose services
+write here), so it names the person by the few attributes it needs instead of importing User."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from audit.models import AuditKind, AuditRecord
 
-if TYPE_CHECKING:
-    from accounts.models import User
+
+class Actor(Protocol):
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def email(self) -> str: ...
 
 
 def audit_record(
@@ -15,7 +21,7 @@ def audit_record(
     kind: AuditKind,
     action: str,
     subject: object,
-    by: User | None = None,
+    by: Actor | None = None,
     profile_id: int | None = None,
     message: str = "",
 ) -> AuditRecord:
@@ -24,7 +30,7 @@ def audit_record(
         kind=kind,
         action=action[:64],
         subject=str(subject)[:255],
-        actor=by if by is not None and by.pk is not None else None,
+        actor_id=by.pk if by is not None else None,
         actor_email=by.email if by is not None else "",
         profile_id=profile_id,
         message=message,

@@ -4,8 +4,10 @@ person can act on; callers show it and carry on with what is local."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx2
+import huggingface_hub.constants as hf_constants
 from django.conf import settings
-from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status, set_client_factory
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import build_hf_headers
 
 from library.local import cached_repo_ids
@@ -39,29 +43,120 @@ def hub_timeout() -> float:
     return settings.MLXM_HUB_TIMEOUT
 
 
+# The deadline of the Hub call running in this thread (None: not a page's call, e.g. a download).
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("hub_deadline", default=None)
+
+
+class HubUnreachable(Exception):
+    """Raised inside a page's Hub call instead of the client's network errors: huggingface_hub
+    retries those five times with back-off (~23 s); a page wants the answer at once, and no
+    retry may outlive the request that asked."""
+
+    def __init__(self, cause: str, *, timed_out: bool = False) -> None:
+        super().__init__(cause)
+        self.timed_out = timed_out
+
+
+class _PageDeadlineTransport(httpx2.HTTPTransport):
+    """The Hub client's transport. For a page's call (a deadline is set) it fails fast: a refused
+    connection or unknown name at once, a request started after the deadline not at all, and no
+    request waits past the deadline."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = _deadline.get()
+        if deadline is None:
+            return super().handle_request(request)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise HubUnreachable("the page stopped waiting", timed_out=True)
+        request.extensions["timeout"] = httpx2.Timeout(left).as_dict()
+        try:
+            return super().handle_request(request)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+            raise HubUnreachable(_connect_failure(error)) from None
+        except httpx2.TimeoutException:
+            raise HubUnreachable("no answer in time", timed_out=True) from None
+
+
+def _connect_failure(error: Exception) -> str:
+    text = str(error)
+    if "Name or service not known" in text or "nodename nor servname" in text or "resolution" in text:
+        return "name resolution failed"
+    if "refused" in text.lower():
+        return "connection refused"
+    return text or type(error).__name__
+
+
+def _hub_client() -> httpx2.Client:
+    """huggingface_hub's own client (its request hook: HF_HUB_OFFLINE, request ids) on our transport."""
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    return httpx2.Client(
+        transport=_PageDeadlineTransport(),
+        event_hooks={"request": [hf_request_event_hook]},
+        follow_redirects=True,
+        timeout=None,
+    )
+
+
+set_client_factory(_hub_client)
+
+
+def unreachable_message(cause: str) -> str:
+    return (
+        f"Could not reach the Hugging Face Hub at {hf_constants.ENDPOINT} ({cause}). "
+        "Check the network, or set HF_ENDPOINT to a reachable Hub mirror; to work without the Hub, "
+        "set HF_HUB_OFFLINE=1 and list your model folders in MLXM_MODEL_DIRS. Your local models still work."
+    )
+
+
+def _with_this_deadline(func: Callable[..., T]) -> Callable[..., T]:
+    """`func` to run in a worker thread under the caller's deadline (threads do not inherit it)."""
+    deadline = _deadline.get()
+
+    def run(*args: Any) -> T:
+        token = _deadline.set(deadline)
+        try:
+            return func(*args)
+        finally:
+            _deadline.reset(token)
+
+    return run
+
+
+_SLOW_HUB = (
+    "The Hugging Face Hub did not answer in time: it may be down, or this machine is offline. "
+    "Your local models still work."
+)
+
+
 def _with_deadline(func: Callable[[], T]) -> T:
-    """Run a Hub call with a deadline: the client retries a failing Hub for ~20 s, a page should not."""
-    future = _pool.submit(func)
+    """Run a Hub call with a deadline: failures come back at once, slowness at the deadline."""
+    token = _deadline.set(time.monotonic() + hub_timeout())
     try:
-        return future.result(timeout=hub_timeout())
+        future = _pool.submit(_with_this_deadline(func))
+    finally:
+        _deadline.reset(token)
+    try:
+        return future.result(timeout=hub_timeout() + 0.5)
+    except HubUnreachable as error:
+        if not error.timed_out:
+            raise HubError(unreachable_message(str(error))) from None
+        raise HubError(_SLOW_HUB) from None
     except FutureTimeout:
+        raise HubError(_SLOW_HUB) from None
+    except OfflineModeIsEnabled:
         raise HubError(
-            "The Hugging Face Hub did not answer in time: it may be down, or this machine is offline. "
-            "Your local models still work."
+            "HF_HUB_OFFLINE is set: the Hub is not asked. Your local models still work; "
+            "unset HF_HUB_OFFLINE to search the Hub."
         ) from None
     except RepositoryNotFoundError:
         raise HubError("No such model on the Hub (or it is private and no token is set).") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         raise HubError(f"The Hugging Face Hub answered with an error (HTTP {status}). Try again later.") from None
-    except (OSError, ValueError) as error:
-        raise HubError(
-            f"Could not reach the Hugging Face Hub ({type(error).__name__}). Your local models still work."
-        ) from None
-    except Exception as error:  # httpx errors and the client's own
-        raise HubError(
-            f"Could not reach the Hugging Face Hub ({type(error).__name__}). Your local models still work."
-        ) from None
+    except Exception as error:  # OSError, httpx errors and the client's own
+        raise HubError(unreachable_message(type(error).__name__)) from None
 
 
 def fits_in_memory(size: int | None) -> bool:
@@ -145,7 +240,7 @@ def hub_search(*, query: str, author: str, sort: str, max_size: int | None) -> l
         downloaded = set(cached_repo_ids())
         models = [_model_from(info, downloaded) for info in infos]
         for model, (size, files) in zip(
-            models, _size_pool.map(lambda m: _file_sizes(m.repo_id, m.sha), models), strict=True
+            models, _size_pool.map(_with_this_deadline(lambda m: _file_sizes(m.repo_id, m.sha)), models), strict=True
         ):
             model.size, model.files = size, files
         return [m for m in models if max_size is None or (m.size is not None and m.size <= max_size)]

@@ -104,14 +104,20 @@ def test_search_download_watch_progress_then_delete(
 def test_hub_down_shows_a_message_in_the_browser(
     page: Any, live_server: Any, approved_user: User, hub: Any, settings: Any
 ) -> None:
-    settings.MLXM_HUB_TIMEOUT = 1.0
-    hub.down = True
+    settings.MLXM_HUB_TIMEOUT = 2.0
+    hub.down = True  # answers 500: the client retries until the page's deadline
     browser_login(page, live_server.url, approved_user.email)
     page.goto(f"{live_server.url}/models/search/")
+    busy = page.locator("#search-busy")
+    assert not busy.is_visible()
     page.fill("input[name=q]", "qwen")
+    busy.wait_for(state="visible")  # while the search runs
+    assert "Searching the Hub" in busy.inner_text()
+    screenshot(page, "library-search-busy")
     message = page.locator(".hub-error")
     message.wait_for()
     assert "did not answer in time" in message.inner_text()
+    busy.wait_for(state="hidden")
     screenshot(page, "library-search-hub-down")
 
 

@@ -53,6 +53,27 @@ def download_cancel(*, download: Download, by: User | None = None) -> bool:
     return bool(changed)
 
 
+FINISHED = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELLED)
+
+
+def download_dismiss(*, download: Download, by: User | None = None) -> bool:
+    """Take a finished download off the list (its record goes; the model, if any, stays)."""
+    deleted, _ = Download.objects.filter(pk=download.pk, state__in=FINISHED).delete()
+    if deleted:
+        audit_record(kind=AuditKind.DOWNLOAD, action="dismiss", subject=download.repo_id, by=by)
+    return bool(deleted)
+
+
+@transaction.atomic
+def download_retry(*, download: Download, by: User | None) -> Download:
+    """Queue a failed or cancelled download again (it resumes from its partial files) and drop the old record."""
+    if download.state not in (DownloadState.FAILED, DownloadState.CANCELLED):
+        raise LibraryError(f"{download.repo_id}: only a failed or cancelled download can be tried again.")
+    queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by)
+    download_dismiss(download=download, by=by)
+    return queued
+
+
 def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running

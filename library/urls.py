@@ -11,5 +11,7 @@ urlpatterns = [
     path("download/", views.download, name="download"),
     path("downloads/", views.downloads, name="downloads"),
     path("downloads/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("downloads/<int:pk>/retry/", views.retry, name="retry"),
+    path("downloads/<int:pk>/dismiss/", views.dismiss, name="dismiss"),
     path("delete/", views.delete, name="delete"),
 ]

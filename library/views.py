@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
@@ -17,16 +20,33 @@ from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
 from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
-from library.models import Download
+from library.models import Download, DownloadState
 from library.selectors import model_uses
-from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete
+from library.services import (
+    ACTIVE,
+    LibraryError,
+    download_cancel,
+    download_dismiss,
+    download_queue,
+    download_retry,
+    model_delete,
+)
 from mlxmanager.memory import for_models
 from mlxmanager.types import AuthedRequest
 
 
+RECENT_SHOWN = 5
+DONE_SHOWN_FOR = timedelta(minutes=10)  # a finished download's line, then the model's row says it all
+
+
 def _downloads_context() -> dict[str, Any]:
+    """Running downloads, failed ones until dismissed or retried, others for a few minutes."""
     active = list(Download.objects.filter(state__in=ACTIVE).order_by("created_at"))
-    recent = list(Download.objects.exclude(state__in=ACTIVE).order_by("-finished_at", "-created_at")[:5])
+    recent = list(
+        Download.objects.exclude(state__in=ACTIVE)
+        .filter(Q(state=DownloadState.FAILED) | Q(finished_at__gte=timezone.now() - DONE_SHOWN_FOR))
+        .order_by("-finished_at", "-created_at")[:RECENT_SHOWN]
+    )
     return {"active_downloads": active, "recent_downloads": recent}
 
 
@@ -130,6 +150,26 @@ def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(Download, pk=pk)
     if download_cancel(download=item, by=request.user):
         messages.info(request, f"{item.repo_id}: cancelling; partial files will be removed.")
+    if request.htmx:
+        return render(request, "library/_downloads.html", _downloads_context())
+    return redirect(f"{reverse('library:local')}#downloads")
+
+
+@require_POST
+def dismiss(request: AuthedRequest, pk: int) -> HttpResponse:
+    download_dismiss(download=get_object_or_404(Download, pk=pk), by=request.user)
+    if request.htmx:
+        return render(request, "library/_downloads.html", _downloads_context())
+    return redirect(f"{reverse('library:local')}#downloads")
+
+
+@require_POST
+def retry(request: AuthedRequest, pk: int) -> HttpResponse:
+    try:
+        queued = download_retry(download=get_object_or_404(Download, pk=pk), by=request.user)
+        messages.success(request, f"{queued.repo_id}: download queued again.")
+    except LibraryError as problem:
+        messages.warning(request, str(problem))
     if request.htmx:
         return render(request, "library/_downloads.html", _downloads_context())
     return redirect(f"{reverse('library:local')}#downloads")

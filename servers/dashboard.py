@@ -31,6 +31,7 @@ from servers.templatetags.servers_extras import duration
 
 CHART_WINDOW = timedelta(hours=1)
 CHART_BUCKETS = 60
+SPARK_MIN_POINTS = 3  # sampled buckets (minutes) before a sparkline is drawn
 # The sparklines have one point a minute: every poll need not recompute them. The card's own figures
 # (state, RSS, CPU, health) are read fresh at every poll.
 SERIES_CACHE_SECONDS = 10
@@ -80,7 +81,8 @@ class Series:
 
     @cached_property
     def has_data(self) -> bool:
-        return any(v is not None for v in self.memory)
+        """Enough minutes sampled to draw a line a person can read (one or two make a dot)."""
+        return sum(v is not None for v in self.memory) >= SPARK_MIN_POINTS
 
 
 def _empty_series() -> Series:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -24,3 +27,17 @@ def duration(value: timedelta | float | None) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+# The supervisor's own probe in the server's access log: `... "GET /health HTTP/1.1" 200 -`.
+HEALTH_PROBE = re.compile(r'"(?:GET|HEAD) /health HTTP/[\d.]+"')
+
+
+@register.filter
+def log_lines(text: str) -> str:
+    """Log text as one span per line, the supervisor's /health probes marked so the page can hide them."""
+    parts = []
+    for line in text.splitlines(keepends=True):
+        kind = "log-line log-health" if HEALTH_PROBE.search(line) else "log-line"
+        parts.append(format_html('<span class="{}">{}</span>', kind, line))
+    return mark_safe("".join(parts))  # noqa: S308 - every line was escaped by format_html

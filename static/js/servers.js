@@ -1,4 +1,5 @@
-// The server page's log: keep following the bottom while new lines arrive (unless the reader
+// The server page's log: show or hide the supervisor's /health probe lines, filter lines by text,
+// keep following the bottom while new lines arrive (unless the reader
 // scrolled up), and keep only the newest chunks so a chatty server cannot grow the page forever.
 (function () {
   "use strict";
@@ -6,9 +7,23 @@
   var stick = true;
   function logBox() { return document.getElementById("log-lines"); }
   function atBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < 24; }
+  function filterText() {
+    var input = document.getElementById("log-filter");
+    return input ? input.value.trim().toLowerCase() : "";
+  }
+  function applyFilter(root) {
+    var text = filterText();
+    root.querySelectorAll(".log-line").forEach(function (line) {
+      line.hidden = text !== "" && line.textContent.toLowerCase().indexOf(text) === -1;
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
     var box = logBox();
-    if (box) { box.scrollTop = box.scrollHeight; }
+    if (!box) { return; }
+    box.scrollTop = box.scrollHeight;
+    var health = document.getElementById("log-show-health");
+    health.addEventListener("change", function () { box.classList.toggle("show-health", health.checked); });
+    document.getElementById("log-filter").addEventListener("input", function () { applyFilter(box); });
   });
   document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
     var box = logBox();
@@ -18,6 +33,7 @@
     var box = logBox();
     if (!box || event.detail.target !== box) { return; }
     while (box.childElementCount > MAX_CHUNKS) { box.removeChild(box.firstElementChild); }
+    if (filterText()) { applyFilter(box); }
     if (stick) { box.scrollTop = box.scrollHeight; }
   });
 })();

@@ -27,6 +27,24 @@ class ChatReply:
     prompt_tokens: int | None
     completion_tokens: int | None
     seconds: float
+    finish_reason: str = ""
+    max_tokens: int = CHAT_MAX_TOKENS
+
+    @property
+    def empty_reason(self) -> str:
+        """Why the answer has no text, from what the server said ("" when it has text)."""
+        if self.text.strip():
+            return ""
+        if self.finish_reason == "length":
+            return (
+                f"The model used all {self.max_tokens} answer tokens without writing visible text "
+                "(a thinking model may still have been thinking)."
+            )
+        if self.finish_reason == "stop":
+            return "The model ended its answer at once (its first token was the end of the text)."
+        if self.finish_reason:
+            return f"The server ended the answer with finish reason “{self.finish_reason}”."
+        return "The server sent an empty answer and did not say why."
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -68,7 +86,8 @@ def chat_complete(
     seconds = time.perf_counter() - began
     try:
         data = json.loads(raw)
-        text = data["choices"][0]["message"]["content"]
+        choice = data["choices"][0]
+        text = choice["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise ChatError("The server's answer was not an OpenAI chat completion.") from None
     usage = data.get("usage") or {}
@@ -77,6 +96,8 @@ def chat_complete(
         prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
         completion_tokens=_int_or_none(usage.get("completion_tokens")),
         seconds=seconds,
+        finish_reason=str(choice.get("finish_reason") or ""),
+        max_tokens=max_tokens,
     )
 
 

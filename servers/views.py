@@ -22,12 +22,13 @@ from django.views.decorators.http import require_GET, require_POST
 from mlxmanager.types import AuthedRequest
 from profiles.argv import command_line
 from profiles.models import ServerProfile
-from servers.chat import ChatError, ChatReply, chat_complete, chat_url
+from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard import card_for, cards_html, dashboard_data
 from servers.heartbeat import supervisor_status
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
+from servers.promptfit import prompt_fit
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
 from servers.states import UP
 
@@ -130,10 +131,14 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
     elif server is None or server.state not in UP:
         state = server.get_state_display().lower() if server else "stopped"
         error = f"{profile.name} is {state}: start it first, then chat."
+    elif refusal := (fit := prompt_fit(model=profile.model, text=form.cleaned_data["prompt"])).refusal():
+        error = refusal
     else:
         try:
             reply = chat_complete(
-                url=chat_url(profile.host, server.port or profile.port), prompt=form.cleaned_data["prompt"]
+                url=chat_url(profile.host, server.port or profile.port),
+                prompt=form.cleaned_data["prompt"],
+                max_tokens=min(CHAT_MAX_TOKENS, fit.room) if fit.room is not None else CHAT_MAX_TOKENS,
             )
         except ChatError as exc:
             error = str(exc)

@@ -8,6 +8,7 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
@@ -114,3 +115,51 @@ def test_chat_url_reaches_wildcard_hosts_on_loopback() -> None:
     assert chat_url("0.0.0.0", 8080) == "http://127.0.0.1:8080/v1/chat/completions"
     assert chat_url("::", 8080) == "http://[::1]:8080/v1/chat/completions"
     assert chat_url("10.0.0.5", 81) == "http://10.0.0.5:81/v1/chat/completions"
+
+
+@pytest.mark.mlx
+def test_a_prompt_longer_than_the_context_is_refused_not_cut(
+    user_client: Client, make_profile: Callable[..., ServerProfile], tiny_model: Path
+) -> None:
+    """The tiny model's context is 256 tokens (its config.json), counted with its own tokenizer."""
+    port = free_port()  # nothing listens: a prompt that got past the check would say "connection refused"
+    profile = make_profile(model=str(tiny_model), port=port)
+    set_server(profile, ServerState.RUNNING, port=port)
+    long_prompt = " ".join(["hello"] * 300)
+    html = user_client.post(f"/servers/{profile.pk}/chat/", {"prompt": long_prompt}, headers=HTMX).content.decode()
+    assert "chat-error" in html
+    assert "The prompt is 300 tokens; the model&#x27;s context holds 256" in html
+    assert "nothing was sent" in html and "connection refused" not in html
+    short = user_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "hello"}, headers=HTMX).content.decode()
+    assert "connection refused" in short  # a prompt that fits goes on to the server
+
+
+class _EmptyAnswer(BaseHTTPRequestHandler):
+    """A server that answers with no text and says why (finish_reason), as a thinking model cut
+    off by max_tokens does; the tiny random model cannot be made to do that on purpose."""
+
+    def do_POST(self) -> None:
+        body = b'{"choices": [{"message": {"role": "assistant", "content": ""}, "finish_reason": "length"}], "usage": {"prompt_tokens": 3, "completion_tokens": 256}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_empty_answer_says_why(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyAnswer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = int(httpd.server_address[1])
+        profile = make_profile(port=port)
+        set_server(profile, ServerState.RUNNING, port=port)
+        html = user_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "hi"}, headers=HTMX).content.decode()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "chat-empty" in html
+    assert "used all 256 answer tokens without writing visible text" in html

@@ -299,3 +299,17 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
                 if data.get(name) is not None:
                     self.add_error(name, "Only used when KV bits is set; choose KV bits or clear this.")
         return data
+
+
+def name_from_model(model: str) -> str:
+    """A profile name to suggest for `model`: its last path part in lower case ("qwen3-4b-4bit"),
+    with "-2", "-3" ... when a profile already has that name."""
+    base = model.strip().rstrip("/").rsplit("/", 1)[-1].lower()[:90]
+    if not base:
+        return ""
+    taken = {name.lower() for name in ServerProfile.objects.filter(name__istartswith=base).values_list("name", flat=True)}
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate

@@ -15,7 +15,7 @@ from library.local import cached_repo_ids
 from mlxmanager.types import AuthedRequest
 from profiles import services
 from profiles.argv import OPTIONS, command_line
-from profiles.forms import ProfileForm
+from profiles.forms import ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
 from profiles.models import ServerProfile
 from profiles.ports import NoFreePort, next_free_port, port_status
@@ -123,6 +123,7 @@ def _new_initial(request: AuthedRequest) -> dict[str, Any]:
     initial: dict[str, Any] = {}
     if model := request.GET.get("model", "").strip():
         initial["model"] = model
+        initial["name"] = name_from_model(model)
     try:
         initial["port"] = next_free_port()
     except NoFreePort as exc:

@@ -74,6 +74,16 @@ def server_state(request: AuthedRequest, profile_id: int) -> HttpResponse:
     return render(request, "servers/_server_state.html", {**_state_context(profile), "oob": True})
 
 
+@require_GET
+def server_card(request: AuthedRequest, profile_id: int) -> HttpResponse:
+    """One server's card, polling itself: other pages (the profile page) show it with its buttons."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    card = card_for(profile)
+    back = _safe_url(request, request.GET.get("next", ""))
+    context = {"card": card, "back_url": back, "poll_seconds": 1 if card.busy else 5}
+    return render(request, "servers/_card_poll.html", context)
+
+
 @require_POST
 def server_action(request: AuthedRequest, profile_id: int, action: str) -> HttpResponse:
     """Start, stop or restart: record the intent; htmx gets the updated card, others a redirect."""
@@ -178,7 +188,11 @@ def _page_context(profile: ServerProfile) -> dict[str, Any]:
 
 
 def _safe_next(request: AuthedRequest) -> str:
-    target = request.POST.get("next", "")
+    return _safe_url(request, request.POST.get("next", ""))
+
+
+def _safe_url(request: AuthedRequest, target: str) -> str:
+    """`target` when it stays on this site, else the dashboard."""
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return reverse("servers:dashboard")

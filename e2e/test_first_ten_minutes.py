@@ -1,0 +1,68 @@
+"""A newcomer's first minutes, in a real Chromium against the app as `make run` serves it, with a
+real mlx_lm.server: the new-profile form names the profile after the model, Start on the profile
+page reaches `running`, the log hides the supervisor's /health probes until asked and filters by
+text, and a prompt longer than the model's context is refused with a message."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.tests.test_browser import _register as register
+from conftest import screenshot
+from testing.stack import Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.mlx]
+
+
+def test_profile_page_start_log_toggle_and_a_prompt_too_long(stack: Stack, page: Any, tiny_model: Path) -> None:
+    base = stack.url
+    register(page, base, "owner@example.com")
+    page.wait_for_url("**/servers/")
+
+    page.goto(f"{base}/profiles/new/")
+    page.fill("input[name=model]", str(tiny_model))
+    assert page.input_value("input[name=name]") == tiny_model.name  # suggested from the model
+    expect(page.locator("#model-check")).to_contain_text("llama")
+    page.get_by_role("button", name="Create profile").click()
+    expect(page.locator(".message")).to_contain_text("created")
+    profile_id = int(re.search(r"/profiles/(\d+)/", page.url)[1])  # type: ignore[index]
+
+    # The profile page: the server's card with its buttons; Start reaches running in place.
+    card = page.locator(f"#profile-server #server-card-{profile_id}")
+    expect(card).to_have_attribute("data-state", "stopped")
+    assert card.locator(".btn-restart").count() == 0  # nothing to restart while stopped
+    screenshot(page, "profile-page-stopped")
+    card.locator(".btn-start").click()
+    expect(card, "the server did not reach running").to_have_attribute("data-state", "running", timeout=90_000)
+    expect(card.locator(".btn-restart")).to_be_visible()
+    assert card.locator(".btn-start").is_disabled() and card.locator(".btn-stop").is_enabled()
+    screenshot(page, "profile-page-running")
+
+    # The server page's log: the supervisor's GET /health lines are there but hidden.
+    page.goto(f"{base}/servers/{profile_id}/")
+    health = page.locator("#log-lines .log-health")
+    expect(health.first).to_be_attached(timeout=30_000)
+    expect(health.first).to_be_hidden()
+    page.check("#log-show-health")
+    expect(health.first).to_be_visible()
+    page.uncheck("#log-show-health")
+    expect(health.first).to_be_hidden()
+    page.fill("#log-filter", "Starting httpd")
+    started = page.locator("#log-lines .log-line", has_text="Starting httpd")
+    expect(started.first).to_be_visible()
+    other = page.locator("#log-lines .log-line:not(.log-health)").filter(has_not_text="Starting httpd")
+    assert other.count() > 0 and not other.first.is_visible()
+    page.fill("#log-filter", "")
+    expect(other.first).to_be_visible()
+
+    # A prompt longer than the tiny model's 256-token context: refused, with the figures.
+    page.fill("#id_prompt", " ".join(["hello"] * 300))
+    page.click("#chat button[type=submit]")
+    refusal = page.locator("#chat .chat-error")
+    expect(refusal).to_contain_text("The prompt is 300 tokens; the model's context holds 256")
+    screenshot(page, "server-page-prompt-too-long")

@@ -97,3 +97,23 @@ def test_users_page_works_without_javascript(browser_instance: Any, live_server:
         assert not User.objects.filter(pk=bob.pk).exists()
     finally:
         context.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approve_updates_the_pending_badge_and_your_own_row_offers_nothing_refused(
+    page: Any, live_server: Any, admin_user: User, make_user: Any
+) -> None:
+    waiting = make_user("waiting@example.com", status=UserStatus.PENDING)
+    browser_login(page, live_server.url, admin_user.email)
+    page.goto(f"{live_server.url}/users/")
+    badge = page.locator("#pending-badge")
+    assert badge.inner_text().strip() == "1"
+    own = page.locator(f"#user-{admin_user.pk}")
+    assert own.locator("button", has_text="Disable").count() == 0
+    assert own.locator("a", has_text="Delete").count() == 0
+    assert "another administrator" in own.inner_text()
+    screenshot(page, "users-before-approve")
+    page.locator(f"#user-{waiting.pk} button", has_text="Approve").click()
+    page.locator(f"#user-{waiting.pk} .message-success").wait_for()
+    page.wait_for_function("document.getElementById('pending-badge').innerText.trim() === ''")
+    screenshot(page, "users-after-approve")

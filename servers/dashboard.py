@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from library.local import is_valid_repo_id, local_model_path
 from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
@@ -159,6 +160,14 @@ class Card:
         if server.last_exit_code is not None:
             reason = f"{reason} (exit code {server.last_exit_code})" if reason else f"exit code {server.last_exit_code}"
         return reason
+
+    @cached_property
+    def model_missing(self) -> bool:
+        """A failed server whose model (a Hub repo id) is no longer on this machine: offer to download it."""
+        if self.server.state not in FAILED_STATES:
+            return False
+        model = self.profile.model
+        return is_valid_repo_id(model) and local_model_path(model) is None
 
     @cached_property
     def busy(self) -> bool:

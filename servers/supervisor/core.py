@@ -350,13 +350,14 @@ class Supervisor:
         server.refresh_from_db(fields=["restart_count"])
         refusal = checks.precheck(profile, self.host, headroom=self.policy.memory_headroom)
         if refusal:
-            transition(server, State.FATAL, cause="precheck", message=refusal, last_error=refusal)
+            # No process ran: an exit code from an earlier run would only mislead.
+            transition(server, State.FATAL, cause="precheck", message=refusal, last_error=refusal, last_exit_code=None)
             return
         try:
             argv = self.argv_builder(profile)
         except Exception as exc:
             error = f"Could not build the server's command line from the profile: {exc}"
-            transition(server, State.FATAL, cause="precheck", message=error, last_error=error)
+            transition(server, State.FATAL, cause="precheck", message=error, last_error=error, last_exit_code=None)
             return
         log_path = server_log_path(profile.pk)
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile:
     server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)
     add_samples(server)
     html = user_client.get("/servers/").content.decode()
-    assert 'href="http://127.0.0.1:8123/v1"' in html
+    assert 'data-copy="http://127.0.0.1:8123/v1"' in html  # one click copies the OpenAI base URL
     assert "mlx-community/Qwen3-4B-4bit" in html
     assert f"{server.pid}" in html
     assert "2.0 GB" in html
@@ -104,6 +104,26 @@ def test_a_starting_server_says_it_is_loading_and_for_how_long(
     assert html.count("Loading the model") == 1
     card = html[html.index(f'id="server-card-{loading.pk}"') :]
     assert re.search(r"Loading the model: 4[2-9] s so far", card[: card.index("</article>")])
+
+
+def test_a_model_gone_from_the_machine_offers_the_download_again(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    profile = make_profile("gone", model="mlx-community/Deleted-Model-4bit")  # not in this test's cache
+    refusal = "The model mlx-community/Deleted-Model-4bit is not on this machine. Download it from the Models page first"
+    set_server(profile, ServerState.FATAL, desired_state=DesiredState.RUNNING, last_error=refusal)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    card = html[html.index(f'id="server-card-{profile.pk}"') :]
+    assert "btn-download-again" in card and 'value="mlx-community/Deleted-Model-4bit"' in card
+    assert "exit code" not in card
+    # A stopped server is not offered a Restart; a failed one is not offered a download of a folder.
+    folder = make_profile("folder", model="/nowhere/model")
+    set_server(folder, ServerState.FATAL, last_error="The model folder /nowhere/model is not on this machine")
+    stopped = make_profile("idle")
+    set_server(stopped, ServerState.STOPPED)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "btn-download-again" not in html[html.index(f'id="server-card-{folder.pk}"') :].split("</article>")[0]
+    assert "btn-restart" not in html[html.index(f'id="server-card-{stopped.pk}"') :].split("</article>")[0]
 
 
 def test_polls_fast_while_a_server_is_transient_and_slow_otherwise(

@@ -380,9 +380,11 @@ def test_precheck_refusals_spawn_nothing(tmp_path: Path) -> None:
     rig.tick()
     rig.profile.model = "mlx-community/not-downloaded-4bit"
     rig.profile.save()
+    Server.objects.filter(pk=rig.server.pk).update(last_exit_code=1)  # from a run before the model went
     server_start(profile=rig.profile, by=None)
     assert rig.tick().state == State.FATAL
     assert "mlx-community/not-downloaded-4bit is not on this machine" in rig.server.last_error
+    assert rig.server.last_exit_code is None  # no process ran this time: no exit code to show
     assert rig.host.processes == []
 
 

@@ -24,13 +24,15 @@ setup: $(VENV)/.installed
 dev-setup: $(VENV)/.dev-installed
 
 migrate: setup
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput -v 0
+	@pending=$$($(PY) manage.py showmigrations --plan | grep -c '^\[ \]'); \
+		$(PY) manage.py migrate --noinput -v 0 && \
+		if [ "$$pending" -gt 0 ]; then echo "Database: $$pending migrations applied."; else echo "Database: up to date."; fi
+	@$(PY) manage.py collectstatic --noinput -v 0
 
 ## Serve the web app (gunicorn) and the supervisor together; Ctrl-C stops both.
 run: migrate
 	@echo "MLX Manager on http://$(HOST):$(PORT)/ (Ctrl-C stops the web server and the supervisor)"
-	$(VENV)/bin/honcho --no-colour -f Procfile start
+	@$(PY) -m mlxmanager.run -f Procfile start
 
 ## Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright).
 browser:

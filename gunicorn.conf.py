@@ -8,6 +8,7 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 60
 accesslog = "-"
+logger_class = "mlxmanager.gunicorn_logging.QuietPollsLogger"
 # gunicorn's control socket lives in one fixed place per user; two instances (a test stack beside
 # `make run`) would fight over it, and nothing here uses it.
 control_socket_disable = True

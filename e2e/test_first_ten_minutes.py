@@ -1,7 +1,8 @@
 """A newcomer's first minutes, in a real Chromium against the app as `make run` serves it, with a
 real mlx_lm.server: the new-profile form names the profile after the model, Start on the profile
 page reaches `running`, the log hides the supervisor's /health probes until asked and filters by
-text, and a prompt longer than the model's context is refused with a message."""
+text, a prompt longer than the model's context is refused with a message, and Ctrl-C ends it all
+cleanly with exit status 0."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from playwright.sync_api import expect
 
 from accounts.tests.test_browser import _register as register
 from conftest import screenshot
+from e2e.conftest import stack_model_servers
 from testing.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.mlx]
@@ -42,6 +44,9 @@ def test_profile_page_start_log_toggle_and_a_prompt_too_long(stack: Stack, page:
     expect(card.locator(".btn-restart")).to_be_visible()
     assert card.locator(".btn-start").is_disabled() and card.locator(".btn-stop").is_enabled()
     screenshot(page, "profile-page-running")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    card.locator(".copy-url").click()  # one click copies the OpenAI base URL
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", page.evaluate("navigator.clipboard.readText()"))
 
     # The server page's log: the supervisor's GET /health lines are there but hidden.
     page.goto(f"{base}/servers/{profile_id}/")
@@ -66,3 +71,13 @@ def test_profile_page_start_log_toggle_and_a_prompt_too_long(stack: Stack, page:
     refusal = page.locator("#chat .chat-error")
     expect(refusal).to_contain_text("The prompt is 300 tokens; the model's context holds 256")
     screenshot(page, "server-page-prompt-too-long")
+
+    # Ctrl-C: the supervisor stops the model server cleanly (honcho waits for it), exit status 0.
+    status = stack.stop()
+    log = stack.log_text()
+    assert status == 0, log[-3000:]
+    assert "supervisor stopped" in log and log.rstrip().endswith("Goodbye.")
+    assert not stack_model_servers(stack)
+    # The access log has the page loads but not the htmx polls (LOG_LEVEL=DEBUG would bring them back).
+    assert f'"GET /servers/{profile_id}/ HTTP' in log
+    assert f'"GET /servers/{profile_id}/card/' not in log and "/log/?offset=" not in log

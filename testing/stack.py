@@ -82,7 +82,7 @@ class Stack:
         self.manage("collectstatic", "--noinput", "-v", "0")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "honcho"), "--no-colour", "-f", "Procfile", "start"],
+            [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start"],  # what `make run` runs
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -92,17 +92,34 @@ class Stack:
         wait_for_http(f"{self.url}/healthz")
         return self
 
-    def stop(self) -> None:
-        """Ctrl-C, as a person would; then make sure nothing of it is left."""
+    def stop(self) -> int | None:
+        """Ctrl-C, as a person would; then make sure nothing of it is left. Returns the exit status."""
         if self.process is None:
-            return
+            return None
         try:
             os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(timeout=30)
+            status = self.process.wait(timeout=60)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            _kill_tree(self.process.pid)
+            status = self.process.wait()
         self.process = None
+        return status
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything under it (honcho runs in a process group of its own)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for process in family:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass

@@ -307,7 +307,9 @@ def name_from_model(model: str) -> str:
     base = model.strip().rstrip("/").rsplit("/", 1)[-1].lower()[:90]
     if not base:
         return ""
-    taken = {name.lower() for name in ServerProfile.objects.filter(name__istartswith=base).values_list("name", flat=True)}
+    taken = {
+        name.lower() for name in ServerProfile.objects.filter(name__istartswith=base).values_list("name", flat=True)
+    }
     candidate, n = base, 1
     while candidate in taken:
         n += 1

@@ -3,6 +3,7 @@ on a fresh data directory and database, for end-to-end tests, fault drills and b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -119,7 +120,5 @@ def _kill_tree(pid: int) -> None:
     except psutil.Error:
         return
     for process in family:
-        try:
+        with contextlib.suppress(psutil.Error):
             process.kill()
-        except psutil.Error:
-            pass

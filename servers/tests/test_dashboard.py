@@ -110,7 +110,9 @@ def test_a_model_gone_from_the_machine_offers_the_download_again(
     user_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
     profile = make_profile("gone", model="mlx-community/Deleted-Model-4bit")  # not in this test's cache
-    refusal = "The model mlx-community/Deleted-Model-4bit is not on this machine. Download it from the Models page first"
+    refusal = (
+        "The model mlx-community/Deleted-Model-4bit is not on this machine. Download it from the Models page first"
+    )
     set_server(profile, ServerState.FATAL, desired_state=DesiredState.RUNNING, last_error=refusal)
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     card = html[html.index(f'id="server-card-{profile.pk}"') :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 
 import psutil
 import pytest
+from playwright.sync_api import expect
 
+from accounts.tests.test_browser import _register as register
 from conftest import browser_page, call_failed
 from testing.net import free_port
 from testing.stack import Stack
@@ -63,3 +66,20 @@ def second_page(browser_instance: Any, request: pytest.FixtureRequest) -> Iterat
     """A page in a second browser context: another person with their own cookies."""
     with browser_page(browser_instance, request, "-second-person") as page:
         yield page
+
+
+def register_and_create_profile(page: Any, base: str, model: Path, *, name: str = "") -> int:
+    """The first person registers (becoming the administrator) and makes a profile through the
+    form on `model`'s folder: with `name`, or keeping the one the form suggests. Returns its id."""
+    register(page, base, "owner@example.com")
+    page.wait_for_url("**/servers/")
+    page.goto(f"{base}/profiles/new/")
+    if name:
+        page.fill("input[name=name]", name)
+    page.fill("input[name=model]", str(model))
+    if not name:
+        assert page.input_value("input[name=name]") == model.name  # suggested from the model
+    expect(page.locator("#model-check")).to_contain_text("llama")
+    page.get_by_role("button", name="Create profile").click()
+    expect(page.locator(".message")).to_contain_text("created")
+    return int(re.search(r"/profiles/(\d+)/", page.url)[1])  # type: ignore[index]

@@ -4,7 +4,6 @@ browser test): a profile made through the form on the tiny model's folder, Start
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.test_browser import _register as register
 from conftest import screenshot
-from e2e.conftest import stack_model_servers
+from e2e.conftest import register_and_create_profile, stack_model_servers
 from testing.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.mlx]
@@ -22,17 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.mlx]
 
 def test_start_chat_stop_from_the_dashboard(stack: Stack, page: Any, tiny_model: Path) -> None:
     base = stack.url
-    register(page, base, "owner@example.com")
-    page.wait_for_url("**/servers/")
-
     # A profile through the form, on the model folder's absolute path.
-    page.goto(f"{base}/profiles/new/")
-    page.fill("input[name=name]", "tiny-folder")
-    page.fill("input[name=model]", str(tiny_model))
-    expect(page.locator("#model-check")).to_contain_text("llama")
-    page.get_by_role("button", name="Create profile").click()
-    expect(page.locator(".message")).to_contain_text("created")
-    profile_id = int(re.search(r"/profiles/(\d+)/", page.url)[1])  # type: ignore[index]
+    profile_id = register_and_create_profile(page, base, tiny_model, name="tiny-folder")
 
     # Start on the dashboard; the card turns running by itself (htmx polling), no reload.
     page.click("nav a:has-text('Servers')")

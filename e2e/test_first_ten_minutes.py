@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from accounts.tests.test_browser import _register as register
 from conftest import screenshot
-from e2e.conftest import stack_model_servers
+from e2e.conftest import register_and_create_profile, stack_model_servers
 from testing.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.mlx]
@@ -23,16 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.mlx]
 
 def test_profile_page_start_log_toggle_and_a_prompt_too_long(stack: Stack, page: Any, tiny_model: Path) -> None:
     base = stack.url
-    register(page, base, "owner@example.com")
-    page.wait_for_url("**/servers/")
-
-    page.goto(f"{base}/profiles/new/")
-    page.fill("input[name=model]", str(tiny_model))
-    assert page.input_value("input[name=name]") == tiny_model.name  # suggested from the model
-    expect(page.locator("#model-check")).to_contain_text("llama")
-    page.get_by_role("button", name="Create profile").click()
-    expect(page.locator(".message")).to_contain_text("created")
-    profile_id = int(re.search(r"/profiles/(\d+)/", page.url)[1])  # type: ignore[index]
+    profile_id = register_and_create_profile(page, base, tiny_model)  # the name the form suggests
 
     # The profile page: the server's card with its buttons; Start reaches running in place.
     card = page.locator(f"#profile-server #server-card-{profile_id}")

@@ -40,4 +40,4 @@ def log_lines(text: str) -> str:
     for line in text.splitlines(keepends=True):
         kind = "log-line log-health" if HEALTH_PROBE.search(line) else "log-line"
         parts.append(format_html('<span class="{}">{}</span>', kind, line))
-    return mark_safe("".join(parts))
+    return mark_safe("".join(parts))  # each part was escaped by format_html

@@ -117,6 +117,12 @@ def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def _read_since_written(accessed: float, modified: float) -> float | None:
+    """When a server last read the model's files, or None when nothing has read them since they
+    were written (a download leaves access time = write time; the OS moves it on the next read)."""
+    return accessed if accessed > modified + 1 else None
+
+
 def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
     """Cached model repos (from scan_cache_dir) and model folders under MLXM_MODEL_DIRS."""
     from huggingface_hub import scan_cache_dir
@@ -138,7 +144,7 @@ def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
                 path=newest.snapshot_path,
                 size=repo.size_on_disk,
                 revisions=len(repo.revisions),
-                last_used=repo.last_accessed,
+                last_used=_read_since_written(repo.last_accessed, repo.last_modified),
                 facts=model_facts(read_config(newest.snapshot_path)),
                 in_cache=True,
             )

@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 from huggingface_hub import snapshot_download
 
 from library.local import cached_repo_ids
-from library.models import Download
+from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers.models import Server, ServerState
 
 pytestmark = pytest.mark.django_db
 
+HTMX = {"HX-Request": "true"}
 TINY = "mlx-community/Tiny-Llama-4bit"
 QWEN = "mlx-community/Qwen3-4B-4bit"
 GIANT = "mlx-community/Giant-Model-1T-8bit"
@@ -191,6 +194,35 @@ def test_local_page_lists_cache_and_model_dirs_with_profiles(
     row = html[html.index(f'data-model="{TINY}"') :]
     row = row[: row.index("</tr>")]
     assert "tiny-chat" in row and "llama" in row and "256 ctx" in row
+    assert 'class="muted last-used-never">never<' in row  # never served
+    # Delete names the profiles that use the model, before anyone clicks it.
+    assert "Profiles that use it: tiny\\u002Dchat." in row  # in the confirm() text, escaped for JavaScript
+    assert 'title="Used by the profiles tiny-chat"' in row
+
+
+def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(user_client: Client) -> None:
+    now = timezone.now()
+    failed = Download.objects.create(repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now)
+    done = Download.objects.create(repo_id=TINY, state=DownloadState.COMPLETED, finished_at=now)
+    Download.objects.create(repo_id=GIANT, state=DownloadState.COMPLETED, finished_at=now - timedelta(hours=2))
+    html = user_client.get("/models/downloads/", headers=HTMX).content.decode()
+    assert f'data-download="{failed.pk}"' in html and f'data-download="{done.pk}"' in html
+    assert GIANT not in html  # finished long ago: the list does not pile up
+    assert f"/models/downloads/{failed.pk}/retry/" in html and f"/models/downloads/{failed.pk}/dismiss/" in html
+    assert f"/models/downloads/{done.pk}/retry/" not in html
+
+    html = user_client.post(f"/models/downloads/{failed.pk}/retry/", headers=HTMX).content.decode()
+    queued = Download.objects.get(repo_id=QWEN)
+    assert queued.state == DownloadState.QUEUED and queued.pk != failed.pk  # queued again, the failure gone
+    assert f'data-download="{queued.pk}"' in html
+    refused = user_client.post(f"/models/downloads/{queued.pk}/retry/", follow=True).content.decode()
+    assert "only a failed or cancelled download can be tried again" in refused
+
+    cancelled = Download.objects.create(repo_id=MIRROR, state=DownloadState.CANCELLED, finished_at=now)
+    user_client.post(f"/models/downloads/{cancelled.pk}/dismiss/", headers=HTMX)
+    assert not Download.objects.filter(pk=cancelled.pk).exists()
+    user_client.post(f"/models/downloads/{queued.pk}/dismiss/", headers=HTMX)
+    assert Download.objects.filter(pk=queued.pk).exists()  # a queued one is cancelled, not dismissed
 
 
 def test_empty_state_guides_to_search(user_client: Client) -> None:

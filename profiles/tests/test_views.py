@@ -242,3 +242,13 @@ def test_any_input_gives_a_form_error_or_a_saved_profile(
         assert ServerProfile.objects.count() == before
     for url in ("/profiles/check/port/", "/profiles/check/model/"):
         assert user_client.get(url, {"port": data.get("port", ""), "model": data.get("model", "")}).status_code == 200
+
+
+def test_new_profile_form_suggests_a_free_name_from_the_model(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    html = user_client.get("/profiles/new/", {"model": "mlx-community/Qwen3-4B-4bit"}).content.decode()
+    assert 'name="name" value="qwen3-4b-4bit"' in html
+    make_profile(name="qwen3-4b-4bit")
+    html = user_client.get("/profiles/new/", {"model": "mlx-community/Qwen3-4B-4bit"}).content.decode()
+    assert 'name="name" value="qwen3-4b-4bit-2"' in html

@@ -345,3 +345,12 @@ def test_samples_are_one_point_per_minute_of_the_last_hour(make_profile: Callabl
     assert len(series.memory) == CHART_BUCKETS and len(known) >= CHART_BUCKETS - 1
     assert all(1e9 <= v < 1.1e9 for v in known) and all(0 <= v < 100 for v in series.cpu if v is not None)
     assert sample_series([]) == {}
+
+
+def test_a_sparkline_needs_three_sampled_minutes() -> None:
+    """One or two samples would draw a dot at the edge: the card says charts come later instead."""
+    from servers.dashboard import CHART_BUCKETS, Series
+
+    two = Series([None] * (CHART_BUCKETS - 2) + [1.0, 2.0], [None] * (CHART_BUCKETS - 2) + [5.0, 6.0])
+    three = Series([None] * (CHART_BUCKETS - 3) + [1.0, 2.0, 3.0], [None] * (CHART_BUCKETS - 3) + [5.0, 6.0, 7.0])
+    assert not two.has_data and three.has_data

@@ -34,7 +34,6 @@ from library.services import (
 from mlxmanager.memory import for_models
 from mlxmanager.types import AuthedRequest
 
-
 RECENT_SHOWN = 5
 DONE_SHOWN_FOR = timedelta(minutes=10)  # a finished download's line, then the model's row says it all
 

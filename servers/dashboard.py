@@ -164,7 +164,7 @@ class Card:
     @cached_property
     def model_missing(self) -> bool:
         """A failed server whose model (a Hub repo id) is no longer on this machine: offer to download it."""
-        if self.server.state not in FAILED_STATES:
+        if self.server.state not in FAILED:
             return False
         model = self.profile.model
         return is_valid_repo_id(model) and local_model_path(model) is None

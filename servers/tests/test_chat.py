@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

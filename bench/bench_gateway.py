@@ -12,7 +12,6 @@ gunicorn's own `asgi` worker (README, "Serving")."""
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -20,8 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_load import Client
-from bench.common import Result, summarize
+from bench.common import EMAIL, PASSWORD, Result, SessionClient, paired_difference, summarize
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -29,7 +27,6 @@ REQUESTS = 200
 STREAMS = 16
 STREAM_TOKENS = 100
 ROUNDS = 3
-PASSWORD = "load-test-password-42"
 NO_EOS = {"2": -1000}  # the tiny model's </s>: streams run to max_tokens
 
 SEED = """
@@ -38,7 +35,7 @@ from accounts.models import User
 from gateway.services import key_create
 from profiles.models import ServerProfile
 from servers.services import server_start
-user = User.objects.create_superuser(email="load@example.com", password="{password}")
+user = User.objects.create_superuser(email="{email}", password="{password}")
 profile = ServerProfile.objects.create(name="tiny", model="{model}", port={port})
 server_start(profile=profile, by=user)
 sys.stdout.write(key_create(user=user, name="bench").secret)
@@ -109,7 +106,7 @@ def _concurrent(base_url: str, headers: dict[str, str], model: str) -> float:
 
 
 def _dashboard_p95(port: int, samples: int = 60) -> float:
-    browser = Client(port)
+    browser = SessionClient(port)
     browser.log_in()
     latencies = []
     for _ in range(samples):
@@ -134,7 +131,9 @@ def run() -> list[Result]:
         model_port = free_port()
         stack = Stack(Path(root) / "stack").start()
         try:
-            seeded = stack.manage("shell", "-c", SEED.format(password=PASSWORD, model=model, port=model_port))
+            seeded = stack.manage(
+                "shell", "-c", SEED.format(email=EMAIL, password=PASSWORD, model=model, port=model_port)
+            )
             secret = seeded.stdout.strip().splitlines()[-1]
             auth = {"Authorization": f"Bearer {secret}"}
             through = httpx.Client(base_url=f"{stack.url}/v1", headers=auth, timeout=60)
@@ -165,22 +164,22 @@ def run() -> list[Result]:
                 busy_p95.append(holder[0] / idle_p95)
         finally:
             stack.stop()
-    added = [v - s for v, s in zip(via, straight, strict=True)]
-    note = f"worker {worker}; direct p50 {statistics.median(straight):.1f} ms, through {statistics.median(via):.1f} ms"
     return [
-        Result(
-            "gateway: added latency, small completion (p50 vs direct)", "ms",
-            statistics.median(via) - statistics.median(straight), _p95(via) - _p95(straight), 2.0, note,
+        paired_difference(
+            "gateway: added latency, small completion", "ms", via, straight,
+            baseline="direct to the model server", goal=2.0, note=f"worker {worker}, interleaved pairs",
         ),
-        summarize("gateway: added latency, per interleaved pair", "ms", added, None),
-        Result(
-            "gateway: added time to first streamed byte", "ms",
-            statistics.median(ttfb_via) - statistics.median(ttfb_straight), _p95(ttfb_via) - _p95(ttfb_straight), 2.0,
-            f"direct p50 {statistics.median(ttfb_straight):.1f} ms, through {statistics.median(ttfb_via):.1f} ms",
+        paired_difference(
+            "gateway: added time to first streamed byte", "ms", ttfb_via, ttfb_straight,
+            baseline="direct to the model server", goal=2.0, note=f"worker {worker}",
         ),
         summarize(
-            "gateway: 16 streams, direct / through tokens per second", "x", ratios, 1 / 0.95,
-            "at most 1.053x means through keeps at least 0.95 of direct throughput",
+            "gateway: 16 streams, direct / through tokens per second", "x", ratios,
+            baseline="", baseline_samples=[], goal=1 / 0.95,
+            note="at most 1.053x means through keeps at least 0.95 of direct throughput",
         ),
-        summarize("gateway: dashboard p95 under 16 streams / idle", "x", busy_p95, 2.0, f"idle p95 {idle_p95:.1f} ms"),
+        summarize(
+            "gateway: dashboard p95 under 16 streams / idle", "x", busy_p95,
+            baseline="", baseline_samples=[], goal=2.0, note=f"idle p95 {idle_p95:.1f} ms",
+        ),
     ]  # fmt: skip

@@ -9,3 +9,8 @@ document.addEventListener("click", (event) => {
     () => { button.textContent = "Select and copy"; },
   );
 });
+
+// The cards are rendered without the request: snippets learn this app's address from the page.
+const fillOrigins = () => document.querySelectorAll("[data-origin]").forEach((el) => { el.textContent = location.origin; });
+document.addEventListener("DOMContentLoaded", fillOrigins);
+document.addEventListener("htmx:afterSettle", fillOrigins);

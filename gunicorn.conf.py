@@ -4,8 +4,11 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('MLXM_WEB_PORT', os.environ.get('PORT', '8000'))}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# ASGI, with gunicorn's own asyncio worker: a `/v1/` stream waits on its model server without a
+# thread, so one worker relays hundreds of streams; page views (sync) run in asgiref's threads.
+# Chosen over uvicorn's worker and gthread by measurement (README, "Serving").
+worker_class = os.environ.get("WEB_WORKER_CLASS", "asgi")  # bench: uvicorn.workers.UvicornWorker
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 60
 accesslog = "-"
 logger_class = "mlxmanager.gunicorn_logging.QuietPollsLogger"

@@ -412,7 +412,7 @@ def run_unprivileged(argv: list[str], data_dir: Path, timeout: float = 60) -> su
 COMMANDS = {
     "runsupervisor": [sys.executable, "manage.py", "runsupervisor"],
     "migrate": [sys.executable, "manage.py", "migrate", "--noinput"],
-    "gunicorn": [str(BIN / "gunicorn"), "mlxmanager.wsgi", "--config", "gunicorn.conf.py"],
+    "gunicorn": [str(BIN / "gunicorn"), "mlxmanager.asgi:application", "--config", "gunicorn.conf.py"],
 }
 
 

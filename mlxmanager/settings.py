@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "library",
     "servers",
     "system",
+    "gateway",
     "monitoring",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -215,3 +216,7 @@ MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
 MLXM_HUB_TIMEOUT = env.float("MLXM_HUB_TIMEOUT", default=15.0)
 # This machine's name among the nodes: the `node` label of the metrics.
 MLXM_NODE_NAME = env.str("MLXM_NODE_NAME", default=socket.gethostname())
+# Days the gateway keeps its usage records.
+MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
+# Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.
+MLXM_GATEWAY_TIMEOUT = env.float("MLXM_GATEWAY_TIMEOUT", default=300.0)

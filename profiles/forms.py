@@ -13,7 +13,7 @@ from django.conf import settings
 
 from profiles.argv import split_origins
 from profiles.modelinfo import START_SECONDS_PER_GIB, default_start_timeout, folder_problem, model_shape_problem
-from profiles.models import ServerProfile
+from profiles.models import ServerProfile, split_aliases
 from profiles.ports import PORT_MAX, PORT_MIN
 
 ORIGIN_RE = re.compile(r"^https?://[^\s/,?#]+$")
@@ -127,6 +127,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         model = ServerProfile
         fields = [
             "name",
+            "aliases",
             "description",
             "model",
             "host",
@@ -206,16 +207,41 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     def _others(self) -> Any:
         return ServerProfile.objects.exclude(pk=self.instance.pk) if self.instance.pk else ServerProfile.objects.all()
 
+    def _names_of_others(self) -> dict[str, str]:
+        """Every name and alias of the other profiles, lowercased, to the profile that has it."""
+        taken: dict[str, str] = {}
+        for other in self._others().only("name", "aliases"):
+            for name in [other.name, *other.alias_list]:
+                taken.setdefault(name.lower(), other.name)
+        return taken
+
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("Give the profile a name.")
-        clash = self._others().filter(name__iexact=name).first()
+        clash = self._names_of_others().get(name.lower())
+        if clash and clash.lower() == name.lower():
+            raise forms.ValidationError(f"A profile named “{clash}” already exists; names must differ (ignoring case).")
         if clash:
-            raise forms.ValidationError(
-                f"A profile named “{clash.name}” already exists; names must differ (ignoring case)."
-            )
+            raise forms.ValidationError(f"The profile “{clash}” already answers to “{name}” (an alias).")
         return name
+
+    def clean_aliases(self) -> str:
+        aliases = split_aliases(self.cleaned_data.get("aliases") or "")
+        taken = self._names_of_others()
+        for alias in aliases:
+            if len(alias) > 100 or any(ch.isspace() for ch in alias):
+                raise forms.ValidationError(f"“{alias[:100]}” is not a usable name: no spaces, at most 100 characters.")
+            if clash := taken.get(alias.lower()):
+                raise forms.ValidationError(f"The profile “{clash}” already answers to “{alias}”.")
+        return ", ".join(aliases)
+
+    def clean(self) -> dict[str, Any]:
+        data = self._clean_options()
+        name = (data.get("name") or "").lower()
+        if name and name in {alias.lower() for alias in split_aliases(data.get("aliases") or "")}:
+            self.add_error("aliases", "The profile's own name need not be listed as an alias.")
+        return data
 
     def clean_model(self) -> str:
         model: str = self.cleaned_data["model"].strip()
@@ -284,7 +310,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             )
         return ", ".join(origins)
 
-    def clean(self) -> dict[str, Any]:
+    def _clean_options(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
         if data.get("draft_model") and data.get("num_draft_tokens") is None and "num_draft_tokens" not in self.errors:
             self.add_error("num_draft_tokens", "A draft model needs the number of draft tokens (3 is a good start).")

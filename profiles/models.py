@@ -16,6 +16,18 @@ class LogLevel(models.TextChoices):
     CRITICAL = "CRITICAL", "Critical"
 
 
+def split_aliases(text: str) -> list[str]:
+    """The names in a comma-separated aliases field, stripped, first spelling of each kept."""
+    seen: set[str] = set()
+    names = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if name and name.lower() not in seen:
+            seen.add(name.lower())
+            names.append(name)
+    return names
+
+
 class ServerProfile(models.Model):
     """The recipe for one `mlx_lm.server`: which model, where, and with which options.
 
@@ -24,6 +36,12 @@ class ServerProfile(models.Model):
     """
 
     name = models.CharField(max_length=100, unique=True)
+    aliases = models.CharField(
+        "also answers to",
+        max_length=500,
+        blank=True,
+        help_text="Other names clients may send as `model` to /v1/, comma-separated (e.g. gpt-4o, qwen).",
+    )
     description = models.TextField(blank=True)
     model = models.CharField(
         max_length=500, help_text="A Hugging Face repo id (mlx-community/Qwen3-4B-4bit) or an absolute path."
@@ -73,6 +91,10 @@ class ServerProfile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def alias_list(self) -> list[str]:
+        return split_aliases(self.aliases)
 
     @property
     def base_url(self) -> str:

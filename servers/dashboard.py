@@ -5,7 +5,7 @@ the last hour of samples (one point per server and minute) in another, the heart
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -62,6 +62,28 @@ CARD_FIELDS = ["name", "model", "host", "port"] + [
 ]
 
 
+@dataclass(frozen=True)
+class CardExtra:
+    """A section another app adds to the cards: its template, rendered with `data`."""
+
+    template: str
+    data: dict[str, Any]
+
+
+# Apps above this one (the gateway) add sections to the cards without this app importing them:
+# each provider gets the profiles on the page and returns profile pk -> its section (one query).
+CardExtraProvider = Callable[[Sequence[ServerProfile]], dict[int, CardExtra]]
+CARD_EXTRA_PROVIDERS: list[CardExtraProvider] = []
+
+
+def card_extras(profiles: Sequence[ServerProfile]) -> dict[int, list[CardExtra]]:
+    found: dict[int, list[CardExtra]] = {}
+    for provider in CARD_EXTRA_PROVIDERS:
+        for pk, extra in provider(profiles).items():
+            found.setdefault(pk, []).append(extra)
+    return found
+
+
 @dataclass
 class Series:
     memory: list[float | None]
@@ -101,6 +123,7 @@ class Card:
     note: str = ""  # the answer to the button just pressed (htmx)
     note_level: str = "info"
     root: str = ""  # the dashboard's URL, the prefix of the card's links (reversed once per page)
+    extras: list[CardExtra] = field(default_factory=list)
 
     @cached_property
     def url(self) -> str:
@@ -360,8 +383,9 @@ def dashboard_data() -> Dashboard:
     since = timezone.now() - CHART_WINDOW
     series, cached = recent_sample_series([server.pk for server in servers if _charted(server, since)])
     root = reverse("servers:dashboard")
+    extras = card_extras(profiles)
     cards = [
-        Card(profile, server, series.get(server.pk) or NO_SERIES, root=root)
+        Card(profile, server, series.get(server.pk) or NO_SERIES, root=root, extras=extras.get(profile.pk, []))
         for profile, server in zip(profiles, servers, strict=True)
     ]
     ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
@@ -373,4 +397,4 @@ def card_for(profile: ServerProfile) -> Card:
     server = Server.objects.filter(profile=profile).first() or Server(profile=profile)
     server.profile = profile
     series = sample_series([server.pk]).get(server.pk) if server.pk else None
-    return Card(profile, server, series or _empty_series())
+    return Card(profile, server, series or _empty_series(), extras=card_extras([profile]).get(profile.pk, []))

@@ -58,7 +58,7 @@ class WebServer:
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "gunicorn"), "mlxmanager.wsgi", "--config", "gunicorn.conf.py"],
+                [str(BIN / "gunicorn"), "mlxmanager.asgi:application", "--config", "gunicorn.conf.py"],
                 cwd=BASE_DIR,
                 env=env,
                 stdout=log,

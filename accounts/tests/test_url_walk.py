@@ -19,6 +19,9 @@ EXEMPT = {"healthz", "accounts:login", "accounts:register", "accounts:pending"}
 # Public to the middleware because they answer 401/403 themselves (a scraper cannot follow a
 # redirect to the login page).
 SELF_GUARDED = {"monitoring:metrics"}
+# Open to the middleware because they authenticate each request themselves (API key, or session +
+# CSRF token): anyone else gets a 401 in the API's own JSON shape, never a page.
+KEY_AUTHENTICATED = {"gateway:models", "gateway:chat_completions", "gateway:completions", "gateway:messages"}
 ADMIN_ONLY_PREFIXES = ("/users/", "/admin/", "/audit/")
 HTMX = {"HX-Request": "true"}
 
@@ -27,7 +30,7 @@ Response = Any  # the test client's response
 
 
 def _guarded() -> list[WalkedURL]:
-    return [u for u in all_urls() if u.name not in EXEMPT | SELF_GUARDED]
+    return [u for u in all_urls() if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED]
 
 
 def _location(response: Response) -> str:
@@ -73,7 +76,7 @@ def test_walk_finds_every_app_and_each_url_resolves_to_its_view() -> None:
 
 def test_only_the_explicit_exemptions_are_public() -> None:
     public = {u.name for u in all_urls() if is_public(u.callback)}
-    assert public == EXEMPT | SELF_GUARDED
+    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED
 
 
 def test_self_guarded_views_refuse_all_but_administrators(
@@ -87,6 +90,14 @@ def test_self_guarded_views_refuse_all_but_administrators(
     _check(urls, lambda u: pending.get(u.url), lambda u, r: r.status_code in (401, 403))
     _check(urls, lambda u: user_client.get(u.url), lambda u, r: r.status_code == 403)
     _check(urls, lambda u: admin_client.get(u.url), lambda u, r: r.status_code == 200)
+
+
+def test_key_authenticated_views_refuse_anonymous_with_401_json(client: Client) -> None:
+    walked = [u for u in all_urls() if u.name in KEY_AUTHENTICATED]
+    assert len(walked) == len(KEY_AUTHENTICATED)
+    for u in walked:
+        response = client.post(u.url) if u.name != "gateway:models" else client.get(u.url)
+        assert response.status_code == 401 and response["Content-Type"] == "application/json", u
 
 
 def test_exempt_pages_open_to_anyone(client: Client) -> None:
@@ -172,10 +183,11 @@ def test_approved_user_is_kept_out_of_users_and_admin(user_client: Client) -> No
 def test_admin_reaches_everything(admin_client: Client) -> None:
     def let_in(walked: WalkedURL, response: Response) -> bool:
         if response.status_code == 403 and walked.url.startswith("/admin/"):
-            # Django admin's own model permissions: axes' logs are read-only (no add view) and
+            # Django admin's own model permissions: axes' logs, API keys (made on their own page,
+            # where the secret is shown once) and usage records have no add view, and
             # autocomplete wants parameters. Our gate never answers 403 under /admin/.
             return walked.name == "admin:autocomplete" or (
-                walked.name.startswith("admin:axes_") and walked.name.endswith("_add")
+                walked.name.startswith(("admin:axes_", "admin:gateway_")) and walked.name.endswith("_add")
             )
         return _gate(response) == "open" and response.status_code < 500
 

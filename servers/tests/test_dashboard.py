@@ -20,8 +20,9 @@ from servers.tests.factories import add_samples, set_server
 
 HTMX = {"HX-Request": "true"}
 # session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
-# the newest system memory sample (for the memory bar, instead of asking psutil in the request).
-PARTIAL_QUERIES = 6
+# the newest system memory sample (for the memory bar, instead of asking psutil in the request),
+# and the gateway's two for its card section (requests in the last hour, the last tokens/s).
+PARTIAL_QUERIES = 8
 OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
 
 

@@ -1,5 +1,6 @@
-// Site-wide: a button with data-copy="text" copies that text with one click (also over plain
-// http on another machine, where navigator.clipboard is missing) and says so for a moment.
+// Site-wide: a button with data-copy="text" copies that text with one click, one with
+// data-copy-from="<selector>" copies that element's text (also over plain http on another
+// machine, where navigator.clipboard is missing), and says so for a moment.
 (function () {
   "use strict";
   function fallbackCopy(text) {
@@ -22,9 +23,11 @@
     return fallbackCopy(text);
   }
   document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-copy]");
+    var button = event.target.closest("[data-copy], [data-copy-from]");
     if (!button) { return; }
-    var text = button.getAttribute("data-copy");
+    var source = button.hasAttribute("data-copy-from") ? document.querySelector(button.getAttribute("data-copy-from")) : null;
+    var text = source ? source.textContent.trim() : button.getAttribute("data-copy");
+    if (!text) { return; }
     copy(text).then(function () {
       button.setAttribute("data-copied", "Copied");
     }, function () {
@@ -32,4 +35,11 @@
     });
     setTimeout(function () { button.removeAttribute("data-copied"); }, 2500);
   });
+
+  // Cards are rendered without the request (and cached): snippets learn this app's address from the page.
+  function fillOrigins() {
+    document.querySelectorAll("[data-origin]").forEach(function (el) { el.textContent = location.origin; });
+  }
+  document.addEventListener("DOMContentLoaded", fillOrigins);
+  document.addEventListener("htmx:afterSettle", fillOrigins);
 })();

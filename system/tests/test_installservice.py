@@ -43,7 +43,14 @@ from testing.net import free_port
 UID = 501
 BASE_DIR = Path(settings.BASE_DIR)
 PYTHON = sys.executable
-GUNICORN_ARGV = [PYTHON, "-m", "gunicorn", "mlxmanager.wsgi", "--config", str(BASE_DIR / "gunicorn.conf.py")]
+GUNICORN_ARGV = [
+    PYTHON,
+    "-m",
+    "gunicorn",
+    "mlxmanager.asgi:application",
+    "--config",
+    str(BASE_DIR / "gunicorn.conf.py"),
+]
 
 
 class RecordingRunner:

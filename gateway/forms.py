@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import forms
+from django.utils import timezone
+
+from profiles.models import ServerProfile
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, error_messages={"required": "Give the key a name, such as the machine or tool that uses it."}
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires",
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Blank: never.",
+        error_messages={"invalid": "Enter a date and time, e.g. 2027-01-31 18:00."},
+    )
+    profiles = forms.ModelMultipleChoiceField(
+        queryset=ServerProfile.objects.order_by("name"),
+        required=False,
+        label="May use",
+        help_text="None selected: every model you may use.",
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name, such as the machine or tool that uses it.")
+        return name
+
+    def clean_expires_at(self) -> datetime | None:
+        value: datetime | None = self.cleaned_data.get("expires_at")
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return value

@@ -1,0 +1,71 @@
+"""The API keys page (`/accounts/keys/`): a person's keys, a form for a new one (its secret shown
+once, after the redirect), revoke. Administrators also see and revoke everyone's keys."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from gateway.forms import KeyForm
+from gateway.models import ApiKey
+from gateway.services import KeyPermissionError, key_create, key_revoke
+from mlxmanager.types import AuthedRequest
+
+NEW_SECRET_SESSION_KEY = "gateway_new_api_key"
+
+
+def _keys(queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+    return queryset.select_related("user").prefetch_related("profiles").order_by("revoked_at", "-created_at")
+
+
+def _page(request: AuthedRequest, form: KeyForm, status: int = 200) -> HttpResponse:
+    others = None
+    owner_filter = request.GET.get("user", "")
+    if request.user.is_admin:
+        others = _keys(ApiKey.objects.exclude(user=request.user))
+        if owner_filter.isdigit():
+            others = others.filter(user_id=int(owner_filter))
+    context = {
+        "section": "account",
+        "form": form,
+        "keys": _keys(request.user.api_keys.all()),
+        "others": others,
+        "new_secret": request.session.pop(NEW_SECRET_SESSION_KEY, None),
+        "base_url": request.build_absolute_uri("/v1"),
+    }
+    return render(request, "gateway/keys.html", context, status=status)
+
+
+def key_list(request: AuthedRequest) -> HttpResponse:
+    return _page(request, KeyForm())
+
+
+@require_POST
+def key_new(request: AuthedRequest) -> HttpResponse:
+    form = KeyForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form, status=400)
+    created = key_create(
+        user=request.user,
+        name=form.cleaned_data["name"],
+        expires_at=form.cleaned_data["expires_at"],
+        profiles=form.cleaned_data["profiles"],
+    )
+    # Shown once, on the page after the redirect, then gone from the session.
+    request.session[NEW_SECRET_SESSION_KEY] = {"name": created.key.name, "secret": created.secret}
+    return redirect("keys:list")
+
+
+@require_POST
+def key_revoke_view(request: AuthedRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=key_id)
+    try:
+        key_revoke(key=key, by=request.user)
+    except KeyPermissionError:
+        raise PermissionDenied from None
+    messages.success(request, f"The key “{key.name}” is revoked; it no longer works.")
+    return redirect("keys:list")

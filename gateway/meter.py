@@ -1,0 +1,92 @@
+"""What one gateway request measured, turned into its usage record when the answer is done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from gateway.models import GatewayApi
+from gateway.routing import Caller
+from gateway.services import usage_record
+from profiles.models import ServerProfile
+
+log = logging.getLogger(__name__)
+_pending: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class Meter:
+    api: GatewayApi
+    stream: bool
+    began: float = field(default_factory=time.perf_counter)
+    caller: Caller | None = None
+    profile: ServerProfile | None = None
+    model_name: str = ""
+    status: int = 200
+    error: str = ""
+    first_token_at: float | None = None
+    counted_tokens: int = 0  # content chunks seen in a stream
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def token(self) -> None:
+        self.counted_tokens += 1
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def usage(self, usage: dict[str, Any] | None) -> None:
+        if isinstance(usage, dict):
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
+            self.completion_tokens = completion if isinstance(completion, int) else self.completion_tokens
+
+    def fail(self, status: int, error: str) -> None:
+        self.status, self.error = status, error[:300]
+
+    def record_soon(self) -> None:
+        """Write the usage record off the request's path (the answer does not wait for the INSERT)."""
+        if self.caller is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._write(self._fields()))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    def _fields(self) -> dict[str, Any]:
+        ended = time.perf_counter()
+        completion = self.completion_tokens if self.completion_tokens is not None else (self.counted_tokens or None)
+        first = self.first_token_at or (ended if self.status == 200 and not self.stream else None)
+        generating = ended - first if first is not None and self.stream else ended - self.began
+        assert self.caller is not None
+        return {
+            "user": self.caller.user,
+            "api_key": self.caller.key,
+            "profile": self.profile,
+            "model_name": (self.profile.name if self.profile else self.model_name)[:100],
+            "api": self.api,
+            "stream": self.stream,
+            "status": self.status,
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "ttft_ms": (first - self.began) * 1000 if first is not None else None,
+            "duration_ms": (ended - self.began) * 1000,
+            "tokens_per_second": completion / generating if completion and generating > 0 else None,
+        }
+
+    @staticmethod
+    async def _write(fields: dict[str, Any]) -> None:
+        try:
+            await sync_to_async(_write_record, thread_sensitive=False)(fields)
+        except Exception:  # a lost record must never break an answer
+            log.exception("could not write a usage record")
+
+
+def _write_record(fields: dict[str, Any]) -> None:
+    close_old_connections()
+    usage_record(**fields)

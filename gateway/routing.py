@@ -1,0 +1,121 @@
+"""Who is asking and which model server answers: key or session, profile by name or alias, the
+server's state and loopback address. Synchronous (ORM); the async views call it in one hop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
+
+from accounts.models import User, UserStatus
+from gateway.errors import GatewayError
+from gateway.keys import authenticate_key, key_from_headers
+from gateway.models import ApiKey
+from profiles.models import ServerProfile
+from servers.models import Server
+from servers.states import State
+
+ANSWERING = frozenset({State.RUNNING, State.UNHEALTHY})
+RETRY_AFTER_STARTING = 5
+RETRY_AFTER_STOPPED = 30
+NAMES_IN_404 = 5
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    key: ApiKey | None  # None: a signed-in browser (session + CSRF token)
+
+
+@dataclass(frozen=True)
+class Target:
+    profile: ServerProfile
+    base_url: str  # the model server on loopback, e.g. http://127.0.0.1:8081
+
+
+def caller_identify(request: HttpRequest) -> Caller:
+    raw = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-Api-Key", ""))
+    if raw:
+        key = authenticate_key(raw)
+        if key is None:
+            raise GatewayError(401, "Invalid API key: it is unknown, revoked or expired, or its user is not active.")
+        return Caller(user=key.user, key=key)
+    user = request.user
+    if user.is_authenticated and getattr(user, "status", None) == UserStatus.APPROVED:
+        if request.method != "GET" and _csrf_failure(request):
+            raise GatewayError(403, "CSRF check failed: send the page's CSRF token in X-CSRFToken.")
+        return Caller(user=user, key=None)  # type: ignore[arg-type]
+    raise GatewayError(
+        401,
+        "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'. Make one under Account → API keys.",
+    )
+
+
+def _csrf_failure(request: HttpRequest) -> bool:
+    return CsrfViewMiddleware(lambda r: None).process_view(request, lambda r: None, (), {}) is not None  # type: ignore[arg-type,return-value]
+
+
+def profile_may_use(caller: Caller, profile: ServerProfile) -> bool:
+    """Any approved user may use any profile (until per-profile permissions land); a key limited
+    to some profiles may use only those."""
+    if caller.key is None:
+        return True
+    allowed = {p.pk for p in caller.key.profiles.all()}
+    return not allowed or profile.pk in allowed
+
+
+def profiles_by_name() -> dict[str, ServerProfile]:
+    """Every profile under its name and each alias, lowercased (names and aliases are unique)."""
+    table: dict[str, ServerProfile] = {}
+    for profile in ServerProfile.objects.only("id", "name", "aliases", "host", "port"):
+        for name in [profile.name, *profile.alias_list]:
+            table.setdefault(name.lower(), profile)
+    return table
+
+
+def usable_profiles(caller: Caller) -> list[ServerProfile]:
+    return [p for p in ServerProfile.objects.select_related("server").order_by("name") if profile_may_use(caller, p)]
+
+
+def target_resolve(caller: Caller, model: str) -> Target:
+    table = profiles_by_name()
+    profile = table.get(model.strip().lower())
+    if profile is None:
+        known = sorted({p.name for p in table.values() if profile_may_use(caller, p)})
+        hint = (
+            f" Known models: {', '.join(known[:NAMES_IN_404])}{', …' if len(known) > NAMES_IN_404 else ''}."
+            if known
+            else ""
+        )
+        raise GatewayError(404, f"No model named '{model[:100]}'.{hint} GET /v1/models lists them.")
+    if not profile_may_use(caller, profile):
+        raise GatewayError(403, f"This API key may not use '{profile.name}'.")
+    server = Server.objects.filter(profile=profile).only("state", "port", "last_error").first()
+    state = State(server.state) if server else State.STOPPED
+    if server is None or state not in ANSWERING:
+        raise _not_running(profile, state, server.last_error if server else "")
+    return Target(profile=profile, base_url=loopback_url(profile.host, server.port or profile.port))
+
+
+def _not_running(profile: ServerProfile, state: State, last_error: str) -> GatewayError:
+    if state is State.FATAL:
+        why = f": {last_error.strip()[:300]}" if last_error.strip() else ""
+        return GatewayError(
+            503,
+            f"'{profile.name}' failed to start and is fatal{why}. Fix that, then press Start.",
+            retry_after=RETRY_AFTER_STOPPED,
+        )
+    if state in (State.STARTING, State.BACKOFF):
+        return GatewayError(
+            503, f"'{profile.name}' is {state}; try again in a few seconds.", retry_after=RETRY_AFTER_STARTING
+        )
+    return GatewayError(
+        503, f"'{profile.name}' is {state}. Press Start on its page to run it.", retry_after=RETRY_AFTER_STOPPED
+    )
+
+
+def loopback_url(host: str, port: int) -> str:
+    """A server listening on every address is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -1,0 +1,64 @@
+"""Writes of the gateway: API keys made and revoked, usage recorded and pruned."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from gateway.keys import PREFIX_SHOWN, key_hash, new_secret
+from gateway.models import ApiKey, UsageRecord
+from profiles.models import ServerProfile
+
+# One write in this many also deletes the records older than the retention (one indexed DELETE).
+PRUNE_EVERY = 200
+
+
+class KeyPermissionError(PermissionError):
+    """The person may not act on that key."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+def key_create(
+    *, user: User, name: str, expires_at: datetime | None = None, profiles: Iterable[ServerProfile] = ()
+) -> NewKey:
+    secret = new_secret()
+    key = ApiKey.objects.create(
+        user=user, name=name, prefix=secret[:PREFIX_SHOWN], secret_hash=key_hash(secret), expires_at=expires_at
+    )
+    key.profiles.set(list(profiles))
+    return NewKey(key=key, secret=secret)
+
+
+def key_revoke(*, key: ApiKey, by: User) -> None:
+    """The owner or an administrator revokes a key; it stops working on the next request."""
+    if key.user_id != by.pk and not by.is_admin:
+        raise KeyPermissionError("Only the key's owner or an administrator may revoke it.")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+
+
+def usage_prune(*, now: datetime | None = None) -> int:
+    cutoff = (now or timezone.now()) - timedelta(days=settings.MLXM_USAGE_RETENTION_DAYS)
+    deleted, _ = UsageRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def usage_record(**fields: Any) -> UsageRecord:
+    """One INSERT per gateway request (and now and then a prune); called once the answer is done."""
+    record = UsageRecord.objects.create(**fields)
+    if random.randrange(PRUNE_EVERY) == 0:
+        usage_prune()
+    return record

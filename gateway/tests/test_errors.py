@@ -1,0 +1,87 @@
+"""Refusals the gateway gives before any model server is involved, through Django's test client:
+each in its API's JSON shape, authentication before anything about the body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from gateway.services import key_create
+from profiles.models import ServerProfile
+
+# Transactional: the usage record is written from another thread, which must not wait on the
+# test's open transaction.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def post(client: Client, path: str, body: Any, **headers: str) -> Any:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json", headers=headers)
+
+
+def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
+    answer = post(Client(), "/v1/chat/completions", "not json")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "invalid_api_key"
+    answer = post(Client(), "/v1/messages", {"model": "x"})
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": answer.json()["error"]["message"]},
+    }
+    assert Client().get("/v1/models").status_code == 401  # not a redirect to the login page
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "words"),
+    [
+        ("/v1/chat/completions", "{", "not valid JSON"),
+        ("/v1/chat/completions", [1, 2], "JSON object"),
+        ("/v1/chat/completions", {"messages": []}, "model: required"),
+        ("/v1/chat/completions", {"model": "tiny", "messages": "hi"}, "messages: required"),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [], "stream": "yes"}, "stream: must be"),
+        ("/v1/completions", {"model": "tiny"}, "prompt: required"),
+        ("/v1/messages", {"model": "tiny", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: required"),
+        (
+            "/v1/messages",
+            {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
+            "only text",
+        ),
+        (
+            "/v1/messages",
+            {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+            "temperature",
+        ),
+    ],
+)
+def test_malformed_bodies_are_400_and_say_why(approved_user: User, path: str, body: Any, words: str) -> None:
+    ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    secret = key_create(user=approved_user, name="k").secret
+    answer = post(Client(), path, body, authorization=f"Bearer {secret}")
+    assert answer.status_code == 400, answer.content
+    message = answer.json()["error"]["message"]
+    assert words in message
+
+
+def test_session_needs_the_csrf_token(approved_user: User) -> None:
+    ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(approved_user, backend="accounts.backends.EmailBackend")
+    assert browser.get("/v1/models").json()["data"][0]["id"] == "tiny"  # a GET needs none
+    answer = post(browser, "/v1/chat/completions", {"model": "tiny", "messages": []})
+    assert answer.status_code == 403 and "CSRF" in answer.json()["error"]["message"]
+    browser.get("/accounts/keys/")  # sets the CSRF cookie
+    token = browser.cookies["csrftoken"].value
+    answer = post(browser, "/v1/chat/completions", {"model": "tiny", "messages": []}, x_csrftoken=token)
+    assert answer.status_code == 503  # past the CSRF check: the server is not running
+    assert answer["Retry-After"]
+
+
+def test_wrong_method_is_405_json(approved_user: User) -> None:
+    secret = key_create(user=approved_user, name="k").secret
+    answer = Client().get("/v1/chat/completions", headers={"x-api-key": secret})
+    assert answer.status_code == 405 and answer.json()["error"]["message"] == "Use POST."

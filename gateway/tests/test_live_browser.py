@@ -1,0 +1,75 @@
+"""In a real Chromium against gunicorn and a real `mlx_lm.server`: the quick chat streams through
+`/v1/` with the session (no key), keeps two turns and clears; the keys page shows a new secret once.
+Screenshots of the pages this app changed (1280 and 390 px, light and dark) go to test-artifacts/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import browser_login, screenshot
+from gateway.models import UsageRecord
+from gateway.tests.conftest import Live
+from testing.supervisor import wait_for
+
+pytestmark = [pytest.mark.mlx, pytest.mark.browser]
+
+
+def shots(page: Any, name: str) -> None:
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            screenshot(page, f"gateway-{name}-{width}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_quick_chat_streams_two_turns_through_v1(live: Live, page: Any) -> None:
+    browser_login(page, live.web.url, live.user.email)
+    page.goto(f"{live.web.url}/servers/{live.profile.pk}/")
+    page.fill("#id_prompt", "Hello there")
+    page.click("form.chat-form button[type=submit]")
+    page.wait_for_selector(".chat-ttft")
+    first = page.inner_text(".chat-assistant >> nth=0")
+    assert first.strip()
+    assert "tokens/s" in page.inner_text(".chat-speed")
+    page.fill("#id_prompt", "And again")
+    page.click("form.chat-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('.chat-assistant:not(.chat-streaming)').length == 2")
+    assert page.locator(".chat-user").count() == 2
+    assert "2 turn(s)" in page.inner_text("#chat-stats")
+    # recorded like any other request, as the signed-in person without a key
+    wait_for(
+        lambda: UsageRecord.objects.filter(user=live.user, api_key=None, status=200).count() == 2,
+        timeout=20,
+        what="2 records",
+    )
+    # the second request carried the first turn: its prompt is longer
+    first_prompt, second_prompt = (
+        UsageRecord.objects.filter(user=live.user).order_by("created_at").values_list("prompt_tokens", flat=True)
+    )
+    assert first_prompt is not None and second_prompt is not None
+    assert second_prompt > first_prompt
+    shots(page, "server-chat")
+    page.click("#chat-clear")
+    assert page.locator(".chat-turn").count() == 0
+
+    page.goto(f"{live.web.url}/servers/")
+    page.click(".use-it summary")
+    assert "/v1" in page.inner_text(".use-it")
+    shots(page, "dashboard")
+
+    page.goto(f"{live.web.url}/accounts/keys/")
+    page.fill("input[name=name]", "Claude Code")
+    page.click("form[action$='/keys/new/'] button[type=submit]")
+    secret = page.inner_text("#new-api-key")
+    assert secret.startswith("mlxm_")
+    shots(page, "keys")
+    page.reload()
+    assert page.locator("#new-api-key").count() == 0
+
+    page.goto(f"{live.web.url}/usage/")
+    assert page.inner_text("#usage-requests") == "2"
+    shots(page, "usage")

@@ -1,0 +1,82 @@
+"""The Usage page (own for members, everyone's for administrators, CSV), retention, and the
+dashboard card's gateway section."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import User
+from gateway.models import GatewayApi, UsageRecord
+from gateway.services import usage_prune, usage_record
+from profiles.models import ServerProfile
+
+pytestmark = pytest.mark.django_db
+
+
+def login(user: User) -> Client:
+    client = Client()
+    client.force_login(user, backend="accounts.backends.EmailBackend")
+    return client
+
+
+def record(user: User, profile: ServerProfile, tokens: int, **fields: Any) -> UsageRecord:
+    return usage_record(
+        user=user, profile=profile, model_name=profile.name, api=GatewayApi.CHAT, status=200,
+        prompt_tokens=5, completion_tokens=tokens, duration_ms=100.0, tokens_per_second=12.5, **fields,
+    )  # fmt: skip
+
+
+def test_members_see_their_own_admins_everyones(make_user: Any, admin_user: User) -> None:
+    alice, bob = make_user("alice@example.com"), make_user("bob@example.com")
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    record(alice, tiny, 111)
+    record(bob, tiny, 222)
+    alices = login(alice).get("/usage/").content.decode()
+    assert 'id="usage-completion-tokens">111<' in alices and "bob@example.com" not in alices
+    admins = login(admin_user).get("/usage/").content.decode()
+    assert 'id="usage-completion-tokens">333<' in admins
+    assert "alice@example.com" in admins and "bob@example.com" in admins
+    only_bob = login(admin_user).get(f"/usage/?user={bob.pk}").content.decode()
+    assert 'id="usage-completion-tokens">222<' in only_bob
+    # a member cannot ask for someone else's by the filter
+    assert 'id="usage-completion-tokens">111<' in login(alice).get(f"/usage/?user={bob.pk}").content.decode()
+
+
+def test_csv_export(make_user: Any) -> None:
+    alice = make_user("alice@example.com")
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    record(alice, tiny, 7)
+    answer = login(alice).get("/usage/?format=csv&days=30")
+    assert answer["Content-Type"] == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
+    assert len(rows) == 1 and rows[0]["model"] == "tiny" and rows[0]["completion_tokens"] == "7"
+
+
+def test_retention_prunes_old_records(make_user: Any, settings: Any) -> None:
+    settings.MLXM_USAGE_RETENTION_DAYS = 30
+    alice = make_user()
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    old = record(alice, tiny, 1, created_at=timezone.now() - timedelta(days=31))
+    new = record(alice, tiny, 1)
+    assert usage_prune() == 1
+    assert list(UsageRecord.objects.values_list("pk", flat=True)) == [new.pk]
+    assert not UsageRecord.objects.filter(pk=old.pk).exists()
+
+
+def test_dashboard_card_shows_requests_and_use_it(make_user: Any) -> None:
+    alice = make_user()
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    record(alice, tiny, 10)
+    record(alice, tiny, 10, created_at=timezone.now() - timedelta(hours=2))
+    page = login(alice).get("/servers/").content.decode()
+    assert "1 request<" in page and "12.5 tokens/s" in page
+    assert 'api_key="YOUR_KEY"' in page.replace("&quot;", '"')
+    assert 'model="tiny"' in page.replace("&quot;", '"')
+    assert "data-origin" in page and "/v1/chat/completions" in page

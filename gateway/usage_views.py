@@ -1,0 +1,39 @@
+"""The Usage page: own usage for members, everyone's for administrators; CSV export."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from accounts.models import User
+from gateway.usage import CSV_COLUMNS, PERIODS, usage_csv_rows, usage_summarise, usage_visible
+from mlxmanager.types import AuthedRequest
+
+
+def usage(request: AuthedRequest) -> HttpResponse:
+    days = request.GET.get("days", "7")
+    if days not in PERIODS:
+        days = "7"
+    user_id = request.GET.get("user", "")
+    chosen = int(user_id) if user_id.isdigit() and request.user.is_admin else None
+    records = usage_visible(viewer=request.user, since=timezone.now() - timedelta(days=int(days)), user_id=chosen)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="usage-{timezone.localdate():%Y-%m-%d}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(usage_csv_rows(records))
+        return response
+    context = {
+        "section": "usage",
+        "summary": usage_summarise(records, days=int(days), with_users=request.user.is_admin and chosen is None),
+        "days": days,
+        "periods": PERIODS.items(),
+        "users": User.objects.order_by("email") if request.user.is_admin else None,
+        "chosen_user": chosen,
+    }
+    return render(request, "gateway/usage.html", context)

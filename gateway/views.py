@@ -1,0 +1,309 @@
+"""`/v1/`: the OpenAI- and Anthropic-compatible endpoint. Async views: a stream waits on the model
+server without holding a thread, so one worker relays many streams while it serves pages.
+
+Each request: parse the body, identify the caller and pick the model server (one hop to the ORM),
+send the body upstream with `model` replaced by what that server loaded, relay the answer, then
+record usage off the request's path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.middleware import public
+from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
+from gateway.meter import Meter
+from gateway.models import GatewayApi
+from gateway.routing import Caller, Target, caller_identify, target_resolve, usable_profiles
+from gateway.translate import MessageStream, chat_to_message, messages_to_chat
+from gateway.upstream import upstream_client
+
+# mlx-lm's server loads whatever these name; the gateway always sends the loaded model's own key.
+LOADED_MODEL = "default_model"
+LOADING_FIELDS = ("model", "draft_model", "adapters")
+UPSTREAM_PATHS = {GatewayApi.CHAT: "/v1/chat/completions", GatewayApi.COMPLETIONS: "/v1/completions"}
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def gateway_view(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Open to the middleware (the view authenticates by key or session itself), no CSRF
+    middleware (keys need none; a session's token is checked in `caller_identify`)."""
+    return csrf_exempt(public(view))
+
+
+def _flavour(api: GatewayApi) -> Flavour:
+    return Flavour.ANTHROPIC if api is GatewayApi.MESSAGES else Flavour.OPENAI
+
+
+def _parse_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The body must be a JSON object.")
+    if not isinstance(body.get("model"), str) or not body["model"].strip():
+        raise GatewayError(400, "model: required, the name of a model (GET /v1/models lists them).")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise GatewayError(400, "stream: must be true or false.")
+    return body
+
+
+def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
+    if api is GatewayApi.MESSAGES:
+        upstream = messages_to_chat(body)
+    else:
+        if api is GatewayApi.CHAT and not isinstance(body.get("messages"), list):
+            raise GatewayError(400, "messages: required, a list of messages.")
+        if api is GatewayApi.COMPLETIONS and not isinstance(body.get("prompt"), str):
+            raise GatewayError(400, "prompt: required, a string.")
+        upstream = {k: v for k, v in body.items() if k not in LOADING_FIELDS}
+    upstream["model"] = LOADED_MODEL
+    upstream["draft_model"] = LOADED_MODEL
+    if upstream.get("stream"):
+        upstream["stream_options"] = {"include_usage": True}
+    return upstream
+
+
+@dataclass(frozen=True)
+class Prepared:
+    body: dict[str, Any]
+    upstream: dict[str, Any]
+    target: Target
+
+
+def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
+    """Who asks (first: nothing about the body is said to a stranger), the body, the server."""
+    meter.caller = caller_identify(request)
+    body = _parse_body(request)
+    meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
+    upstream = _upstream_body(api, body)
+    target = target_resolve(meter.caller, body["model"])
+    meter.profile = target.profile
+    return Prepared(body=body, upstream=upstream, target=target)
+
+
+@gateway_view
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    return await _relay(request, GatewayApi.CHAT)
+
+
+@gateway_view
+async def completions(request: HttpRequest) -> HttpResponseBase:
+    return await _relay(request, GatewayApi.COMPLETIONS)
+
+
+@gateway_view
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    return await _relay(request, GatewayApi.MESSAGES)
+
+
+async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
+    flavour = _flavour(api)
+    meter = Meter(api=api, stream=False)
+    try:
+        if request.method != "POST":
+            raise GatewayError(405, "Use POST.")
+        prepared = await sync_to_async(_prepare)(request, meter, api)
+        url = prepared.target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
+        if meter.stream:
+            return await _open_stream(url, prepared.upstream, meter, api, prepared.body)
+        return await _whole(url, prepared.upstream, meter, api, prepared.target)
+    except GatewayError as error:
+        meter.fail(error.status, error.message)
+        meter.record_soon()
+        return error_response(flavour, error)
+
+
+def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(504, "The model server did not answer in time.")
+    if isinstance(exc, httpx.ConnectError):
+        return GatewayError(502, "Could not connect to the model server: it may have just stopped or crashed.")
+    return GatewayError(502, f"The model server failed while answering ({type(exc).__name__}).")
+
+
+def _upstream_refusal(status: int, text: str) -> GatewayError:
+    """A 4xx from the server is about the request (a bad parameter): 400; anything else: 502."""
+    detail = text.strip()[:300]
+    if 400 <= status < 500:
+        return GatewayError(400, f"The model server refused the request: {detail or status}")
+    return GatewayError(502, f"The model server answered {status}" + (f": {detail}" if detail else "."))
+
+
+async def _send(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Response:
+    """POST to the model server; once more if it dropped the connection before any answer (the
+    request was not acted on: mlx-lm's server closes every connection after its response)."""
+    client = upstream_client()
+    for attempt in (1, 2):
+        try:
+            return await client.send(client.build_request("POST", url, json=upstream), stream=stream)
+        except httpx.RemoteProtocolError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target) -> HttpResponseBase:
+    try:
+        answer = await _send(url, upstream, stream=False)
+    except httpx.HTTPError as exc:
+        raise _upstream_failure(exc) from None
+    if answer.status_code != 200:
+        raise _upstream_refusal(answer.status_code, answer.text)
+    try:
+        data = answer.json()
+    except ValueError:
+        raise GatewayError(502, "The model server's answer was not JSON.") from None
+    meter.usage(data.get("usage"))
+    meter.first_token_at = time.perf_counter()
+    meter.record_soon()
+    if api is GatewayApi.MESSAGES:
+        return JsonResponse(chat_to_message(data, model=target.profile.name))
+    data["model"] = target.profile.name
+    return JsonResponse(data)
+
+
+async def _open_stream(
+    url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, body: dict[str, Any]
+) -> HttpResponseBase:
+    """Open the upstream stream first, so that a refusal still gets its own status and JSON."""
+    try:
+        answer = await _send(url, upstream, stream=True)
+    except httpx.HTTPError as exc:
+        raise _upstream_failure(exc) from None
+    if answer.status_code != 200:
+        text = (await answer.aread()).decode(errors="replace")
+        await answer.aclose()
+        raise _upstream_refusal(answer.status_code, text)
+    if api is GatewayApi.MESSAGES:
+        events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
+    else:
+        wants_usage = (
+            bool((body.get("stream_options") or {}).get("include_usage"))
+            if isinstance(body.get("stream_options"), dict)
+            else False
+        )
+        events = _openai_events(answer, meter, keep_usage_chunk=wants_usage)
+    return StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
+
+
+class StreamCut(Exception):
+    """The model server's stream ended before its `[DONE]`: it died or was killed."""
+
+
+async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[bytes, dict[str, Any] | None]]:
+    """Each complete server-sent event as it arrives, with its JSON data (None for `[DONE]`)."""
+    buffer = b""
+    async for piece in answer.aiter_raw():
+        buffer += piece
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            payload = event.removeprefix(b"data: ").strip()
+            if payload == b"[DONE]":
+                yield event, None
+                return
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                continue
+            if data.get("choices"):
+                choice = data["choices"][0]
+                if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                    meter.token()
+            elif data.get("usage"):
+                meter.usage(data["usage"])
+            yield event, data
+    raise StreamCut
+
+
+async def _guarded(
+    answer: httpx.Response, meter: Meter, flavour: Flavour, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """Relay `events`; an upstream failure becomes an error event; a client that goes away
+    (the ASGI handler cancels us) closes the upstream connection; usage is recorded either way."""
+    try:
+        async for event in events:
+            yield event
+    except StreamCut:
+        meter.fail(502, "The model server stopped in the middle of the answer.")
+        yield stream_error_event(flavour, 502, meter.error)
+    except httpx.HTTPError as exc:
+        failure = _upstream_failure(exc)
+        meter.fail(failure.status, failure.message)
+        yield stream_error_event(flavour, failure.status, failure.message)
+    except BaseException:
+        meter.fail(499, "The client closed the connection before the answer ended.")
+        raise
+    finally:
+        await answer.aclose()
+        meter.record_soon()
+
+
+def _openai_events(answer: httpx.Response, meter: Meter, *, keep_usage_chunk: bool) -> AsyncIterator[bytes]:
+    async def events() -> AsyncIterator[bytes]:
+        async for event, data in _chunks(answer, meter):
+            if data is not None and not data.get("choices") and data.get("usage") and not keep_usage_chunk:
+                continue  # asked for by the gateway, not by this client
+            yield event + b"\n\n"
+
+    return _guarded(answer, meter, Flavour.OPENAI, events())
+
+
+def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
+    translator = MessageStream(model)
+
+    async def events() -> AsyncIterator[bytes]:
+        yield translator.start()
+        async for _event, data in _chunks(answer, meter):
+            if data is None:
+                completion = meter.completion_tokens if meter.completion_tokens is not None else meter.counted_tokens
+                yield translator.finish(meter.prompt_tokens, completion)
+            elif out := translator.chunk(data):
+                yield out
+
+    return _guarded(answer, meter, Flavour.ANTHROPIC, events())
+
+
+@gateway_view
+async def models(request: HttpRequest) -> HttpResponseBase:
+    flavour = Flavour.ANTHROPIC if "anthropic-version" in request.headers else Flavour.OPENAI
+    try:
+        data = await sync_to_async(_model_list)(request)
+    except GatewayError as error:
+        return error_response(flavour, error)
+    return JsonResponse({"object": "list", "data": data, "has_more": False, "first_id": None, "last_id": None})
+
+
+def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
+    caller: Caller = caller_identify(request)
+    if request.method != "GET":
+        raise GatewayError(405, "Use GET.")
+    listed = []
+    for profile in usable_profiles(caller):
+        server = getattr(profile, "server", None)
+        created = profile.created_at
+        listed.append(
+            {
+                "id": profile.name,
+                "object": "model",
+                "type": "model",
+                "created": int(created.timestamp()),
+                "created_at": created.isoformat().replace("+00:00", "Z"),
+                "display_name": profile.name,
+                "owned_by": "mlx-manager",
+                "aliases": profile.alias_list,
+                "state": server.state if server else "stopped",
+            }
+        )
+    return listed

@@ -1,0 +1,114 @@
+// The quick chat on a server's page: streams through the app's own /v1/ endpoint (the signed-in
+// session and its CSRF token, no key), keeps the conversation, shows time to first token and
+// tokens per second. Without JavaScript the form posts to the server side as before.
+(() => {
+  const form = document.querySelector("form.chat-form[data-model]");
+  if (!form || !window.fetch || !window.TextDecoder) return;
+  const log = document.getElementById("chat-log");
+  const stats = document.getElementById("chat-stats");
+  const prompt = form.querySelector("textarea, input[name=prompt]");
+  const send = form.querySelector("button[type=submit]");
+  const clear = document.getElementById("chat-clear");
+  const result = document.getElementById("chat-result");
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const history = [];
+
+  function bubble(role, text) {
+    const item = document.createElement("div");
+    item.className = `chat-turn chat-${role}`;
+    item.textContent = text;
+    log.appendChild(item);
+    return item;
+  }
+
+  function showError(message) {
+    const item = bubble("error", message);
+    item.setAttribute("role", "alert");
+  }
+
+  async function ask(text) {
+    history.push({ role: "user", content: text });
+    bubble("user", text);
+    const answer = bubble("assistant", "");
+    answer.classList.add("chat-streaming");
+    send.disabled = true;
+    stats.textContent = "Waiting for the first token…";
+    const began = performance.now();
+    let first = null;
+    let tokens = 0;
+    let reply = "";
+    try {
+      const response = await fetch("/v1/chat/completions", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+        body: JSON.stringify({ model: form.dataset.model, messages: history, stream: true, max_tokens: 256 }),
+      });
+      if (!response.ok) {
+        let message = `The gateway answered ${response.status}.`;
+        try { message = (await response.json()).error.message; } catch (_) { /* keep the status */ }
+        throw new Error(message);
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        const events = buffer.split("\n\n");
+        buffer = events.pop();
+        for (const event of events) {
+          const data = event.replace(/^data: /, "").trim();
+          if (!data || data === "[DONE]") continue;
+          const chunk = JSON.parse(data);
+          if (chunk.error) throw new Error(chunk.error.message);
+          const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].delta && chunk.choices[0].delta.content;
+          if (piece) {
+            if (first === null) first = performance.now();
+            tokens += 1;
+            reply += piece;
+            answer.textContent = reply;
+          }
+        }
+      }
+      history.push({ role: "assistant", content: reply });
+      const ended = performance.now();
+      const ttft = first === null ? null : first - began;
+      const rate = first !== null && ended > first ? tokens / ((ended - first) / 1000) : null;
+      stats.innerHTML = "";
+      stats.append(
+        `First token after `, Object.assign(document.createElement("span"), { className: "chat-ttft", textContent: ttft === null ? "–" : `${Math.round(ttft)} ms` }),
+        " · ", Object.assign(document.createElement("span"), { className: "chat-speed", textContent: rate === null ? "– tokens/s" : `${rate.toFixed(1)} tokens/s` }),
+        ` · ${tokens} tokens · ${history.length / 2} turn(s)`,
+      );
+      if (!reply) answer.textContent = "(an empty answer)";
+    } catch (error) {
+      history.pop();
+      answer.remove();
+      showError(error.message || String(error));
+      stats.textContent = "";
+    } finally {
+      answer.classList.remove("chat-streaming");
+      send.disabled = false;
+    }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    const text = prompt.value.trim();
+    if (!text) { showError("Write a prompt first."); return; }
+    if (result) result.hidden = true;
+    prompt.value = "";
+    ask(text);
+  }, true);
+
+  clear.hidden = false;
+  clear.addEventListener("click", () => {
+    history.length = 0;
+    log.replaceChildren();
+    stats.textContent = "";
+    prompt.focus();
+  });
+})();

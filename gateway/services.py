@@ -12,6 +12,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
+from audit.models import AuditKind
+from audit.services import audit_record
 from gateway.keys import PREFIX_SHOWN, key_hash, new_secret
 from gateway.models import ApiKey, UsageRecord
 from profiles.models import ServerProfile
@@ -38,6 +40,7 @@ def key_create(
         user=user, name=name, prefix=secret[:PREFIX_SHOWN], secret_hash=key_hash(secret), expires_at=expires_at
     )
     key.profiles.set(list(profiles))
+    audit_record(kind=AuditKind.KEY, action="create", subject=f"{key} of {user.email}", by=user)
     return NewKey(key=key, secret=secret)
 
 
@@ -48,6 +51,7 @@ def key_revoke(*, key: ApiKey, by: User) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit_record(kind=AuditKind.KEY, action="revoke", subject=f"{key} of {key.user.email}", by=by)
 
 
 def usage_prune(*, now: datetime | None = None) -> int:

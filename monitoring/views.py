@@ -20,9 +20,11 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from accounts.middleware import public
 from accounts.models import User
 from audit.models import AuditRecord
+from gateway.keys import authenticate_key, key_from_headers
 from mlxmanager.types import AuthedRequest
 from monitoring.collector import ManagerCollector
 from monitoring.forms import AuditFilterForm
+from monitoring.gateway_metrics import GatewayCollector
 from profiles.models import ServerProfile
 
 READ_METRICS = "gateway.read_metrics"
@@ -31,6 +33,7 @@ CSV_COLUMNS = ("when", "who", "kind", "action", "subject", "message")
 
 REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(ManagerCollector())
+REGISTRY.register(GatewayCollector())
 
 
 class Unauthenticated(Exception):
@@ -50,10 +53,23 @@ def _basic_auth_user(request: HttpRequest, header: str) -> User:
     return user
 
 
+def _api_key_user(request: HttpRequest) -> User | None:
+    """The owner of the usable API key the request carries (Bearer or x-api-key); None without one."""
+    raw = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("x-api-key", ""))
+    if not raw:
+        return None
+    key = authenticate_key(raw)
+    if key is None:
+        raise Unauthenticated
+    return key.user
+
+
 def _metrics_reader(request: HttpRequest) -> User:
     header = request.headers.get("Authorization", "")
     if header.startswith("Basic "):
         user = _basic_auth_user(request, header)
+    elif key_user := _api_key_user(request):
+        user = key_user
     elif request.user.is_authenticated and isinstance(request.user, User):
         user = request.user
     else:

@@ -1,0 +1,85 @@
+"""The gateway's request figures for `/metrics`, computed at each scrape from its usage records
+(one row per `/v1/` request, in the database: the same answer from every gunicorn worker).
+
+Counters and histograms cover the records kept (`MLXM_USAGE_RETENTION_DAYS`); when old records
+are pruned a counter goes down, which Prometheus' rate() and increase() read as a counter reset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from django.db.models import Count, Q, Sum
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from gateway.models import UsageRecord
+from monitoring.collector import node_name
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LABELS = ["model", "api", "node"]
+
+
+def _histogram(name: str, documentation: str, field: str, buckets: Sequence[float]) -> HistogramMetricFamily:
+    """A histogram of a milliseconds column, by model and API, in seconds: one GROUP BY query."""
+    has_value = Q(**{f"{field}__isnull": False})
+    rows = (
+        UsageRecord.objects.filter(has_value)
+        .values("model_name", "api")
+        .order_by("model_name", "api")
+        .annotate(
+            count=Count("id"),
+            total=Sum(field),
+            **{f"le_{n}": Count("id", filter=Q(**{f"{field}__lte": bound * 1000})) for n, bound in enumerate(buckets)},
+        )
+    )
+    histogram = HistogramMetricFamily(name, documentation, labels=LABELS)
+    node = node_name()
+    for typed_row in rows:
+        row: dict[str, Any] = dict(typed_row)  # a plain dict: the bucket columns are named at run time
+        cumulative = [(floatToGoString(bound), float(row[f"le_{n}"])) for n, bound in enumerate(buckets)]
+        histogram.add_metric(
+            [row["model_name"], row["api"], node],
+            buckets=[*cumulative, ("+Inf", float(row["count"]))],
+            sum_value=float(row["total"] or 0) / 1000,
+        )
+    return histogram
+
+
+class GatewayCollector:
+    """Requests by model, API and status; their durations and times to the first token; tokens."""
+
+    def collect(self) -> Iterator[Metric]:
+        node = node_name()
+        requests = CounterMetricFamily(
+            "mlxm_gateway_requests", "Requests to /v1/ that named a model.", labels=[*LABELS, "status"]
+        )
+        prompt = CounterMetricFamily("mlxm_gateway_prompt_tokens", "Prompt tokens of /v1/ requests.", labels=LABELS)
+        completion = CounterMetricFamily(
+            "mlxm_gateway_completion_tokens", "Completion tokens of /v1/ requests.", labels=LABELS
+        )
+        by_status = (
+            UsageRecord.objects.values("model_name", "api", "status")
+            .order_by("model_name", "api", "status")
+            .annotate(count=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
+        )
+        tokens: dict[tuple[str, str], list[float]] = {}
+        for row in by_status:
+            requests.add_metric([row["model_name"], row["api"], node, str(row["status"])], float(row["count"]))
+            sums = tokens.setdefault((row["model_name"], row["api"]), [0.0, 0.0])
+            sums[0] += row["prompt"] or 0
+            sums[1] += row["completion"] or 0
+        for (model, api), (prompt_sum, completion_sum) in tokens.items():
+            prompt.add_metric([model, api, node], prompt_sum)
+            completion.add_metric([model, api, node], completion_sum)
+        yield from (requests, prompt, completion)
+        yield _histogram(
+            "mlxm_gateway_request_duration_seconds", "Duration of /v1/ requests.", "duration_ms", DURATION_BUCKETS
+        )
+        yield _histogram(
+            "mlxm_gateway_time_to_first_token_seconds",
+            "Time from a /v1/ request to its first token (or its answer, unstreamed).",
+            "ttft_ms",
+            TTFT_BUCKETS,
+        )

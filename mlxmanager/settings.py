@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "system",
     "gateway",
     "monitoring",
+    "api",
+    "ninja",  # serves its docs page's Swagger UI from static files, not a CDN
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

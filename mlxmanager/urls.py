@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/", include("library.urls")),
     path("system/", include("system.urls")),
     path("v1/", include("gateway.urls")),
+    path("api/v1/", include(("api.urls", "api"))),
     path("usage/", usage, name="usage"),
     path("", include("monitoring.urls")),
     path("admin/", admin.site.urls),

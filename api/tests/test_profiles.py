@@ -1,0 +1,94 @@
+"""Profiles through the API: the profile form's checks and messages, the services' refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.tests.conftest import ApiClient
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerState
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> str:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen2"}')
+    (folder / "model.safetensors").write_bytes(b"0" * 16)
+    return str(folder)
+
+
+def test_create_read_update_duplicate_delete(admin_api: ApiClient, model_dir: str) -> None:
+    created = admin_api.call("post", "/profiles/", {"name": "qwen", "model": model_dir, "temperature": 0.5})
+    assert created.status_code == 201, created.json()
+    profile = created.json()
+    assert profile["port"] >= 1024 and profile["state"] == "stopped" and profile["host"] == "127.0.0.1"
+    pk = profile["id"]
+    changed = admin_api.call("patch", f"/profiles/{pk}", {"description": "small", "chat_template_args": {"a": 1}})
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["temperature"] == 0.5 and changed.json()["description"] == "small"
+    assert ServerProfile.objects.get(pk=pk).chat_template_args == {"a": 1}
+    copy = admin_api.call("post", f"/profiles/{pk}/duplicate").json()
+    assert copy["name"] == "qwen (copy)" and copy["port"] != profile["port"]
+    assert [p["name"] for p in admin_api.call("get", "/profiles/").json()] == ["qwen", "qwen (copy)"]
+    assert admin_api.call("delete", f"/profiles/{copy['id']}").status_code == 204
+    assert admin_api.call("get", f"/profiles/{copy['id']}").json() == {
+        "detail": "No such profile.",
+        "field": None,
+        "errors": None,
+    }
+
+
+def test_the_forms_refusals_come_back_naming_the_field(admin_api: ApiClient, model_dir: str) -> None:
+    first = admin_api.call("post", "/profiles/", {"name": "one", "model": model_dir}).json()
+    cases = [
+        ({"name": "two", "model": model_dir, "port": first["port"]}, "port", f"Port {first['port']} is already used"),
+        ({"name": "two", "model": model_dir, "port": 80}, "port", "Port must be at least 1024."),
+        ({"name": "ONE", "model": model_dir}, "name", "The profile “one” already answers to “ONE”"),
+        ({"model": model_dir}, "name", "Give the profile a name."),
+        ({"name": "two", "model": model_dir, "top_k": "many"}, "top_k", "top_k"),
+        ({"name": "two", "model": "not a model"}, "model", ""),
+    ]
+    for body, field, message in cases:
+        response = admin_api.call("post", "/profiles/", body)
+        assert response.status_code == 400, (body, response.json())
+        assert response.json()["field"] == field, (body, response.json())
+        assert message in response.json()["detail"], (body, response.json())
+    assert ServerProfile.objects.count() == 1
+
+
+def test_deleting_a_profile_whose_server_runs_is_409_with_the_pages_message(
+    admin_api: ApiClient, model_dir: str
+) -> None:
+    pk = admin_api.call("post", "/profiles/", {"name": "busy", "model": model_dir}).json()["id"]
+    Server.objects.create(profile_id=pk, desired_state=DesiredState.RUNNING, state=ServerState.RUNNING)
+    response = admin_api.call("delete", f"/profiles/{pk}")
+    assert response.status_code == 409
+    assert (
+        response.json()["detail"]
+        == "“busy” cannot be deleted while its server is running and set to run. Stop it first."
+    )
+    again = admin_api.call("post", f"/servers/{pk}/start")
+    assert again.status_code == 409 and again.json()["detail"] == "busy is already running."
+    stopped = admin_api.call("post", f"/servers/{pk}/stop")
+    assert stopped.json()["desired_state"] == "stopped"
+
+
+def test_next_free_port_skips_the_profiles_ports(admin_api: ApiClient, model_dir: str) -> None:
+    port = admin_api.call("get", "/profiles/next-free-port").json()["port"]
+    admin_api.call("post", "/profiles/", {"name": "a", "model": model_dir, "port": port})
+    assert admin_api.call("get", "/profiles/next-free-port").json()["port"] != port
+
+
+def test_unsafe_options_by_a_member_are_refused_as_the_page_refuses_them(member_api: ApiClient, model_dir: str) -> None:
+    """Issue 12 (branch `roles`) moves this rule into profiles/services.py; until it lands on main
+    there is no such rule to follow."""
+    from profiles import services
+
+    if not hasattr(services, "ProfileRefused"):
+        pytest.skip("profiles.services has no unsafe-option rule yet (issue 12 not on main)")
+    response = member_api.call("post", "/profiles/", {"name": "x", "model": model_dir, "trust_remote_code": True})
+    assert response.status_code == 403
+    assert "remote code" in response.json()["detail"].lower()

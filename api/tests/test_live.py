@@ -1,0 +1,153 @@
+"""The API against the live app (gunicorn, as `make run` serves it), a real supervisor, a real
+`mlx_lm.server` on the tiny model and the Hub stand-in: a script's journey, `mlxm`, Schemathesis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+
+from accounts.models import User
+from api.tests.conftest import KeyMaker
+from testing.supervisor import BASE_DIR, wait_for
+from testing.web import WebServer
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@dataclass
+class LiveApi:
+    web: WebServer
+    secret: str
+    http: httpx.Client
+
+    def mlxm(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MLXM_URL": self.web.url, "MLXM_API_KEY": key or self.secret, "MLXM_CONFIG": "/dev/null"}
+        return subprocess.run(
+            [sys.executable, "-m", "api.cli", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300
+        )
+
+
+def client(web: WebServer, secret: str) -> httpx.Client:
+    return httpx.Client(base_url=web.url + "/api/v1", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+
+
+@pytest.fixture
+def live_api(
+    supervisor_process: Any, hub: Any, tmp_path: Path, make_user: Callable[..., User], make_key: KeyMaker
+) -> Iterator[LiveApi]:
+    supervisor_process.start()
+    admin = make_user("admin@example.com", admin=True)
+    secret = make_key(admin)
+    web = WebServer(tmp_path / "gunicorn.log").start()
+    try:
+        with client(web, secret) as http:
+            yield LiveApi(web=web, secret=secret, http=http)
+    finally:
+        web.stop()
+
+
+def test_a_script_makes_a_profile_starts_it_reads_health_and_stops_it(
+    live_api: LiveApi, tiny_model: Path, supervisor_process: Any, make_user: Callable[..., User], make_key: KeyMaker
+) -> None:
+    http = live_api.http
+    created = http.post("/profiles/", json={"name": "tiny", "model": str(tiny_model), "max_tokens": 16})
+    assert created.status_code == 201, created.text
+    profile = created.json()
+    pk = profile["id"]
+
+    clash = http.post("/profiles/", json={"name": "other", "model": str(tiny_model), "port": profile["port"]})
+    assert clash.status_code == 400
+    assert clash.json()["field"] == "port"
+    assert clash.json()["detail"] == f"Port {profile['port']} is already used by the profile “tiny”."
+
+    member_key = make_key(make_user("member@example.com"), manage=False)
+    with client(live_api.web, member_key) as using_only:
+        refused = using_only.post(f"/servers/{pk}/start")
+        assert refused.status_code == 403 and "may only use models" in refused.json()["detail"]
+
+    assert http.post(f"/servers/{pk}/start").json()["desired_state"] == "running"
+    wait_for(lambda: http.get(f"/servers/{pk}").json()["state"] == "running", timeout=150, what="tiny to run")
+    supervisor_process.remember_servers()
+    wait_for(lambda: http.get(f"/servers/{pk}/health").json()["healthy"], timeout=60, what="a health check")
+    health = http.get(f"/servers/{pk}/health").json()
+    assert health["last_health_ms"] is not None and health["health_failures"] == 0
+
+    ps = live_api.mlxm("ps")
+    assert ps.returncode == 0, ps.stderr
+    header, row = ps.stdout.splitlines()
+    assert header.split() == ["NAME", "STATE", "PORT", "PID", "MEMORY"]
+    assert row.split()[:3] == ["tiny", "running", str(profile["port"])]
+
+    log = http.get(f"/servers/{pk}/log").json()
+    assert not log["missing"] and log["text"]
+    events = http.get(f"/servers/{pk}/events").json()
+    assert {"action": "start", "by": "admin@example.com"}.items() <= events[-1].items()
+
+    assert http.post(f"/servers/{pk}/stop").json()["desired_state"] == "stopped"
+    wait_for(lambda: http.get(f"/servers/{pk}").json()["state"] == "stopped", timeout=60, what="tiny to stop")
+    again = http.post(f"/servers/{pk}/stop")
+    assert again.status_code == 409 and again.json()["detail"] == "tiny is not running, so there is nothing to stop."
+
+
+def test_mlxm_pull_shows_progress_and_ls_lists_the_model(live_api: LiveApi) -> None:
+    pulled = live_api.mlxm("pull", "mlx-community/Medium-Model-8bit")
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    lines = pulled.stdout.splitlines()
+    assert lines[-1] == "mlx-community/Medium-Model-8bit: downloaded"
+    assert any(line.endswith("100.0% 6.3 MB/6.3 MB completed") and "[" + "#" * 30 + "]" in line for line in lines)
+    listed = live_api.mlxm("ls")
+    assert "mlx-community/Medium-Model-8bit" in listed.stdout and "6.3 MB" in listed.stdout
+    missing = live_api.mlxm("pull", "not a repo")
+    assert missing.returncode == 1
+    assert "is not a Hugging Face repo id" in missing.stderr and "(HTTP 400)" in missing.stderr
+    refused = live_api.mlxm("ps", key="mlxm_wrong")
+    assert refused.returncode == 1 and "API key" in refused.stderr and "(HTTP 401)" in refused.stderr
+
+
+def test_schemathesis_finds_no_server_error_and_no_response_outside_the_schema(
+    live_api: LiveApi, tiny_model: Path, tmp_path: Path
+) -> None:
+    live_api.http.post("/profiles/", json={"name": "tiny", "model": str(tiny_model)}).raise_for_status()
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            live_api.web.url + "/api/v1/openapi.json",
+            "--header",
+            f"Authorization: Bearer {live_api.secret}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "6",
+            "--seed",
+            "17",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path / "st"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:] + "\n" + live_api.web.output()[-3000:]
+    report = ElementTree.parse(next((tmp_path / "st").glob("*.xml"))).getroot()
+    cases = report.findall(".//testcase")
+    names = {case.get("name", "") for case in cases}
+    assert len(cases) >= 35 and any("/servers/{profile_id}/start" in name for name in names), names
+    assert not report.findall(".//failure") and not report.findall(".//error")

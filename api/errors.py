@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from ninja import Schema
 from ninja.responses import codes_4xx
 
@@ -41,7 +42,7 @@ def form_error(form: forms.BaseForm) -> ApiError:
     """400 naming the first field at fault (`__all__` errors have no field) with all messages."""
     errors = {name: [str(message) for message in messages] for name, messages in form.errors.items()}
     first = next(iter(errors))
-    field = None if first == forms.forms.NON_FIELD_ERRORS else first
+    field = None if first == NON_FIELD_ERRORS else first
     return ApiError(400, errors[first][0], field=field, errors=errors)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 
 from api.auth import user_of
 from api.errors import ERROR_CODES, ApiError, Error, form_error, not_found
@@ -136,7 +136,7 @@ def download_get(request: HttpRequest, download_id: int) -> Any:
 def download_start(request: HttpRequest, body: DownloadIn) -> Any:
     """Queue a download for the supervisor (or join the one already under way for the repo)."""
     try:
-        return 202, download_queue(repo_id=body.repo_id, revision=body.revision or "main", by=user_of(request))
+        return Status(202, download_queue(repo_id=body.repo_id, revision=body.revision or "main", by=user_of(request)))
     except LibraryError as exc:
         raise ApiError(400, str(exc), field="repo_id") from None
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import ModelSchema, Router, Schema
+from ninja import ModelSchema, Router, Schema, Status
 
 from api.auth import user_of
 from api.errors import ERROR_CODES, ApiError, Error, form_error, not_found
@@ -15,7 +15,7 @@ from profiles import services
 from profiles.forms import ProfileForm
 from profiles.models import ServerProfile
 from profiles.ports import NoFreePort, next_free_port
-from profiles.views import server_state
+from profiles.selectors import server_status
 
 router = Router(tags=["profiles"])
 
@@ -29,7 +29,7 @@ class ProfileOut(ModelSchema):
 
     @staticmethod
     def resolve_state(profile: ServerProfile) -> str:
-        return server_state(profile)
+        return server_status(profile).state
 
 
 class ProfileIn(Schema):
@@ -130,7 +130,7 @@ def profile_get(request: HttpRequest, profile_id: int) -> Any:
 def profile_create(request: HttpRequest, body: ProfileIn) -> Any:
     fields = validated_fields(body, None)
     try:
-        return 201, services.profile_create(fields=fields, by=user_of(request))
+        return Status(201, services.profile_create(fields=fields, by=user_of(request)))
     except services.ProfileConflict as exc:
         raise _conflict(exc) from None
 
@@ -150,7 +150,7 @@ def profile_update(request: HttpRequest, profile_id: int, body: ProfileIn) -> An
 )
 def profile_duplicate(request: HttpRequest, profile_id: int) -> Any:
     try:
-        return 201, services.profile_duplicate(profile=get_profile(profile_id), by=user_of(request))
+        return Status(201, services.profile_duplicate(profile=get_profile(profile_id), by=user_of(request)))
     except (NoFreePort, services.ProfileConflict) as exc:
         raise _conflict(exc) from None
 
@@ -161,4 +161,4 @@ def profile_delete(request: HttpRequest, profile_id: int) -> Any:
         services.profile_delete(profile=get_profile(profile_id))
     except services.ProfileDeleteRefused as exc:
         raise _conflict(exc) from None
-    return 204, None
+    return Status(204, None)

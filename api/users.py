@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from accounts import services
 from accounts.models import User, UserStatus
@@ -125,4 +125,4 @@ def user_delete(request: HttpRequest, user_id: int) -> Any:
         services.user_delete(user=_user(user_id), by=by)
     except services.AccountsError as exc:
         raise ApiError(409, str(exc)) from None
-    return 204, None
+    return Status(204, None)

@@ -46,7 +46,7 @@ def test_the_forms_refusals_come_back_naming_the_field(admin_api: ApiClient, mod
     cases = [
         ({"name": "two", "model": model_dir, "port": first["port"]}, "port", f"Port {first['port']} is already used"),
         ({"name": "two", "model": model_dir, "port": 80}, "port", "Port must be at least 1024."),
-        ({"name": "ONE", "model": model_dir}, "name", "The profile “one” already answers to “ONE”"),
+        ({"name": "ONE", "model": model_dir}, "name", "A profile named “one” already exists"),
         ({"model": model_dir}, "name", "Give the profile a name."),
         ({"name": "two", "model": model_dir, "top_k": "many"}, "top_k", "top_k"),
         ({"name": "two", "model": "not a model"}, "model", ""),

@@ -10,7 +10,9 @@ from ninja import Router, Schema
 
 from api.auth import AdminKeyAuth
 from api.errors import ERROR_CODES, Error
+from mlxmanager.memory import for_models, mlx_device_info
 from servers.heartbeat import supervisor_status
+from servers.selectors import system_memory as newest_memory
 from system import info
 from system.views import service_context
 
@@ -57,8 +59,8 @@ class ServicesOut(Schema):
 
 @router.get("/memory", response={200: MemoryOut, ERROR_CODES: Error}, summary="Memory")
 def system_memory(request: HttpRequest) -> Any:
-    memory = info.memory()
-    recommended = info.recommended_for_models(memory.total, info.mlx_device_info())
+    memory = newest_memory()
+    recommended = for_models(memory.total)
     return {
         **vars(memory),
         "used_by_servers": info.servers_memory(),
@@ -71,7 +73,7 @@ def system_memory(request: HttpRequest) -> Any:
 def system_machine(request: HttpRequest) -> Any:
     supervisor = supervisor_status()
     return {
-        "processor": info.processor(info.mlx_device_info()),
+        "processor": info.processor(mlx_device_info()),
         "operating_system": info.operating_system(),
         "python": info.python_version(),
         "versions": info.package_versions(),

@@ -13,7 +13,7 @@ def test_system_reads(admin_api: ApiClient, member_api: ApiClient) -> None:
     memory = admin_api.call("get", "/system/memory").json()
     assert memory["total"] > memory["available"] > 0 and memory["recommended_for_models"] > 0
     machine = admin_api.call("get", "/system/machine").json()
-    assert machine["python"].startswith("3.") and machine["versions"]
+    assert "3." in machine["python"] and machine["versions"]
     services = admin_api.call("get", "/system/services")
     assert services.status_code == 200 and services.json()["manager"] in ("systemd", "launchd")
     assert member_api.call("get", "/system/services").status_code == 403

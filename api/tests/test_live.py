@@ -92,7 +92,12 @@ def test_a_script_makes_a_profile_starts_it_reads_health_and_stops_it(
     events = http.get(f"/servers/{pk}/events").json()
     assert {"action": "start", "by": "admin@example.com"}.items() <= events[-1].items()
 
-    assert http.post(f"/servers/{pk}/stop").json()["desired_state"] == "stopped"
+    logs = live_api.mlxm("logs", "TINY")  # names ignore case
+    assert logs.returncode == 0 and logs.stdout == log["text"][: len(logs.stdout)] and logs.stdout
+
+    stop = live_api.mlxm("stop", "tiny")
+    assert (stop.returncode, stop.stdout) == (0, "tiny: stopping\n"), stop.stderr
+    assert http.get(f"/servers/{pk}").json()["desired_state"] == "stopped"
     wait_for(lambda: http.get(f"/servers/{pk}").json()["state"] == "stopped", timeout=60, what="tiny to stop")
     again = http.post(f"/servers/{pk}/stop")
     assert again.status_code == 409 and again.json()["detail"] == "tiny is not running, so there is nothing to stop."

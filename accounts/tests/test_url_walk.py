@@ -82,11 +82,23 @@ def test_walk_finds_every_app_and_each_url_resolves_to_its_view() -> None:
 
 
 def test_only_the_explicit_exemptions_are_public() -> None:
-    return [
-        u
-        for u in all_urls()
-        if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED and not u.name.startswith(API_NAMESPACE)
-    ]
+    public = {u.name for u in all_urls() if is_public(u.callback) and not u.name.startswith(API_NAMESPACE)}
+    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED
+    api_views = [u for u in all_urls() if u.name.startswith(API_NAMESPACE)]
+    assert len(api_views) > 30 and all(is_public(u.callback) for u in api_views)
+
+
+def test_self_guarded_views_refuse_all_but_administrators(
+    client: Client, user_client: Client, admin_client: Client, make_user: Callable[..., User]
+) -> None:
+    pending = Client()
+    pending.force_login(make_user(status=UserStatus.PENDING))
+    urls = [u for u in all_urls() if u.name in SELF_GUARDED]
+    assert len(urls) == len(SELF_GUARDED)
+    _check(urls, lambda u: client.get(u.url), lambda u, r: r.status_code == 401)
+    _check(urls, lambda u: pending.get(u.url), lambda u, r: r.status_code in (401, 403))
+    _check(urls, lambda u: user_client.get(u.url), lambda u, r: r.status_code == 403)
+    _check(urls, lambda u: admin_client.get(u.url), lambda u, r: r.status_code == 200)
 
 
 def test_key_authenticated_views_refuse_anonymous_with_401_json(client: Client) -> None:

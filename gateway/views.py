@@ -27,6 +27,7 @@ from gateway.models import GatewayApi
 from gateway.routing import Caller, Target, caller_identify, target_resolve, usable_profiles
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
+from library.local import local_model_path, read_config
 
 # mlx-lm's server loads whatever these name; the gateway always sends the loaded model's own key.
 LOADED_MODEL = "default_model"
@@ -82,6 +83,26 @@ class Prepared:
     target: Target
 
 
+def _vocabulary_size(model: str) -> int | None:
+    folder = local_model_path(model)
+    size = read_config(folder).get("vocab_size") if folder else None
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _guard_top_k(upstream: dict[str, Any], model: str) -> None:
+    """mlx-lm 0.32 checks only `top_k >= 0`: a larger value than the vocabulary kills its generation
+    thread (the server then answers 503 for ever), so any key holder could take a model down. Such a
+    value keeps every token anyway, which is what 0 (no top-k) means."""
+    top_k = upstream.get("top_k")
+    if top_k is None:
+        return
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise GatewayError(400, "top_k: must be a whole number, 0 or more.")
+    vocabulary = _vocabulary_size(model)
+    if vocabulary is None or top_k >= vocabulary:
+        upstream["top_k"] = 0
+
+
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server."""
     meter.caller = caller_identify(request)
@@ -89,6 +110,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
     target = target_resolve(meter.caller, body["model"])
+    _guard_top_k(upstream, target.profile.model)
     meter.profile = target.profile
     return Prepared(body=body, upstream=upstream, target=target)
 

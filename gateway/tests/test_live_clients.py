@@ -235,3 +235,32 @@ def test_second_model_by_alias(live: Live, tiny_model: object, supervisor_proces
     reply = oai(live).chat.completions.create(model="OTHER", messages=[{"role": "user", "content": "x"}], max_tokens=2)
     assert reply.model == "second"
     wait_for(lambda: UsageRecord.objects.filter(profile=second).exists(), timeout=20, what="a record for second")
+
+
+def test_a_top_k_beyond_the_vocabulary_cannot_take_the_model_down(live: Live) -> None:
+    """mlx-lm's generation thread dies on a top_k larger than the vocabulary (the tiny model has 256
+    tokens), and its server then answers 503 for ever: through the gateway such a value means 'no
+    top-k', so a key holder cannot break a model everyone shares."""
+    client = oai(live)
+    for _ in range(2):
+        chat = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Hello"}],
+            max_tokens=4,
+            temperature=0.8,
+            extra_body={"top_k": 100_000},
+        )
+        assert chat.choices[0].message.content is not None
+    message = ant(live).messages.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=4,
+        extra_body={"temperature": 0.8, "top_k": 100_000},
+    )
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    with pytest.raises(openai.BadRequestError, match="top_k"):
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, extra_body={"top_k": -3}
+        )
+    profile = ServerProfile.objects.get(name="tiny")
+    assert profile.server.state == "running" and profile.server.restart_count == 0

@@ -55,10 +55,11 @@ prometheus:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
-## Every test, browser ones included.
+## Every test, browser ones included, on every core (TEST_WORKERS=0 runs them in one process).
+TEST_WORKERS ?= auto
 test: dev-setup browser systemd-analyze prometheus
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: dev-setup
 	$(VENV)/bin/ruff check .

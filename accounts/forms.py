@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
-from accounts.models import User, UserStatus
+from accounts.models import User, UserStatus, canonical_email
 
 
 class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
@@ -14,10 +14,12 @@ class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
         fields = ("email",)
 
     def clean_email(self) -> str:
-        email: str = User.objects.normalize_email(self.cleaned_data["email"]).strip()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
-        return email
+        """The canonical address (see `canonical_email`). Whether it already has an account is not
+        checked here: the page must answer the same either way (accounts.services.user_register)."""
+        try:
+            return canonical_email(self.cleaned_data["email"])
+        except ValueError:
+            raise forms.ValidationError("Enter a valid email address (its domain cannot be encoded).") from None
 
 
 class LoginForm(AuthenticationForm):

@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+
+def canonical_email(email: str) -> str:
+    """One spelling per address, so lookalikes meet the uniqueness check: NFKC (fullwidth and
+    compatibility characters become plain ones) and the domain IDNA-encoded (lowercase, xn--).
+    The local part keeps its case; uniqueness ignores case anyway. ValueError when the domain
+    cannot be encoded."""
+    text = unicodedata.normalize("NFKC", email.strip())
+    local, _, domain = text.rpartition("@")
+    if not local or not domain:
+        return text
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ValueError(str(exc)) from None
+    return f"{local}@{ascii_domain}"
 
 
 class UserStatus(models.TextChoices):
@@ -59,6 +76,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_active(self) -> bool:  # type: ignore[override]
         """Django's notion of an active account: only approved ones (admin, permissions)."""
         return self.status == UserStatus.APPROVED
+
+    @property
+    def has_non_ascii_email(self) -> bool:
+        """Worth a second look before approval: such an address can imitate another one."""
+        return not self.email.isascii()
 
     @property
     def is_admin(self) -> bool:

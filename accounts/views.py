@@ -14,7 +14,7 @@ from django.utils.decorators import method_decorator
 from accounts.forms import LoginForm, RegistrationForm
 from accounts.middleware import public
 from accounts.models import UserStatus
-from accounts.services import EmailTakenError, user_register
+from accounts.services import user_register
 from mlxmanager.types import AuthedRequest
 
 
@@ -22,12 +22,8 @@ from mlxmanager.types import AuthedRequest
 def register(request: HttpRequest) -> HttpResponse:
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
-        except EmailTakenError as error:
-            form.add_error("email", str(error))
-            return render(request, "accounts/register.html", {"form": form})
-        if user.status == UserStatus.APPROVED:
+        user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+        if user is not None and user.status == UserStatus.APPROVED:
             auth_login(request, user, backend="accounts.backends.EmailBackend")
             messages.success(request, "Welcome! Your account is the administrator of this MLX Manager.")
             return redirect("servers:dashboard")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,9 +20,16 @@ from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
 from library.models import Download
 from library.selectors import model_uses
-from library.services import ACTIVE, LibraryError, download_cancel, download_queue, model_delete
+from library.services import ACTIVE, LibraryError, ModelDeleteRefused, download_cancel, download_queue, model_delete
 from mlxmanager.memory import for_models
 from mlxmanager.types import AuthedRequest
+
+
+class DownloadsQuery(forms.Form):
+    was_active = forms.BooleanField(required=False)
+
+    def is_valid_and_was_active(self) -> bool:
+        return self.is_valid() and bool(self.cleaned_data["was_active"])
 
 
 def _downloads_context() -> dict[str, Any]:
@@ -50,7 +58,7 @@ def downloads(request: AuthedRequest) -> HttpResponse:
     """The live part of the downloads list (polled by htmx); reads only the database."""
     context = _downloads_context()
     response = render(request, "library/_downloads.html", context)
-    if request.GET.get("was_active") and not context["active_downloads"]:
+    if DownloadsQuery(request.GET).is_valid_and_was_active() and not context["active_downloads"]:
         response["HX-Refresh"] = "true"  # a download ended: show the updated local list
     return response
 
@@ -140,6 +148,8 @@ def delete(request: AuthedRequest) -> HttpResponse:
     repo_id = request.POST.get("repo_id", "")
     try:
         freed = model_delete(repo_id=repo_id, by=request.user)
+    except ModelDeleteRefused as refusal:
+        return render(request, "library/local.html", {**_local_context(), "delete_error": str(refusal)}, status=403)
     except LibraryError as problem:
         context = {**_local_context(), "delete_error": str(problem)}
         status = 409 if is_valid_repo_id(repo_id) else 400

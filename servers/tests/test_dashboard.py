@@ -193,39 +193,39 @@ def test_start_records_intent_and_returns_the_card(
     assert (event.action, event.by, event.kind) == ("start", approved_user, ServerEvent.Kind.ACTION)
 
 
-def test_stop_and_restart_record_intent(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+def test_stop_and_restart_record_intent(admin_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile()
     set_server(profile, ServerState.RUNNING)
-    html = user_client.post(f"/servers/{profile.pk}/restart/", headers=HTMX).content.decode()
+    html = admin_client.post(f"/servers/{profile.pk}/restart/", headers=HTMX).content.decode()
     assert "Restart requested" in html
     assert Server.objects.get(profile=profile).restart_requested == 1
-    html = user_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX).content.decode()
+    html = admin_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX).content.decode()
     assert "Stop requested" in html
     assert Server.objects.get(profile=profile).desired_state == DesiredState.STOPPED
     assert list(ServerEvent.objects.values_list("action", flat=True)) == ["stop", "restart"]
 
 
-def test_buttons_work_without_javascript(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
+def test_buttons_work_without_javascript(admin_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile("beta")
-    response = user_client.post(f"/servers/{profile.pk}/start/", {"next": f"/servers/{profile.pk}/"})
+    response = admin_client.post(f"/servers/{profile.pk}/start/", {"next": f"/servers/{profile.pk}/"})
     assert response.status_code == 302 and response["Location"] == f"/servers/{profile.pk}/"
-    assert "Start requested for beta." in user_client.get(response["Location"]).content.decode()
+    assert "Start requested for beta." in admin_client.get(response["Location"]).content.decode()
     # An outside `next` is ignored.
-    response = user_client.post(f"/servers/{profile.pk}/restart/", {"next": "https://evil.example/"})
+    response = admin_client.post(f"/servers/{profile.pk}/restart/", {"next": "https://evil.example/"})
     assert response["Location"] == "/servers/"
 
 
 def test_stopping_a_stopped_server_is_refused_politely(
-    user_client: Client, make_profile: Callable[..., ServerProfile]
+    admin_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
     profile = make_profile("idle")
     set_server(profile, ServerState.STOPPED)
-    response = user_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX)
+    response = admin_client.post(f"/servers/{profile.pk}/stop/", headers=HTMX)
     assert response.status_code == 200
     html = response.content.decode()
     assert "idle is not running, so there is nothing to stop." in html and "message-warning" in html
     assert "HX-Trigger" not in response
-    response = user_client.post(f"/servers/{profile.pk}/stop/", follow=True)
+    response = admin_client.post(f"/servers/{profile.pk}/stop/", follow=True)
     assert "nothing to stop" in response.content.decode()
     assert not ServerEvent.objects.exists()
 

@@ -13,6 +13,12 @@ class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
         model = User
         fields = ("email",)
 
+    def _get_validation_exclusions(self) -> set[str]:
+        """No uniqueness check of the email here (the model's unique field and constraint): an
+        "already exists" error would tell a stranger who has an account. `user_register` checks
+        under a lock and answers the same either way."""
+        return {*super()._get_validation_exclusions(), "email"}
+
     def clean_email(self) -> str:
         """The canonical address (see `canonical_email`). Whether it already has an account is not
         checked here: the page must answer the same either way (accounts.services.user_register)."""

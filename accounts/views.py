@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import update_session_auth_hash
@@ -11,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
 
+from accounts.backends import axes_client_ip, axes_username
 from accounts.forms import LoginForm, RegistrationForm
 from accounts.middleware import public
 from accounts.models import UserStatus
@@ -51,9 +55,22 @@ def lockout(request: HttpRequest, credentials: Any = None, *args: Any, **kwargs:
     return render(
         request,
         "accounts/login.html",
-        {"form": form, "locked_out": True},
+        {"form": form, "locked_out": True, "locked_until": lockout_ends(request)},
         status=429,
     )
+
+
+def lockout_ends(request: HttpRequest) -> datetime | None:
+    """When the lock on this account from this address lifts: its last failure plus the cool-off."""
+    attempt = (
+        AccessAttempt.objects.filter(username=axes_username(request), ip_address=axes_client_ip(request))
+        .order_by("-attempt_time")
+        .first()
+    )
+    cool_off = get_cool_off(request)
+    if attempt is None or cool_off is None:
+        return None
+    return attempt.attempt_time + cool_off
 
 
 def account(request: AuthedRequest) -> HttpResponse:

@@ -147,10 +147,13 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "servers:dashboard"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
-# Brute-force protection: lock an account or an address for a while after repeated failures.
+# Brute-force protection: lock an account *from one address* for a while after repeated failures.
+# The combination means strangers' wrong passwords for someone's email cannot lock them out, and a
+# guesser trying many emails from one address locks only those pairs. Unlock by hand with
+# `manage.py axes_reset_username EMAIL` or `axes_reset_ip ADDRESS`.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.views.lockout"
 AXES_CLIENT_IP_CALLABLE = "accounts.backends.axes_client_ip"

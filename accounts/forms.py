@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -8,10 +9,18 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from accounts.models import User, UserStatus, canonical_email
 
 
+class CanonicalEmailField(forms.EmailField):
+    """NFKC before validation, so fullwidth and other compatibility letters count as plain ones."""
+
+    def to_python(self, value: Any) -> str:
+        return unicodedata.normalize("NFKC", super().to_python(value))
+
+
 class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
     class Meta:
         model = User
         fields = ("email",)
+        field_classes = {"email": CanonicalEmailField}
 
     def _get_validation_exclusions(self) -> set[str]:
         """No uniqueness check of the email here (the model's unique field and constraint): an

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -94,7 +95,23 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy on every page: scripts and styles from this site only, no inline code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF],
+        "style-src": [csp_constants.SELF],
+        "img-src": [csp_constants.SELF, "data:"],
+        "connect-src": [csp_constants.SELF],
+        "form-action": [csp_constants.SELF],
+        "base-uri": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "frame-ancestors": [csp_constants.NONE],
+    }
+}
 
 ROOT_URLCONF = "mlxmanager.urls"
 WSGI_APPLICATION = "mlxmanager.wsgi.application"

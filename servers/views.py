@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from mlxmanager.types import AuthedRequest
 from profiles.argv import command_line
 from profiles.models import ServerProfile
+from servers.addresses import listen_address
 from servers.chat import ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard import card_for, cards_html, dashboard_data
 from servers.heartbeat import supervisor_status
@@ -142,9 +143,7 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
         error = f"{profile.name} is {state}: start it first, then chat."
     else:
         try:
-            reply = chat_complete(
-                url=chat_url(profile.host, server.port or profile.port), prompt=form.cleaned_data["prompt"]
-            )
+            reply = chat_complete(url=chat_url(*listen_address(server)), prompt=form.cleaned_data["prompt"])
         except ChatError as exc:
             error = str(exc)
     context = {"profile": profile, "reply": reply, "chat_error": error, "chat_form": form}

@@ -122,7 +122,7 @@ def test_strangers_failing_at_the_administrators_email_do_not_lock_them_out(
     make_user: Callable[..., User], settings: Any
 ) -> None:
     make_user("boss@example.com", admin=True)
-    for n in range(settings.AXES_FAILURE_LIMIT):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
         _login(Client(), "boss@example.com", "wrong-password-1", REMOTE_ADDR="10.0.3.3")
     assert _login(Client(), "boss@example.com", PASSWORD, REMOTE_ADDR="10.0.3.3").status_code == 429
     assert _login(Client(), "boss@example.com", PASSWORD, REMOTE_ADDR="10.0.3.4").status_code == 302

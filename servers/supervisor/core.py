@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
 
-from profiles.argv import build_server_argv
+from profiles.argv import build_server_argv, one_line
 from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
@@ -361,7 +361,7 @@ class Supervisor:
         log_path = server_log_path(profile.pk)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile.rotate_if_large(log_path, max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups)
-        logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {' '.join(argv)}")
+        logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {one_line(argv)}")
         rt.log_start = rt.log_scanned = logfile.size(log_path)
         try:
             process = self.host.spawn(argv, log_path=log_path)

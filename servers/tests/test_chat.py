@@ -114,3 +114,26 @@ def test_chat_url_reaches_wildcard_hosts_on_loopback() -> None:
     assert chat_url("0.0.0.0", 8080) == "http://127.0.0.1:8080/v1/chat/completions"
     assert chat_url("::", 8080) == "http://[::1]:8080/v1/chat/completions"
     assert chat_url("10.0.0.5", 81) == "http://10.0.0.5:81/v1/chat/completions"
+
+
+@pytest.mark.mlx
+def test_chat_after_the_host_is_edited_reaches_the_running_process(
+    admin_client: Client, make_profile: Callable[..., ServerProfile], mlx_server: RealServer
+) -> None:
+    profile = make_profile("moved", model=str(mlx_server.model), port=mlx_server.port)
+    started_with = [
+        "mlx_lm.server",
+        "--model",
+        str(mlx_server.model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlx_server.port),
+    ]
+    set_server(profile, ServerState.RUNNING, pid=mlx_server.pid, port=mlx_server.port, cmdline=started_with)
+    edit = {"name": "moved", "model": profile.model, "host": "::1", "port": str(free_port()), "log_level": "INFO"}
+    assert admin_client.post(f"/profiles/{profile.pk}/edit/", edit).status_code == 302
+    profile.refresh_from_db()
+    assert (profile.host, profile.port) != ("127.0.0.1", mlx_server.port)  # nothing listens where it now says
+    html = admin_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "still there?"}, headers=HTMX).content.decode()
+    assert 'class="chat-answer"' in html and "chat-error" not in html, html

@@ -112,10 +112,10 @@ def test_polls_fast_while_a_server_is_transient_and_slow_otherwise(
     profile = make_profile()
     set_server(profile, ServerState.RUNNING)
     html = user_client.get("/servers/", headers=HTMX).content.decode()
-    assert 'data-poll="5"' in html and "every 5s [document.visibilityState === 'visible']" in html
+    assert 'data-poll="5"' in html and 'hx-trigger="every 5s,' in html
     set_server(profile, ServerState.STARTING)
     html = user_client.get("/servers/", headers=HTMX).content.decode()
-    assert 'data-poll="1"' in html and "every 1s [document.visibilityState === 'visible']" in html
+    assert 'data-poll="1"' in html and 'hx-trigger="every 1s,' in html
     # An intent the supervisor has not acted on yet also polls fast.
     set_server(profile, ServerState.STOPPED, desired_state=DesiredState.RUNNING)
     assert 'data-poll="1"' in user_client.get("/servers/", headers=HTMX).content.decode()

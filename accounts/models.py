@@ -25,6 +25,15 @@ def canonical_email(email: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
+# The permissions an administrator may grant to a member (DESIGN.md's contract), as people read them.
+GRANTABLE_RIGHTS = {
+    "servers.operate_any_server": "operate every server",
+    "profiles.manage_any_profile": "manage every profile",
+    "library.delete_any_model": "delete any model",
+    "profiles.use_unsafe_options": "use unsafe server options",
+}
+
+
 class UserStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     APPROVED = "approved", "Approved"
@@ -76,6 +85,14 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_active(self) -> bool:  # type: ignore[override]
         """Django's notion of an active account: only approved ones (admin, permissions)."""
         return self.status == UserStatus.APPROVED
+
+    @property
+    def granted_rights(self) -> list[str]:
+        """The extra rights a member holds, directly or through a group (administrators hold all)."""
+        if self.is_staff:
+            return []
+        held = self.get_all_permissions()
+        return [label for codename, label in GRANTABLE_RIGHTS.items() if codename in held]
 
     @property
     def has_non_ascii_email(self) -> bool:

@@ -46,9 +46,11 @@ def _walk(page: Any, base: str, urls: list[str], who: str) -> list[str]:
     problems: list[str] = []
     page.on(
         "console",
-        lambda message: problems.append(f"console: {message.text}")
-        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text
-        else None,
+        lambda message: (
+            problems.append(f"console: {message.text}")
+            if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text
+            else None
+        ),
     )
     for url in urls:
         response = page.goto(f"{base}{url}")

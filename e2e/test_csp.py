@@ -32,6 +32,7 @@ def _pages(profile: ServerProfile, *, admin: bool) -> list[str]:
         "/profiles/",
         "/profiles/new/",
         f"/profiles/{profile.pk}/",
+        f"/profiles/{profile.pk + 1}/",  # a stopped one: its Delete asks first
         "/models/",
         "/models/search/?q=tiny",
         "/system/",
@@ -74,6 +75,7 @@ def test_every_page_has_no_csp_violation(
     member = make_user("member@example.com")
     profile = ServerProfile.objects.create(name="tiny", model="mlx-community/Tiny-Llama-4bit", port=9811, owner=admin)
     set_server(profile, ServerState.STARTING)  # a busy server: the pages poll every second
+    ServerProfile.objects.create(name="idle", model="mlx-community/Tiny-Llama-4bit", port=9812, owner=member)
     Download.objects.create(repo_id="mlx-community/Medium-Model-8bit", requested_by=member)
     for user, is_admin in ((admin, True), (member, False)):
         with browser_page(browser_instance, request, who=f"-{user.email}") as page:

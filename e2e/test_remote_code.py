@@ -17,6 +17,7 @@ from django.test import Client
 from accounts.models import User
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
+from servers.logs import server_log_path
 from servers.models import Server
 from servers.states import State
 from testing.hubstub import repo_from_folder
@@ -105,6 +106,7 @@ def test_remote_code_is_refused_to_a_member_and_runs_for_an_administrator_after_
         what="the start without trust_remote_code to fail",
     )
     assert not marker.exists(), "the repo's code ran for a member"
+    assert "trust_remote_code" in server_log_path(profile.pk).read_text(errors="replace"), "refused by mlx_lm"
     admin.post(f"/servers/{profile.pk}/stop/")
     wait_for(lambda: Server.objects.get(profile=profile).state == State.STOPPED, timeout=60, what="the stop")
 
@@ -121,4 +123,8 @@ def test_remote_code_is_refused_to_a_member_and_runs_for_an_administrator_after_
         what="the administrator's server to run",
     )
     supervisor_process.remember_servers()
+    # The quick chat makes sure the model is loaded (mlx_lm.server may load it at the first request).
+    chat = admin.post(f"/servers/{profile.pk}/chat/", {"prompt": "hi"}, headers={"HX-Request": "true"})
+    log = server_log_path(profile.pk).read_text(errors="replace")
+    assert marker.exists(), f"{chat.content.decode()[:500]}\n{log[-3000:]}"
     assert marker.read_text() == "the repo's code ran"

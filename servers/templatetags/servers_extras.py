@@ -4,6 +4,10 @@ from datetime import timedelta
 
 from django import template
 
+from accounts.models import User
+from profiles.models import ServerProfile
+from servers.services import server_can_operate
+
 register = template.Library()
 
 
@@ -24,3 +28,9 @@ def duration(value: timedelta | float | None) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+@register.filter
+def operable_by(profile: ServerProfile, user: User) -> bool:
+    """Whether `user` may stop and restart this profile's server (the buttons they are offered)."""
+    return isinstance(user, User) and server_can_operate(user=user, profile=profile)

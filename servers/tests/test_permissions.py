@@ -262,3 +262,23 @@ def test_role_against_action(
             response.status_code
         )
         assert after == before, f"{role} was refused {action}, yet something changed"
+
+
+def test_pages_offer_only_what_the_person_may_do(make_user: Callable[..., User], hub: Any) -> None:
+    member, other = make_user("me@example.com"), make_user("other@example.com")
+    mine = ServerProfile.objects.create(name="mine", model=TINY, port=9601, owner=member)
+    theirs = ServerProfile.objects.create(name="theirs", model=TINY, port=9602, owner=other)
+    for profile in (mine, theirs):
+        _running(profile)
+    client = Client()
+    client.force_login(member, backend="accounts.backends.EmailBackend")
+    dashboard = client.get("/servers/").content.decode()
+    cards = {name: dashboard.split(f"/servers/{p.pk}/")[1][:3000] for name, p in (("mine", mine), ("theirs", theirs))}
+    assert f'formaction="/servers/{mine.pk}/stop/"' in dashboard
+    assert f'formaction="/servers/{theirs.pk}/stop/"' not in dashboard
+    assert f'formaction="/servers/{theirs.pk}/start/"' in dashboard and cards
+    detail = client.get(f"/profiles/{theirs.pk}/").content.decode()
+    assert f"/profiles/{theirs.pk}/edit/" not in detail and "Only other@example.com or an administrator" in detail
+    assert f"/profiles/{mine.pk}/edit/" in client.get(f"/profiles/{mine.pk}/").content.decode()
+    form = client.get("/profiles/new/").content.decode()
+    assert 'name="trust_remote_code"' not in form and 'data-who-can="trust_remote_code"' in form

@@ -13,7 +13,7 @@ class CanonicalEmailField(forms.EmailField):
     """NFKC before validation, so fullwidth and other compatibility letters count as plain ones."""
 
     def to_python(self, value: Any) -> str:
-        return unicodedata.normalize("NFKC", super().to_python(value))
+        return unicodedata.normalize("NFKC", super().to_python(value) or "")
 
 
 class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
@@ -26,7 +26,7 @@ class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
         """No uniqueness check of the email here (the model's unique field and constraint): an
         "already exists" error would tell a stranger who has an account. `user_register` checks
         under a lock and answers the same either way."""
-        return {*super()._get_validation_exclusions(), "email"}
+        return {*super()._get_validation_exclusions(), "email"}  # type: ignore[misc]
 
     def clean_email(self) -> str:
         """The canonical address (see `canonical_email`). Whether it already has an account is not

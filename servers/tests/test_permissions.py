@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission
-from django.http import HttpResponse
 from django.test import Client
 from huggingface_hub import snapshot_download
 
@@ -54,12 +53,12 @@ def _form(profile: ServerProfile | None = None, **changes: str) -> dict[str, str
     return data | changes
 
 
-def _download_as(user: User) -> None:
+def _download_as(user: User) -> Download:
     snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
-    Download.objects.create(repo_id=TINY, requested_by=user, state=DownloadState.COMPLETED)
+    return Download.objects.create(repo_id=TINY, requested_by=user, state=DownloadState.COMPLETED)
 
 
-def _delete_model(w: World) -> HttpResponse:
+def _delete_model(w: World) -> Any:
     return w.client.post("/models/delete/", {"repo_id": TINY})
 
 
@@ -68,7 +67,7 @@ def _running(profile: ServerProfile) -> ServerProfile:
     return profile
 
 
-Action = tuple[Callable[[World], Any], Callable[[World], HttpResponse], set[str]]
+Action = tuple[Callable[[World], Any], Callable[[World], Any], set[str]]
 UNSAFE = {"member+use_unsafe_options", "administrator"}
 ANY_PROFILE = {"member+manage_any_profile", "administrator"}
 ANY_SERVER = {"member+operate_any_server", "administrator"}
@@ -187,7 +186,7 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _view_all(w: World) -> HttpResponse:
+def _view_all(w: World) -> Any:
     for url in (
         "/servers/",
         f"/servers/{w.theirs.pk}/",

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('servers', '0002_process_cmdline_and_notes'),
+        ('servers', '0003_hub_cache_size'),
     ]
 
     operations = [

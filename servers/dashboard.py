@@ -38,7 +38,7 @@ SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
 # template would cost a query per card, which the query-count test would catch).
-CARD_FIELDS = ["name", "model", "host", "port"] + [
+CARD_FIELDS = ["name", "model", "host", "port", "owner"] + [
     f"server__{name}"
     for name in (
         "desired_state",

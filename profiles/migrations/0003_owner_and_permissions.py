@@ -12,7 +12,7 @@ def owner_from_creator(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0001_initial'),
+        ('profiles', '0002_start_timeout'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

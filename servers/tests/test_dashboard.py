@@ -21,7 +21,7 @@ from servers.tests.factories import add_samples, set_server
 HTMX = {"HX-Request": "true"}
 # session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
 # the newest system memory sample (for the memory bar, instead of asking psutil in the request).
-PARTIAL_QUERIES = 6
+PARTIAL_QUERIES = 8  # 6, and a member's permissions (2, once) for the Stop/Restart buttons
 OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
@@ -74,12 +75,33 @@ def download_retry(*, download: Download, by: User | None) -> Download:
     return queued
 
 
+class ModelDeleteRefused(PermissionDenied):
+    """The person may not delete this model (a 403 when it reaches a view)."""
+
+
+def model_delete_refusal(*, user: User, repo_id: str) -> str | None:
+    """Why `user` may not delete `repo_id`, or None. A member may delete a model they downloaded
+    that no one else's profile uses; administrators and "delete any model" may delete any."""
+    if user.is_admin or user.has_perm("library.delete_any_model"):
+        return None
+    if not Download.objects.filter(repo_id=repo_id, requested_by=user, state=DownloadState.COMPLETED).exists():
+        return f"Only the person who downloaded {repo_id} or an administrator can delete it."
+    use = model_uses([repo_id])[repo_id]
+    if others := [name for name, owner in use.owners.items() if owner != user.pk]:
+        return (
+            f"{repo_id} is used by other people's profiles ({', '.join(others)}); only an administrator can delete it."
+        )
+    return None
+
+
 def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
     server or a download uses it."""
     if not is_valid_repo_id(repo_id):
         raise LibraryError("Only a Hugging Face repo id in the cache can be deleted here.")
+    if by is not None and (refusal := model_delete_refusal(user=by, repo_id=repo_id)):
+        raise ModelDeleteRefused(refusal)
     in_use = model_uses([repo_id])[repo_id].busy_servers
     if in_use:
         names = ", ".join(in_use)

@@ -121,8 +121,7 @@ def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client:
 def test_downloads_poll_pauses_while_the_tab_is_hidden(user_client: Client) -> None:
     Download.objects.create(repo_id="mlx-community/Medium-Model-8bit")
     html = user_client.get("/models/downloads/", headers={"HX-Request": "true"}).content.decode()
-    trigger = "every 1s [document.visibilityState === 'visible'], visibilitychange[document.visibilityState === 'visible'] from:document"
-    assert f'hx-trigger="{trigger}"' in html
+    assert 'data-pause-hidden hx-trigger="every 1s, visibilitychange from:document"' in html
 
 
 def test_download_button_queues_one_row_and_bad_ids_none(user_client: Client, hub: Any) -> None:
@@ -143,26 +142,26 @@ def _cache_listing(cache: Path) -> list[str]:
     return sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
 
 
-def test_delete_removes_the_repo_from_the_cache(user_client: Client, hub: Any, empty_cache: Path) -> None:
+def test_delete_removes_the_repo_from_the_cache(admin_client: Client, hub: Any, empty_cache: Path) -> None:
     snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
-    assert TINY in user_client.get("/models/").content.decode()
-    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    assert TINY in admin_client.get("/models/").content.decode()
+    response = admin_client.post("/models/delete/", {"repo_id": TINY})
     assert response.status_code == 302
     assert TINY not in cached_repo_ids()
     assert not (empty_cache / "models--mlx-community--Tiny-Llama-4bit").exists()
-    assert "No models yet" in user_client.get("/models/").content.decode()
+    assert "No models yet" in admin_client.get("/models/").content.decode()
 
 
-def test_delete_is_refused_while_a_running_server_uses_it(user_client: Client, hub: Any) -> None:
+def test_delete_is_refused_while_a_running_server_uses_it(admin_client: Client, hub: Any) -> None:
     snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
     profile = ServerProfile.objects.create(name="tiny-chat", model=TINY, port=8112)
     Server.objects.create(profile=profile, state=ServerState.RUNNING)
-    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    response = admin_client.post("/models/delete/", {"repo_id": TINY})
     assert response.status_code == 409
     assert "in use by a running server (tiny-chat)" in response.content.decode()
     assert TINY in cached_repo_ids()
     Server.objects.filter(profile=profile).update(state=ServerState.STOPPED)
-    assert user_client.post("/models/delete/", {"repo_id": TINY}).status_code == 302
+    assert admin_client.post("/models/delete/", {"repo_id": TINY}).status_code == 302
     assert TINY not in cached_repo_ids()
 
 

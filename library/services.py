@@ -45,8 +45,29 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> 
     return download
 
 
+class DownloadChangeRefused(PermissionDenied):
+    """The person may not cancel, retry or dismiss this download (a 403 when it reaches a view)."""
+
+
+def download_can_change(*, user: User, download: Download) -> bool:
+    """Whether `user` may cancel, retry or dismiss `download`: who asked for it, an administrator,
+    or whoever may delete any model (a member must not stop or erase another's download record,
+    which is also what lets its requester delete the model later)."""
+    if not user.is_approved:
+        return False
+    return user.is_admin or user.has_perm("library.delete_any_model") or download.requested_by_id == user.pk
+
+
+def _require_change(download: Download, by: User | None, verb: str) -> None:
+    if by is not None and not download_can_change(user=by, download=download):
+        raise DownloadChangeRefused(
+            f"Only the person who asked for {download.repo_id} or an administrator can {verb} its download."
+        )
+
+
 def download_cancel(*, download: Download, by: User | None = None) -> bool:
     """Ask the runner to stop and remove the partial files; False when it had already ended."""
+    _require_change(download, by, "cancel")
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
         audit_record(kind=AuditKind.DOWNLOAD, action="cancel", subject=download.repo_id, by=by)
@@ -59,6 +80,7 @@ FINISHED = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELL
 
 def download_dismiss(*, download: Download, by: User | None = None) -> bool:
     """Take a finished download off the list (its record goes; the model, if any, stays)."""
+    _require_change(download, by, "dismiss")
     deleted, _ = Download.objects.filter(pk=download.pk, state__in=FINISHED).delete()
     if deleted:
         audit_record(kind=AuditKind.DOWNLOAD, action="dismiss", subject=download.repo_id, by=by)
@@ -68,6 +90,7 @@ def download_dismiss(*, download: Download, by: User | None = None) -> bool:
 @transaction.atomic
 def download_retry(*, download: Download, by: User | None) -> Download:
     """Queue a failed or cancelled download again (it resumes from its partial files) and drop the old record."""
+    _require_change(download, by, "retry")
     if download.state not in (DownloadState.FAILED, DownloadState.CANCELLED):
         raise LibraryError(f"{download.repo_id}: only a failed or cancelled download can be tried again.")
     queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by)

@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from huggingface_hub import snapshot_download
 
+from accounts.models import User
 from library.local import cached_repo_ids
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
@@ -195,13 +196,17 @@ def test_local_page_lists_cache_and_model_dirs_with_profiles(
     assert "tiny-chat" in row and "llama" in row and "256 ctx" in row
     assert 'class="muted last-used-never">never<' in row  # never served
     # Delete names the profiles that use the model, before anyone clicks it.
-    assert "Profiles that use it: tiny\\u002Dchat." in row  # in the confirm() text, escaped for JavaScript
+    assert "Profiles that use it: tiny-chat." in row  # in the data-confirm question site.js asks
     assert 'title="Used by the profiles tiny-chat"' in row
 
 
-def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(user_client: Client) -> None:
+def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(
+    user_client: Client, approved_user: User
+) -> None:
     now = timezone.now()
-    failed = Download.objects.create(repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now)
+    failed = Download.objects.create(
+        repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now, requested_by=approved_user
+    )
     done = Download.objects.create(repo_id=TINY, state=DownloadState.COMPLETED, finished_at=now)
     Download.objects.create(repo_id=GIANT, state=DownloadState.COMPLETED, finished_at=now - timedelta(hours=2))
     html = user_client.get("/models/downloads/", headers=HTMX).content.decode()
@@ -217,7 +222,9 @@ def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(us
     refused = user_client.post(f"/models/downloads/{queued.pk}/retry/", follow=True).content.decode()
     assert "only a failed or cancelled download can be tried again" in refused
 
-    cancelled = Download.objects.create(repo_id=MIRROR, state=DownloadState.CANCELLED, finished_at=now)
+    cancelled = Download.objects.create(
+        repo_id=MIRROR, state=DownloadState.CANCELLED, finished_at=now, requested_by=approved_user
+    )
     user_client.post(f"/models/downloads/{cancelled.pk}/dismiss/", headers=HTMX)
     assert not Download.objects.filter(pk=cancelled.pk).exists()
     user_client.post(f"/models/downloads/{queued.pk}/dismiss/", headers=HTMX)
@@ -274,3 +281,22 @@ def test_the_local_page_runs_as_many_queries_for_twenty_models_as_for_one(
     twenty = queries_for(20)
     assert twenty == one
     assert "p19" in user_client.get("/models/").content.decode()
+
+
+def test_a_member_cannot_cancel_retry_or_dismiss_another_members_download(user_client: Client, make_user: Any) -> None:
+    other = make_user("other@example.com")
+    now = timezone.now()
+    failed = Download.objects.create(
+        repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now, requested_by=other
+    )
+    running = Download.objects.create(repo_id=TINY, state=DownloadState.DOWNLOADING, requested_by=other)
+    html = user_client.get("/models/downloads/", headers=HTMX).content.decode()
+    assert f'data-download="{failed.pk}"' in html  # everyone sees the list...
+    assert f"/models/downloads/{failed.pk}/retry/" not in html  # ...but is offered only their own buttons
+    assert f"/models/downloads/{running.pk}/cancel/" not in html
+    assert user_client.post(f"/models/downloads/{failed.pk}/retry/", headers=HTMX).status_code == 403
+    assert user_client.post(f"/models/downloads/{failed.pk}/dismiss/", headers=HTMX).status_code == 403
+    assert user_client.post(f"/models/downloads/{running.pk}/cancel/", headers=HTMX).status_code == 403
+    assert Download.objects.filter(pk=failed.pk, state=DownloadState.FAILED).exists()
+    assert not Download.objects.get(pk=running.pk).cancel_requested
+    assert Download.objects.count() == 2  # nothing queued, nothing removed

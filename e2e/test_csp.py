@@ -37,6 +37,8 @@ def _pages(profile: ServerProfile, *, admin: bool) -> list[str]:
         "/models/search/?q=tiny",
         "/system/",
         "/accounts/",
+        "/accounts/keys/",  # the gateway's pages (API keys, usage)
+        "/usage/",
     ]
     if admin:
         pages += [f"/profiles/{profile.pk}/edit/", "/users/", "/admin/", "/admin/accounts/user/"]
@@ -90,6 +92,7 @@ def test_every_page_has_no_csp_violation(
             assert width.endswith("%"), width
             if is_admin:
                 _confirm_still_asks(page, live_server.url)
+            _name_still_follows_the_model(page, live_server.url)
     assert isinstance(User.objects.get(pk=member.pk), User)
 
 
@@ -98,3 +101,10 @@ def _confirm_still_asks(page: Any, base: str) -> None:
     page.goto(f"{base}/users/")
     page.select_option("#status-filter", "pending")
     page.wait_for_url("**/users/?status=pending")
+
+
+def _name_still_follows_the_model(page: Any, base: str) -> None:
+    """The new-profile form names the profile after the model from site.js, not an inline script."""
+    page.goto(f"{base}/profiles/new/")
+    page.fill("[name=model]", "mlx-community/Qwen3-4B-4bit")
+    assert page.input_value("[name=name]") == "qwen3-4b-4bit"

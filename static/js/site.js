@@ -5,6 +5,7 @@
 //   data-copy-from="#sel"    a button that copies the text of the element the selector finds
 //   data-origin              an element that shows this app's address (cached cards do not know it)
 //   data-confirm="question"   a form that asks before it is submitted
+//   data-name-follows-model   a form whose name field follows its model field (last path part) until typed over
 //   data-autosubmit           a select that submits its form when changed
 //   data-pause-hidden         an htmx poll that skips its requests while the tab is hidden
 //   data-poll-while-checked="ID"  ... and while checkbox ID is not ticked
@@ -30,6 +31,23 @@
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }
+  });
+  // A new profile's name follows the model until the person types a name of their own: only an
+  // empty name or the one suggested for the current model is replaced.
+  function nameFollowsModel(form) {
+    var name = form.querySelector("[name=name]");
+    var model = form.querySelector("[name=model]");
+    if (!name || !model) { return; }
+    function fromModel() { return model.value.trim().replace(/\/+$/, "").split("/").pop().toLowerCase(); }
+    var suggested = fromModel();
+    model.addEventListener("input", function () {
+      if (name.value !== "" && name.value !== suggested) { return; }
+      suggested = fromModel();
+      name.value = suggested;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-name-follows-model]").forEach(nameFollowsModel);
   });
   document.addEventListener("change", function (event) {
     var select = event.target;

@@ -22,6 +22,9 @@ SELF_GUARDED = {"monitoring:metrics"}
 # Open to the middleware because they authenticate each request themselves (API key, or session +
 # CSRF token): anyone else gets a 401 in the API's own JSON shape, never a page.
 KEY_AUTHENTICATED = {"gateway:models", "gateway:chat_completions", "gateway:completions", "gateway:messages"}
+# Open to every signed-in account, pending and disabled ones too (issue 12: leaving is always
+# allowed); POST only, so it is walked by its own test below, not with the pages.
+ALWAYS_OPEN = {"accounts:logout"}
 ADMIN_ONLY_PREFIXES = ("/users/", "/admin/", "/audit/")
 HTMX = {"HX-Request": "true"}
 
@@ -30,7 +33,7 @@ Response = Any  # the test client's response
 
 
 def _guarded() -> list[WalkedURL]:
-    return [u for u in all_urls() if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED]
+    return [u for u in all_urls() if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED | ALWAYS_OPEN]
 
 
 def _location(response: Response) -> str:
@@ -76,7 +79,7 @@ def test_walk_finds_every_app_and_each_url_resolves_to_its_view() -> None:
 
 def test_only_the_explicit_exemptions_are_public() -> None:
     public = {u.name for u in all_urls() if is_public(u.callback)}
-    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED
+    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED | ALWAYS_OPEN
 
 
 def test_self_guarded_views_refuse_all_but_administrators(

@@ -276,6 +276,11 @@ def test_pages_offer_only_what_the_person_may_do(make_user: Callable[..., User],
     assert f'formaction="/servers/{mine.pk}/stop/"' in dashboard
     assert f'formaction="/servers/{theirs.pk}/stop/"' not in dashboard
     assert f'formaction="/servers/{theirs.pk}/start/"' in dashboard and cards
+    # The one-card partial the profile page polls offers the same buttons as the dashboard.
+    their_card = client.get(f"/servers/{theirs.pk}/card/").content.decode()
+    assert f'formaction="/servers/{theirs.pk}/start/"' in their_card
+    assert f'formaction="/servers/{theirs.pk}/stop/"' not in their_card
+    assert f'formaction="/servers/{mine.pk}/stop/"' in client.get(f"/servers/{mine.pk}/card/").content.decode()
     detail = client.get(f"/profiles/{theirs.pk}/").content.decode()
     assert f"/profiles/{theirs.pk}/edit/" not in detail and "Only other@example.com or an administrator" in detail
     assert f"/profiles/{mine.pk}/edit/" in client.get(f"/profiles/{mine.pk}/").content.decode()

@@ -79,12 +79,19 @@
     var source = button.hasAttribute("data-copy-from") ? document.querySelector(button.getAttribute("data-copy-from")) : null;
     var text = source ? source.textContent.trim() : button.getAttribute("data-copy");
     if (!text) { return; }
+    if (!button.hasAttribute("data-label")) { button.setAttribute("data-label", button.textContent); }
+    var label = button.getAttribute("data-label");
+    var says = Boolean(source);  // a "Copy" button next to a snippet says "Copied" itself
     copy(text).then(function () {
       button.setAttribute("data-copied", "Copied");
+      if (says) { button.textContent = "Copied"; }
     }, function () {
       button.setAttribute("data-copied", "Select and copy: " + text);
     });
-    setTimeout(function () { button.removeAttribute("data-copied"); }, 2500);
+    setTimeout(function () {
+      button.removeAttribute("data-copied");
+      if (says) { button.textContent = label; }
+    }, 2500);
   });
 
   // Cards are rendered without the request (and cached): snippets learn this app's address from the page.

@@ -1,23 +1,40 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
-from accounts.models import User, UserStatus
+from accounts.models import User, UserStatus, canonical_email
+
+
+class CanonicalEmailField(forms.EmailField):
+    """NFKC before validation, so fullwidth and other compatibility letters count as plain ones."""
+
+    def to_python(self, value: Any) -> str:
+        return unicodedata.normalize("NFKC", super().to_python(value) or "")
 
 
 class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
     class Meta:
         model = User
         fields = ("email",)
+        field_classes = {"email": CanonicalEmailField}
+
+    def _get_validation_exclusions(self) -> set[str]:
+        """No uniqueness check of the email here (the model's unique field and constraint): an
+        "already exists" error would tell a stranger who has an account. `user_register` checks
+        under a lock and answers the same either way."""
+        return {*super()._get_validation_exclusions(), "email"}  # type: ignore[misc]
 
     def clean_email(self) -> str:
-        email: str = User.objects.normalize_email(self.cleaned_data["email"]).strip()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
-        return email
+        """The canonical address (see `canonical_email`). Whether it already has an account is not
+        checked here: the page must answer the same either way (accounts.services.user_register)."""
+        try:
+            return canonical_email(self.cleaned_data["email"])
+        except ValueError:
+            raise forms.ValidationError("Enter a valid email address (its domain cannot be encoded).") from None
 
 
 class LoginForm(AuthenticationForm):

@@ -1,11 +1,37 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+
+def canonical_email(email: str) -> str:
+    """One spelling per address, so lookalikes meet the uniqueness check: NFKC (fullwidth and
+    compatibility characters become plain ones) and the domain IDNA-encoded (lowercase, xn--).
+    The local part keeps its case; uniqueness ignores case anyway. ValueError when the domain
+    cannot be encoded."""
+    text = unicodedata.normalize("NFKC", email.strip())
+    local, _, domain = text.rpartition("@")
+    if not local or not domain:
+        return text
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ValueError(str(exc)) from None
+    return f"{local}@{ascii_domain}"
+
+
+# The permissions an administrator may grant to a member (DESIGN.md's contract), as people read them.
+GRANTABLE_RIGHTS = {
+    "servers.operate_any_server": "operate every server",
+    "profiles.manage_any_profile": "manage every profile",
+    "library.delete_any_model": "delete any model",
+    "profiles.use_unsafe_options": "use unsafe server options",
+}
 
 
 class UserStatus(models.TextChoices):
@@ -59,6 +85,19 @@ class User(AbstractBaseUser, PermissionsMixin):
     def is_active(self) -> bool:  # type: ignore[override]
         """Django's notion of an active account: only approved ones (admin, permissions)."""
         return self.status == UserStatus.APPROVED
+
+    @property
+    def granted_rights(self) -> list[str]:
+        """The extra rights a member holds, directly or through a group (administrators hold all)."""
+        if self.is_staff:
+            return []
+        held = self.get_all_permissions()
+        return [label for codename, label in GRANTABLE_RIGHTS.items() if codename in held]
+
+    @property
+    def has_non_ascii_email(self) -> bool:
+        """Worth a second look before approval: such an address can imitate another one."""
+        return not self.email.isascii()
 
     @property
     def is_admin(self) -> bool:

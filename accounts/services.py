@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import User, UserStatus
+from accounts.models import User, UserStatus, canonical_email
 from audit.models import AuditKind
 from audit.services import audit_record
 
 
 class AccountsError(Exception):
     """A refused change to an account; `str(error)` is the message for the person who asked."""
-
-
-class EmailTakenError(AccountsError):
-    def __init__(self) -> None:
-        super().__init__("An account with this email already exists.")
 
 
 class LastAdminError(AccountsError):
@@ -52,14 +48,19 @@ def user_guard_last_admin(*, losing: Iterable[User]) -> None:
 
 
 @transaction.atomic
-def user_register(*, email: str, password: str) -> User:
+def user_register(*, email: str, password: str) -> User | None:
     """Create an account. The very first one becomes an approved administrator (superuser);
     every later one is pending. The lock makes two simultaneous first registrations
-    serialize, so only one of them can see an empty table."""
+    serialize, so only one of them can see an empty table.
+
+    An address that already has an account (in any case) creates nothing and returns None; the
+    caller answers exactly as for a new pending account, so registration cannot be used to learn
+    who has an account. The password is hashed anyway, so the answer takes as long."""
+    email = canonical_email(email)
     _lock_users()
-    # Checked again under the lock: the form's check cannot see a simultaneous registration.
     if User.objects.filter(email__iexact=email).exists():
-        raise EmailTakenError
+        make_password(password)
+        return None
     is_first = not User.objects.exists()
     if is_first:
         return User.objects.create_superuser(email=email, password=password)

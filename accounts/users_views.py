@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import SetPasswordForm
@@ -38,6 +39,10 @@ def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
+class UsersQuery(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[(value, value) for value in STATUS_FILTERS])
+
+
 def _users(status: str) -> QuerySet[User]:
     users = User.objects.select_related("approved_by").annotate(
         pending_first=Case(
@@ -51,9 +56,8 @@ def _users(status: str) -> QuerySet[User]:
 
 @admin_required
 def user_list(request: AuthedRequest) -> HttpResponse:
-    status = request.GET.get("status", "all")
-    if status not in STATUS_FILTERS:
-        status = "all"
+    query = UsersQuery(request.GET)
+    status = query.cleaned_data["status"] if query.is_valid() and query.cleaned_data["status"] else "all"
     context = {
         "users": _users(status),
         "status": status,

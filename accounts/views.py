@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import update_session_auth_hash
@@ -11,10 +14,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
 
+from accounts.backends import axes_client_ip, axes_username
 from accounts.forms import LoginForm, RegistrationForm
 from accounts.middleware import public
 from accounts.models import UserStatus
-from accounts.services import EmailTakenError, user_register
+from accounts.services import user_register
 from mlxmanager.types import AuthedRequest
 
 
@@ -22,12 +26,8 @@ from mlxmanager.types import AuthedRequest
 def register(request: HttpRequest) -> HttpResponse:
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
-        except EmailTakenError as error:
-            form.add_error("email", str(error))
-            return render(request, "accounts/register.html", {"form": form})
-        if user.status == UserStatus.APPROVED:
+        user = user_register(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+        if user is not None and user.status == UserStatus.APPROVED:
             auth_login(request, user, backend="accounts.backends.EmailBackend")
             messages.success(request, "Welcome! Your account is the administrator of this MLX Manager.")
             return redirect("servers:dashboard")
@@ -55,9 +55,22 @@ def lockout(request: HttpRequest, credentials: Any = None, *args: Any, **kwargs:
     return render(
         request,
         "accounts/login.html",
-        {"form": form, "locked_out": True},
+        {"form": form, "locked_out": True, "locked_until": lockout_ends(request)},
         status=429,
     )
+
+
+def lockout_ends(request: HttpRequest) -> datetime | None:
+    """When the lock on this account from this address lifts: its last failure plus the cool-off."""
+    attempt = (
+        AccessAttempt.objects.filter(username=axes_username(request), ip_address=axes_client_ip(request))
+        .order_by("-attempt_time")
+        .first()
+    )
+    cool_off = get_cool_off(request)
+    if attempt is None or cool_off is None:
+        return None
+    return attempt.attempt_time + cool_off
 
 
 def account(request: AuthedRequest) -> HttpResponse:

@@ -14,6 +14,7 @@ gunicorn.conf.py. Every wait is for a condition, with a message saying what did 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -43,6 +44,8 @@ from profiles.models import ServerProfile
 from servers.models import Server, ServerEvent, SupervisorHeartbeat
 from servers.services import server_start
 from servers.states import State
+from servers.supervisor.core import server_marker
+from servers.supervisor.host import MARKER_ENV
 from testing.net import free_port
 from testing.stack import BIN
 from testing.supervisor import BASE_DIR, SupervisorProcesses, health_ok, server_processes, wait_for
@@ -438,3 +441,46 @@ def test_data_directory_not_writable_is_one_clear_line_and_a_non_zero_exit(
         lines = [line for line in said.splitlines() if line.startswith("MLX Manager:")]
         assert len(lines) == 1 and message in lines[0], said
         assert not (read_only_parent / "new").exists()
+
+
+# --- 1b. the supervisor killed between spawning a server and saving its PID ---
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(MARKER_ENV) == marker and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_supervisor_killed_between_spawn_and_pid_save_the_next_one_adopts_the_child(
+    supervisor_process: SupervisorProcesses, tiny_model: Path
+) -> None:
+    first = supervisor_process.start(env={"MLXM_TEST_FAULT": "after-spawn"})
+    profile = make_profile(tiny_model, "unsaved")
+    server_start(profile=profile, by=None)
+    first.wait(60)
+    assert first.returncode == -signal.SIGKILL, supervisor_process.output(first)
+    srv = server(profile)
+    marker = server_marker(srv)
+    try:
+        assert (srv.state, srv.pid) == (State.STARTING, None), "the PID was never saved"
+        (child,) = _marked(marker)  # the spawned server lives on, untracked
+
+        second = supervisor_process.start()
+        wait_for(lambda: server(profile).state == State.RUNNING, timeout=150, what="the found server to run")
+        srv = server(profile)
+        assert srv.pid == child.pid and srv.process_started_at == pytest.approx(child.create_time(), abs=0.05)
+        assert_only_process(profile, child.pid)
+        assert [p.pid for p in _marked(marker)] == [child.pid], "exactly one process, the adopted one"
+        assert ServerEvent.objects.filter(server=srv, message__startswith=f"Found PID {child.pid}").count() == 1
+        supervisor_process.remember_servers()
+        assert supervisor_process.stop(second) == 0
+    finally:
+        for process in _marked(marker):
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)

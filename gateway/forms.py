@@ -5,6 +5,7 @@ from datetime import datetime
 from django import forms
 from django.utils import timezone
 
+from gateway.usage import PERIODS
 from profiles.models import ServerProfile
 
 
@@ -39,3 +40,10 @@ class KeyForm(forms.Form):
         if value is not None and value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
         return value
+
+
+class UsageQuery(forms.Form):
+    """The Usage page's query string: a period, and (for administrators) one person."""
+
+    days = forms.TypedChoiceField(choices=[(value, value) for value in PERIODS], coerce=int, required=False)
+    user = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)

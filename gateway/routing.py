@@ -13,6 +13,7 @@ from gateway.errors import GatewayError
 from gateway.keys import authenticate_key, key_from_headers
 from gateway.models import ApiKey
 from profiles.models import ServerProfile
+from profiles.services import profile_can_use
 from servers.models import Server
 from servers.states import State
 
@@ -57,8 +58,10 @@ def _csrf_failure(request: HttpRequest) -> bool:
 
 
 def profile_may_use(caller: Caller, profile: ServerProfile) -> bool:
-    """Any approved user may use any profile (until per-profile permissions land); a key limited
-    to some profiles may use only those."""
+    """Whom the profile rules let use it (profiles.services.profile_can_use, the same rule as the
+    pages), and a key limited to some profiles only those."""
+    if not profile_can_use(user=caller.user, profile=profile):
+        return False
     if caller.key is None:
         return True
     allowed = {p.pk for p in caller.key.profiles.all()}

@@ -10,16 +10,16 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.models import User
+from gateway.forms import UsageQuery
 from gateway.usage import CSV_COLUMNS, PERIODS, usage_csv_rows, usage_summarise, usage_visible
 from mlxmanager.types import AuthedRequest
 
 
 def usage(request: AuthedRequest) -> HttpResponse:
-    days = request.GET.get("days", "7")
-    if days not in PERIODS:
-        days = "7"
-    user_id = request.GET.get("user", "")
-    chosen = int(user_id) if user_id.isdigit() and request.user.is_admin else None
+    query = UsageQuery(request.GET)
+    query.is_valid()  # each bad value falls back to its default (cleaned_data keeps the good ones), never a 500
+    days = str(query.cleaned_data.get("days") or 7)
+    chosen = query.cleaned_data.get("user") if request.user.is_admin else None
     records = usage_visible(viewer=request.user, since=timezone.now() - timedelta(days=int(days)), user_id=chosen)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv")

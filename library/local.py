@@ -23,6 +23,20 @@ def is_local_path(model: str) -> bool:
     return model.startswith("/")
 
 
+def allowed_model_roots() -> list[Path]:
+    """Folders a member may point a profile at: the Hugging Face cache and MLXM_MODEL_DIRS."""
+    return [Path(settings.HF_HUB_CACHE), *(Path(root) for root in settings.MLXM_MODEL_DIRS)]
+
+
+def is_allowed_path(path: str) -> bool:
+    """Whether an absolute path lies inside an allowed root once `..` and links are resolved."""
+    try:
+        resolved = Path(path).resolve()
+        return any(resolved.is_relative_to(root.resolve()) for root in allowed_model_roots())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def is_valid_repo_id(model: str) -> bool:
     try:
         validate_repo_id(model)

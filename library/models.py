@@ -39,6 +39,7 @@ class Download(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("delete_any_model", "Can delete any downloaded model, even one others use")]
 
     def __str__(self) -> str:
         return f"{self.repo_id} ({self.state})"

@@ -18,6 +18,8 @@ from django.core.exceptions import ImproperlyConfigured
 class ModelUse:
     profiles: list[str] = field(default_factory=list)  # names of the profiles that name the model
     busy_servers: list[str] = field(default_factory=list)  # profiles whose server is neither stopped nor fatal
+    # every profile naming it as main or draft model -> its owner's user id (for who may delete it)
+    owners: dict[str, int | None] = field(default_factory=dict)
 
 
 UsesLookup = Callable[[Collection[str]], dict[str, ModelUse]]

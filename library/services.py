@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
@@ -44,8 +45,29 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> 
     return download
 
 
+class DownloadChangeRefused(PermissionDenied):
+    """The person may not cancel, retry or dismiss this download (a 403 when it reaches a view)."""
+
+
+def download_can_change(*, user: User, download: Download) -> bool:
+    """Whether `user` may cancel, retry or dismiss `download`: who asked for it, an administrator,
+    or whoever may delete any model (a member must not stop or erase another's download record,
+    which is also what lets its requester delete the model later)."""
+    if not user.is_approved:
+        return False
+    return user.is_admin or user.has_perm("library.delete_any_model") or download.requested_by_id == user.pk
+
+
+def _require_change(download: Download, by: User | None, verb: str) -> None:
+    if by is not None and not download_can_change(user=by, download=download):
+        raise DownloadChangeRefused(
+            f"Only the person who asked for {download.repo_id} or an administrator can {verb} its download."
+        )
+
+
 def download_cancel(*, download: Download, by: User | None = None) -> bool:
     """Ask the runner to stop and remove the partial files; False when it had already ended."""
+    _require_change(download, by, "cancel")
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
         audit_record(kind=AuditKind.DOWNLOAD, action="cancel", subject=download.repo_id, by=by)
@@ -58,6 +80,7 @@ FINISHED = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELL
 
 def download_dismiss(*, download: Download, by: User | None = None) -> bool:
     """Take a finished download off the list (its record goes; the model, if any, stays)."""
+    _require_change(download, by, "dismiss")
     deleted, _ = Download.objects.filter(pk=download.pk, state__in=FINISHED).delete()
     if deleted:
         audit_record(kind=AuditKind.DOWNLOAD, action="dismiss", subject=download.repo_id, by=by)
@@ -67,11 +90,31 @@ def download_dismiss(*, download: Download, by: User | None = None) -> bool:
 @transaction.atomic
 def download_retry(*, download: Download, by: User | None) -> Download:
     """Queue a failed or cancelled download again (it resumes from its partial files) and drop the old record."""
+    _require_change(download, by, "retry")
     if download.state not in (DownloadState.FAILED, DownloadState.CANCELLED):
         raise LibraryError(f"{download.repo_id}: only a failed or cancelled download can be tried again.")
     queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by)
     download_dismiss(download=download, by=by)
     return queued
+
+
+class ModelDeleteRefused(PermissionDenied):
+    """The person may not delete this model (a 403 when it reaches a view)."""
+
+
+def model_delete_refusal(*, user: User, repo_id: str) -> str | None:
+    """Why `user` may not delete `repo_id`, or None. A member may delete a model they downloaded
+    that no one else's profile uses; administrators and "delete any model" may delete any."""
+    if user.is_admin or user.has_perm("library.delete_any_model"):
+        return None
+    if not Download.objects.filter(repo_id=repo_id, requested_by=user, state=DownloadState.COMPLETED).exists():
+        return f"Only the person who downloaded {repo_id} or an administrator can delete it."
+    use = model_uses([repo_id])[repo_id]
+    if others := [name for name, owner in use.owners.items() if owner != user.pk]:
+        return (
+            f"{repo_id} is used by other people's profiles ({', '.join(others)}); only an administrator can delete it."
+        )
+    return None
 
 
 def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None = None) -> int:
@@ -80,6 +123,8 @@ def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None
     server or a download uses it."""
     if not is_valid_repo_id(repo_id):
         raise LibraryError("Only a Hugging Face repo id in the cache can be deleted here.")
+    if by is not None and (refusal := model_delete_refusal(user=by, repo_id=repo_id)):
+        raise ModelDeleteRefused(refusal)
     in_use = model_uses([repo_id])[repo_id].busy_servers
     if in_use:
         names = ", ".join(in_use)

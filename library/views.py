@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpResponse
@@ -25,6 +26,7 @@ from library.selectors import model_uses
 from library.services import (
     ACTIVE,
     LibraryError,
+    ModelDeleteRefused,
     download_cancel,
     download_dismiss,
     download_queue,
@@ -36,6 +38,13 @@ from mlxmanager.types import AuthedRequest
 
 RECENT_SHOWN = 5
 DONE_SHOWN_FOR = timedelta(minutes=10)  # a finished download's line, then the model's row says it all
+
+
+class DownloadsQuery(forms.Form):
+    was_active = forms.BooleanField(required=False)
+
+    def is_valid_and_was_active(self) -> bool:
+        return self.is_valid() and bool(self.cleaned_data["was_active"])
 
 
 def _downloads_context() -> dict[str, Any]:
@@ -69,7 +78,7 @@ def downloads(request: AuthedRequest) -> HttpResponse:
     """The live part of the downloads list (polled by htmx); reads only the database."""
     context = _downloads_context()
     response = render(request, "library/_downloads.html", context)
-    if request.GET.get("was_active") and not context["active_downloads"]:
+    if DownloadsQuery(request.GET).is_valid_and_was_active() and not context["active_downloads"]:
         response["HX-Refresh"] = "true"  # a download ended: show the updated local list
     return response
 
@@ -179,6 +188,8 @@ def delete(request: AuthedRequest) -> HttpResponse:
     repo_id = request.POST.get("repo_id", "")
     try:
         freed = model_delete(repo_id=repo_id, by=request.user)
+    except ModelDeleteRefused as refusal:
+        return render(request, "library/local.html", {**_local_context(), "delete_error": str(refusal)}, status=403)
     except LibraryError as problem:
         context = {**_local_context(), "delete_error": str(problem)}
         status = 409 if is_valid_repo_id(repo_id) else 400

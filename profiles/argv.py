@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,12 @@ def build_server_argv(profile: ServerProfile) -> list[str]:
     for option in OPTIONS:
         argv += _option_args(option, getattr(profile, option.field))
     return argv
+
+
+def one_line(argv: Sequence[str]) -> str:
+    """The argv as a shell would read it, on one line: a newline or carriage return in any field
+    shows as \\n or \\r, so no profile field can forge a log line."""
+    return shlex.join(argv).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def command_line(profile: ServerProfile) -> str:

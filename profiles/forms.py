@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -11,10 +12,19 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from accounts.models import User
+from library.local import is_allowed_path
 from profiles.argv import split_origins
-from profiles.modelinfo import START_SECONDS_PER_GIB, default_start_timeout, folder_problem, model_shape_problem
+from profiles.modelinfo import (
+    NOT_ALLOWED,
+    START_SECONDS_PER_GIB,
+    default_start_timeout,
+    folder_problem,
+    model_shape_problem,
+)
 from profiles.models import ServerProfile, split_aliases
 from profiles.ports import PORT_MAX, PORT_MIN
+from profiles.services import UNSAFE_WHO, profile_unsafe_problems, user_may_use_unsafe_options
 
 ORIGIN_RE = re.compile(r"^https?://[^\s/,?#]+$")
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)?\s*$", re.IGNORECASE)
@@ -72,6 +82,21 @@ class SizeField(forms.CharField):
         if size < 1 or size > 2**60:
             raise forms.ValidationError("The prompt cache size in bytes must be more than 0 and at most 1 EB.")
         return size
+
+
+class NonFiniteNumber(ValueError):
+    """NaN or ±Infinity in JSON text: Python reads them, but JSON and the database do not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NonFiniteNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as infinity
+        raise NonFiniteNumber(text)
+    return value
 
 
 class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -178,8 +203,19 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "model": forms.TextInput(attrs={"list": "cached-models", "autocomplete": "off", "spellcheck": "false"}),
         }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: User | None = None, **kwargs: Any) -> None:
+        """`user` is who saves: without the "use unsafe server options" permission, the form
+        offers only loopback hosts, allowed model paths and no remote code, and refuses them on save."""
         super().__init__(*args, **kwargs)
+        self.any_path = user is None or user_may_use_unsafe_options(user=user)
+        self.offer_trust_remote_code = True
+        self.unsafe_who = UNSAFE_WHO
+        if not self.any_path:
+            host_help = f"127.0.0.1, localhost or ::1. {UNSAFE_WHO} serve on an address reachable from the network."
+            self.fields["host"].help_text = host_help
+            # Not offered (the template shows who can instead), and refused in clean() if posted anyway;
+            # a profile that already has it shows it, so its owner can turn it off.
+            self.offer_trust_remote_code = bool(self.instance.trust_remote_code)
         required = {
             "name": "Give the profile a name.",
             "model": "Enter a model: a Hugging Face repo id or an absolute path to a model folder.",
@@ -245,7 +281,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean_model(self) -> str:
         model: str = self.cleaned_data["model"].strip()
-        if problem := model_shape_problem(model):
+        if problem := model_shape_problem(model, any_path=self.any_path):
             raise forms.ValidationError(problem)
         return model
 
@@ -269,13 +305,15 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean_adapter_path(self) -> str:
         path: str = self.cleaned_data["adapter_path"].strip()
+        if path and not self.any_path and not is_allowed_path(path):
+            raise forms.ValidationError(NOT_ALLOWED)
         if path and (problem := folder_problem(path, what="adapter path")):
             raise forms.ValidationError(problem)
         return path
 
     def clean_draft_model(self) -> str:
         model: str = self.cleaned_data["draft_model"].strip()
-        if model and (problem := model_shape_problem(model)):
+        if model and (problem := model_shape_problem(model, any_path=self.any_path)):
             raise forms.ValidationError(problem)
         return model
 
@@ -290,7 +328,11 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         if not text:
             return {}
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except NonFiniteNumber as exc:
+            raise forms.ValidationError(
+                f"{exc} is not a number JSON allows (nor the database); write a number or a string instead."
+            ) from None
         except ValueError as exc:
             raise forms.ValidationError(f"This is not valid JSON ({exc}).") from None
         except RecursionError:
@@ -312,6 +354,10 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def _clean_options(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean() or {}
+        if not self.any_path:
+            for name, problem in profile_unsafe_problems(fields=data).items():
+                if name not in self.errors:
+                    self.add_error(name, problem)
         if data.get("draft_model") and data.get("num_draft_tokens") is None and "num_draft_tokens" not in self.errors:
             self.add_error("num_draft_tokens", "A draft model needs the number of draft tokens (3 is a good start).")
         if (

@@ -15,6 +15,7 @@ from typing import Any
 from library.hub import HubError, hub_config
 from library.local import (
     ModelFacts,
+    is_allowed_path,
     is_local_path,
     is_valid_repo_id,
     local_model_path,
@@ -46,12 +47,21 @@ def default_start_timeout(model: str, *, base: float, per_gib: float = START_SEC
     return round(base + per_gib * size / GiB)
 
 
-def model_shape_problem(model: str) -> str | None:
+NOT_ALLOWED = (
+    "Not an allowed location: use a model in the Hugging Face cache or in a folder under MLXM_MODEL_DIRS. "
+    "Only administrators and members granted “use unsafe server options” can use other paths."
+)
+
+
+def model_shape_problem(model: str, *, any_path: bool = True) -> str | None:
     """Why `model` cannot be a profile's model, or None: a repo id, or an absolute path to a
-    folder holding config.json and *.safetensors."""
+    folder holding config.json and *.safetensors. Without `any_path`, a path outside the allowed
+    roots gets one answer whatever is there, so the check cannot be used to explore the disk."""
     if not model:
         return "Enter a model."
     if is_local_path(model):
+        if not any_path and not is_allowed_path(model):
+            return NOT_ALLOWED
         return folder_problem(model, what="model folder", need_weights=True)
     if model.startswith(("~", ".")) or "\\" in model:
         return "A local model must be given as an absolute path (starting with /)."
@@ -119,9 +129,9 @@ def _generation_defaults(folder: Path) -> dict[str, Any]:
     }
 
 
-def check_model(model: str) -> ModelCheck:
+def check_model(model: str, *, any_path: bool = True) -> ModelCheck:
     model = model.strip()
-    check = ModelCheck(model=model, problem=model_shape_problem(model))
+    check = ModelCheck(model=model, problem=model_shape_problem(model, any_path=any_path))
     if check.problem or not model:
         return check
     check.folder = local_model_path(model)

@@ -82,12 +82,24 @@ class ServerProfile(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_profiles",
+        help_text="May edit, delete, stop and restart it; an administrator can hand it to someone else.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(Lower("name"), name="profile_name_ci_unique")]
+        permissions = [
+            ("manage_any_profile", "Can edit and delete every profile"),
+            ("use_unsafe_options", "Can use unsafe server options (remote code, network host, any path)"),
+        ]
 
     def __str__(self) -> str:
         return self.name

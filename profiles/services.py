@@ -1,4 +1,8 @@
-"""Writes to profiles: create, update, duplicate, delete."""
+"""Writes to profiles (create, update, duplicate, delete) and who may make them.
+
+The permission rules live here so that every door (pages, JSON API, gateway) asks the same
+functions: `profile_can_use`, `profile_can_manage`, `profile_unsafe_problems`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from audit.models import AuditKind
 from audit.services import audit_record
+from library.local import is_allowed_path, is_local_path
+from profiles.modelinfo import NOT_ALLOWED
 from profiles.models import ServerProfile
 from profiles.ports import next_free_port
 from profiles.selectors import server_status
@@ -27,6 +34,57 @@ class ProfileDeleteRefused(Exception):
     """The profile's server is not stopped; the message says what to do."""
 
 
+class ProfileRefused(PermissionDenied):
+    """The person may not do this to this profile (a 403 when it reaches a view)."""
+
+
+UNSAFE_WHO = "Only administrators and members granted “use unsafe server options” can"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+UNSAFE_FIELDS = ("trust_remote_code", "host", "model", "draft_model", "adapter_path")
+
+
+def user_may_use_unsafe_options(*, user: User) -> bool:
+    return user.is_admin or user.has_perm("profiles.use_unsafe_options")
+
+
+def profile_can_use(*, user: User, profile: ServerProfile) -> bool:
+    """Whether `user` may start this profile's server and send it requests: every approved person."""
+    return user.is_approved
+
+
+def profile_can_manage(*, user: User, profile: ServerProfile) -> bool:
+    """Whether `user` may edit or delete this profile: its owner, or whoever may manage every profile."""
+    if not user.is_approved:
+        return False
+    return user.is_admin or user.has_perm("profiles.manage_any_profile") or profile.owner_id == user.pk
+
+
+def profile_unsafe_problems(*, fields: Mapping[str, Any]) -> dict[str, str]:
+    """The unsafe options among these profile values, each with the message a member sees."""
+    problems: dict[str, str] = {}
+    if fields.get("trust_remote_code"):
+        problems["trust_remote_code"] = f"{UNSAFE_WHO} turn on trust remote code: it runs the repo's Python code."
+    host = str(fields.get("host") or "127.0.0.1")
+    if host not in LOOPBACK_HOSTS:
+        problems["host"] = f"{UNSAFE_WHO} serve on {host}; use 127.0.0.1, localhost or ::1."
+    for name in ("model", "draft_model", "adapter_path"):
+        value = str(fields.get(name) or "")
+        if value and is_local_path(value) and not is_allowed_path(value):
+            problems[name] = NOT_ALLOWED
+    return problems
+
+
+def _refuse_unsafe(*, fields: Mapping[str, Any], by: User | None) -> None:
+    if by is None or user_may_use_unsafe_options(user=by):
+        return
+    if problems := profile_unsafe_problems(fields=fields):
+        raise ProfileRefused(" ".join(dict.fromkeys(problems.values())))
+
+
+def _current_fields(profile: ServerProfile) -> dict[str, Any]:
+    return {name: getattr(profile, name) for name in UNSAFE_FIELDS}
+
+
 def _conflict_message(fields: Mapping[str, Any]) -> str:
     return (
         f"Another profile took the name “{fields.get('name')}” or port {fields.get('port')} a moment ago; "
@@ -35,8 +93,9 @@ def _conflict_message(fields: Mapping[str, Any]) -> str:
 
 
 def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfile:
-    """Save a new profile from validated form data."""
-    profile = ServerProfile(created_by=by, **fields)
+    """Save a new profile from validated form data; `by` owns it. Unsafe options need the permission."""
+    _refuse_unsafe(fields=fields, by=by)
+    profile = ServerProfile(created_by=by, owner=by, **fields)
     try:
         with transaction.atomic():
             profile.save()
@@ -48,7 +107,11 @@ def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfi
 
 def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None = None) -> ServerProfile:
     """Write the changed fields of an existing profile. A running server keeps its old settings
-    until it is restarted."""
+    until it is restarted. The profile as it would be saved is checked, so a member cannot keep
+    an unsafe option that someone else set by leaving it alone."""
+    if by is not None and not profile_can_manage(user=by, profile=profile):
+        raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can change it.")
+    _refuse_unsafe(fields={**_current_fields(profile), **fields}, by=by)
     for name, value in fields.items():
         setattr(profile, name, value)
     try:
@@ -85,7 +148,8 @@ def copy_name(name: str) -> str:
 
 
 def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfile:
-    """A copy with a unique "(copy)" name, the next free port, and auto-start off."""
+    """A copy with a unique "(copy)" name, the next free port, and auto-start off, owned by `by`."""
+    _refuse_unsafe(fields=_current_fields(profile), by=by)
     copy = ServerProfile.objects.get(pk=profile.pk)
     copy.pk = None
     copy.id = None
@@ -93,6 +157,7 @@ def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfi
     copy.port = next_free_port()
     copy.auto_start = False
     copy.created_by = by
+    copy.owner = by
     try:
         with transaction.atomic():
             copy.save(force_insert=True)
@@ -112,6 +177,8 @@ def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfi
 def profile_delete(*, profile: ServerProfile, by: User | None = None) -> None:
     """Delete a profile whose server is stopped (or failed for good). A running server would be
     left without its recipe, so that is refused."""
+    if by is not None and not profile_can_manage(user=by, profile=profile):
+        raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can delete it.")
     with transaction.atomic():
         status = server_status(profile)
         if not status.deletable:

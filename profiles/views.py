@@ -7,7 +7,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -43,11 +44,17 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
             "profile": profile,
             "state": status.state,
             "can_delete": status.deletable,
+            "can_manage": services.profile_can_manage(user=request.user, profile=profile),
             "command": command_line(profile),
             "settings_rows": settings_rows,
         },
     )
 
+
+REMOTE_CODE_WARNING = (
+    "Trust remote code is on: starting this server runs Python code from the model's repo as the user "
+    "running MLX Manager, with access to its database and secrets."
+)
 
 SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
 
@@ -79,7 +86,7 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
         "form": form,
         "profile": profile,
         "cached_models": cached_repo_ids(),
-        "check": check_model(model) if model.strip() else None,
+        "check": check_model(model, any_path=form.any_path) if model.strip() else None,
         "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
         "running": profile is not None and not server_status(profile).stopped,
     }
@@ -89,16 +96,21 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
 def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse:
     if request.method == "POST" and "apply_suggestions" in request.POST:
         data = {key: request.POST.get(key, "") for key in request.POST}
-        suggested = apply_suggestions(data, check_model(data.get("model", "")).suggestions)
+        any_path = services.user_may_use_unsafe_options(user=request.user)
+        suggested = apply_suggestions(data, check_model(data.get("model", ""), any_path=any_path).suggestions)
         initial: dict[str, Any] = dict(suggested)
         for name, field in ProfileForm.base_fields.items():
             if isinstance(field, forms.BooleanField):
                 initial[name] = name in request.POST
-        form = ProfileForm(instance=profile, initial=initial)
+        form = ProfileForm(instance=profile, initial=initial, user=request.user)
         return _form_page(request, form, profile)
     if request.method == "POST":
         # The form writes typed values onto its instance; keep `profile` as saved for the page's heading.
-        form = ProfileForm(request.POST, instance=ServerProfile.objects.get(pk=profile.pk) if profile else None)
+        form = ProfileForm(
+            request.POST,
+            instance=ServerProfile.objects.get(pk=profile.pk) if profile else None,
+            user=request.user,
+        )
         if form.is_valid():
             fields = {name: form.cleaned_data[name] for name in form.fields}
             try:
@@ -109,19 +121,24 @@ def _edit(request: AuthedRequest, profile: ServerProfile | None) -> HttpResponse
                     saved = services.profile_update(profile=form.instance, fields=fields, by=request.user)
                     note = "" if server_status(saved).stopped else " Restart its server to use them."
                     messages.success(request, f"Changes to “{saved.name}” saved.{note}")
+                if saved.trust_remote_code:
+                    messages.warning(request, REMOTE_CODE_WARNING)
             except services.ProfileConflict as exc:
                 form.add_error(None, str(exc))
             else:
                 return redirect("profiles:detail", pk=saved.pk)
         return _form_page(request, form, profile)
     return _form_page(
-        request, ProfileForm(instance=profile, initial=_new_initial(request) if not profile else {}), profile
+        request,
+        ProfileForm(instance=profile, initial=_new_initial(request) if not profile else {}, user=request.user),
+        profile,
     )
 
 
 def _new_initial(request: AuthedRequest) -> dict[str, Any]:
     initial: dict[str, Any] = {}
-    if model := request.GET.get("model", "").strip():
+    query = ModelCheckQuery(request.GET)
+    if query.is_valid() and (model := query.cleaned_data["model"].strip()):
         initial["model"] = model
         initial["name"] = name_from_model(model)
     try:
@@ -136,7 +153,10 @@ def profile_new(request: AuthedRequest) -> HttpResponse:
 
 
 def profile_edit(request: AuthedRequest, pk: int) -> HttpResponse:
-    return _edit(request, get_object_or_404(ServerProfile, pk=pk))
+    profile = get_object_or_404(ServerProfile, pk=pk)
+    if not services.profile_can_manage(user=request.user, profile=profile):
+        raise PermissionDenied(f"Only the owner of “{profile.name}” or an administrator can change it.")
+    return _edit(request, profile)
 
 
 @require_POST
@@ -163,20 +183,35 @@ def profile_delete(request: AuthedRequest, pk: int) -> HttpResponse:
     return redirect("profiles:list")
 
 
-def _exclude(request: AuthedRequest) -> ServerProfile | None:
-    pk = request.GET.get("profile", "")
-    return ServerProfile.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
+class PortCheckQuery(forms.Form):
+    port = forms.CharField(required=False)  # port_status explains a bad port itself
+    profile = forms.IntegerField(required=False, min_value=1)
+
+
+class ModelCheckQuery(forms.Form):
+    model = forms.CharField(required=False, max_length=500)
 
 
 @require_GET
 def check_port(request: AuthedRequest) -> HttpResponse:
     """htmx, as the port is typed: free, taken by a profile (error) or by a foreign process (warning)."""
-    status = port_status(request.GET.get("port", ""), exclude=_exclude(request))
+    query = PortCheckQuery(request.GET)
+    if not query.is_valid():
+        return HttpResponseBadRequest("Bad query: " + "; ".join(f"{k}: {v[0]}" for k, v in query.errors.items()))
+    pk = query.cleaned_data["profile"]
+    exclude = ServerProfile.objects.filter(pk=pk).first() if pk else None
+    status = port_status(query.cleaned_data["port"], exclude=exclude)
     return render(request, "profiles/_port_status.html", {"port_status": status})
 
 
 @require_GET
 def check_model_view(request: AuthedRequest) -> HttpResponse:
-    """htmx, as the model is typed: a problem with it, or its facts and the settings that fit it."""
-    model = request.GET.get("model", "")
-    return render(request, "profiles/_model_check.html", {"check": check_model(model) if model.strip() else None})
+    """htmx, as the model is typed: a problem with it, or its facts and the settings that fit it. A
+    member hears one "not an allowed location" for every path outside the allowed roots."""
+    query = ModelCheckQuery(request.GET)
+    if not query.is_valid():
+        return HttpResponseBadRequest("Bad query: the model is at most 500 characters.")
+    model = query.cleaned_data["model"]
+    any_path = services.user_may_use_unsafe_options(user=request.user)
+    check = check_model(model, any_path=any_path) if model.strip() else None
+    return render(request, "profiles/_model_check.html", {"check": check})

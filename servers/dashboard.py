@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from accounts.models import User
 from library.local import is_valid_repo_id, local_model_path
 from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
@@ -27,6 +28,7 @@ from servers.charts import sparkline_points
 from servers.heartbeat import SupervisorStatus, supervisor_status
 from servers.models import DesiredState, Server, ServerSample, ServerState
 from servers.selectors import system_memory
+from servers.services import server_can_operate
 from servers.states import AT_REST, FAILED, TRANSIENT, UP
 from servers.templatetags.servers_extras import duration
 
@@ -40,7 +42,7 @@ SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
 # template would cost a query per card, which the query-count test would catch).
-CARD_FIELDS = ["name", "model", "host", "port"] + [
+CARD_FIELDS = ["name", "model", "host", "port", "owner"] + [
     f"server__{name}"
     for name in (
         "desired_state",
@@ -237,8 +239,17 @@ _CARD_HTML: dict[tuple[Any, ...], str] = {}
 _CARD_HTML_MAX = 2000
 
 
-def _card_key(card: Card, back_url: str) -> tuple[Any, ...]:
-    shown = (card.failure, card.pending, card.can_start, card.can_stop, card.note, card.note_level, card.model_missing)
+def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
+    shown = (
+        card.failure,
+        card.pending,
+        card.can_start,
+        card.can_stop,
+        card.note,
+        card.note_level,
+        card.model_missing,
+        operable,
+    )
     return (card.profile.pk, back_url, *card.text.items(), *shown)
 
 
@@ -246,11 +257,13 @@ def cards_html(cards: Sequence[Card], *, request: HttpRequest, back_url: str) ->
     """The cards as `servers/_card.html` renders them, each rendered again only when it changed."""
     parts = []
     for card in cards:
-        key = _card_key(card, back_url)
+        user = request.user
+        operable = isinstance(user, User) and server_can_operate(user=user, profile=card.profile)
+        key = _card_key(card, back_url, operable)  # Stop/Restart are shown only to who may use them
         html = _CARD_HTML.get(key)
         if html is None:
             html = render_to_string(
-                "servers/_card.html", {"card": card, "back_url": back_url, "csrf_token": _CSRF_SLOT}
+                "servers/_card.html", {"card": card, "back_url": back_url, "csrf_token": _CSRF_SLOT, "user": user}
             )
             if len(_CARD_HTML) >= _CARD_HTML_MAX:
                 _CARD_HTML.clear()

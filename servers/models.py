@@ -55,6 +55,7 @@ class Server(models.Model):
 
     class Meta:
         ordering = ["profile__name"]
+        permissions = [("operate_any_server", "Can stop and restart every server")]
 
     def __str__(self) -> str:
         return f"{self.profile.name} ({self.state})"

@@ -40,8 +40,12 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
     """The answer to library.selectors.model_uses: two queries for any number of models."""
     wanted = set(repo_ids)
     uses: dict[str, ModelUse] = {}
-    for name, model in ServerProfile.objects.filter(model__in=wanted).order_by("name").values_list("name", "model"):
-        uses.setdefault(model, ModelUse()).profiles.append(name)
+    named = ServerProfile.objects.filter(Q(model__in=wanted) | Q(draft_model__in=wanted)).order_by("name")
+    for name, model, draft, owner in named.values_list("name", "model", "draft_model", "owner_id"):
+        if model in wanted:
+            uses.setdefault(model, ModelUse()).profiles.append(name)
+        for repo_id in {model, draft} & wanted:
+            uses.setdefault(repo_id, ModelUse()).owners[name] = owner
     busy = (
         Server.objects.filter(Q(profile__model__in=wanted) | Q(profile__draft_model__in=wanted), state__in=BUSY)
         .order_by("profile__name")

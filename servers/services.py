@@ -5,6 +5,7 @@ These functions never spawn, signal or wait on a process; the supervisor acts on
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
 
@@ -13,12 +14,32 @@ from audit.models import AuditKind
 from audit.services import audit_record
 from mlxmanager.wakeup import wake_supervisor
 from profiles.models import ServerProfile
+from profiles.services import profile_can_use
 from servers.models import DesiredState, Server, ServerEvent, ServerState
 from servers.states import BUSY
 
 
 class ServerActionRefused(Exception):
     """The action makes no sense in the server's current state; the message says why, politely."""
+
+
+class ServerOperationRefused(PermissionDenied):
+    """The person may not stop or restart this server (a 403 when it reaches a view)."""
+
+
+def server_can_operate(*, user: User, profile: ServerProfile) -> bool:
+    """Whether `user` may stop or restart the server of `profile`: the profile's owner, or
+    whoever may operate every server. (Starting is open to everyone who may use the profile.)"""
+    if not user.is_approved:
+        return False
+    return user.is_admin or user.has_perm("servers.operate_any_server") or profile.owner_id == user.pk
+
+
+def _require_operate(profile: ServerProfile, by: User | None, verb: str) -> None:
+    if by is not None and not server_can_operate(user=by, profile=profile):
+        raise ServerOperationRefused(
+            f"Only the owner of “{profile.name}” or an administrator can {verb} its server (you can start it)."
+        )
 
 
 def server_for(profile: ServerProfile) -> Server:
@@ -39,6 +60,8 @@ def _record_intent(server: Server, *, action: str, by: User | None, **desired: o
 @transaction.atomic
 def server_start(*, profile: ServerProfile, by: User | None) -> Server:
     """Ask for the server to run. Starting a `fatal` server counts as the user's say-so to retry."""
+    if by is not None and not profile_can_use(user=by, profile=profile):
+        raise ServerOperationRefused(f"You may not start “{profile.name}”.")
     server = server_for(profile)
     if server.desired_state == DesiredState.RUNNING and server.state in BUSY:
         raise ServerActionRefused(f"{profile.name} is already {server.get_state_display().lower()}.")
@@ -50,6 +73,7 @@ def server_start(*, profile: ServerProfile, by: User | None) -> Server:
 
 @transaction.atomic
 def server_stop(*, profile: ServerProfile, by: User | None) -> Server:
+    _require_operate(profile, by, "stop")
     server = server_for(profile)
     if server.desired_state == DesiredState.STOPPED and server.state == ServerState.STOPPED:
         raise ServerActionRefused(f"{profile.name} is not running, so there is nothing to stop.")
@@ -59,6 +83,7 @@ def server_stop(*, profile: ServerProfile, by: User | None) -> Server:
 @transaction.atomic
 def server_restart(*, profile: ServerProfile, by: User | None) -> Server:
     """Stop and start again (or just start, if it was not running)."""
+    _require_operate(profile, by, "restart")
     server = server_for(profile)
     return _record_intent(
         server,

@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponse, HttpResponseBadRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from mlxmanager.types import AuthedRequest
 from profiles.argv import command_line
 from profiles.models import ServerProfile
+from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard import card_for, cards_html, dashboard_data
 from servers.heartbeat import supervisor_status
@@ -40,6 +41,13 @@ ACTIONS: dict[str, tuple[Callable[..., Server], str]] = {
     "stop": (server_stop, "Stop requested for {name}."),
     "restart": (server_restart, "Restart requested for {name}."),
 }
+
+
+class LogQuery(forms.Form):
+    """Where the log poller stopped reading: an offset into the file and the file's inode."""
+
+    offset = forms.IntegerField(required=False, min_value=0, max_value=2**62)
+    inode = forms.IntegerField(required=False, min_value=0, max_value=2**64)
 
 
 class ChatForm(forms.Form):
@@ -110,8 +118,11 @@ def server_action(request: AuthedRequest, profile_id: int, action: str) -> HttpR
 def server_log(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """What the log gained since `offset` (htmx poll): the next poller plus the new text, out of band."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
+    query = LogQuery(request.GET)
+    if not query.is_valid():
+        return HttpResponseBadRequest("Bad query: offset and inode are whole numbers of at least 0.")
     chunk = read_log(
-        server_log_path(profile.pk), offset=_int_param(request, "offset"), inode=_int_param(request, "inode")
+        server_log_path(profile.pk), offset=query.cleaned_data["offset"], inode=query.cleaned_data["inode"]
     )
     return render(request, "servers/_log_poll.html", {"profile": profile, "chunk": chunk, "oob": True})
 
@@ -146,7 +157,7 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
     else:
         try:
             reply = chat_complete(
-                url=chat_url(profile.host, server.port or profile.port),
+                url=chat_url(*listen_address(server)),
                 prompt=form.cleaned_data["prompt"],
                 max_tokens=min(CHAT_MAX_TOKENS, fit.room) if fit.room is not None else CHAT_MAX_TOKENS,
             )
@@ -196,14 +207,6 @@ def _safe_url(request: AuthedRequest, target: str) -> str:
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return reverse("servers:dashboard")
-
-
-def _int_param(request: AuthedRequest, name: str) -> int | None:
-    try:
-        value = int(request.GET.get(name, ""))
-    except ValueError:
-        return None
-    return value if value >= 0 else None
 
 
 def _has_local_models() -> bool:

@@ -84,14 +84,15 @@ class SupervisorProcesses:
         self.started: list[subprocess.Popen[bytes]] = []
         self.server_pids: dict[int, float | None] = {}
 
-    def start(self, *args: str, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Start `manage.py runsupervisor`; with `wait`, return once its heartbeat names it."""
+    def start(self, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `manage.py runsupervisor` (with `env` added to its environment); with `wait`,
+        return once its heartbeat names it."""
         n = len(self.started) + 1
         log = open(self.log_dir / f"supervisor-{n}.log", "ab")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "runsupervisor", *args],
             cwd=BASE_DIR,
-            env=supervisor_env(),
+            env={**supervisor_env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

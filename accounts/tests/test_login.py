@@ -3,11 +3,14 @@ not told apart, a disabled user loses access mid-session, repeated failures lock
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from accounts import services
 from accounts.models import User, UserStatus
@@ -81,29 +84,48 @@ def test_user_disabled_mid_session_loses_access_on_next_request(user_client: Cli
 
 
 @pytest.mark.django_db
-def test_repeated_failures_lock_the_account_with_a_clear_message(approved_user: User, settings: Any) -> None:
+def test_repeated_failures_lock_the_account_from_that_address_with_the_time_it_ends(
+    approved_user: User, settings: Any
+) -> None:
     for n in range(settings.AXES_FAILURE_LIMIT):
-        # Different addresses and letter cases: the lock follows the account, not only the address.
-        email = "ALICE@Example.com" if n % 2 else "alice@example.com"
-        response = _login(Client(), email, "wrong-password-1", REMOTE_ADDR=f"10.0.0.{n + 1}")
+        email = "ALICE@Example.com" if n % 2 else "alice@example.com"  # one lock whatever the case
+        response = _login(Client(), email, "wrong-password-1", REMOTE_ADDR="10.0.0.1")
         last = n == settings.AXES_FAILURE_LIMIT - 1
         assert response.status_code == (429 if last else 200)  # the failure that reaches the limit locks
     client = Client()
-    response = _login(client, "alice@example.com", PASSWORD, REMOTE_ADDR="10.0.1.1")  # even the right password
+    response = _login(client, "alice@example.com", PASSWORD, REMOTE_ADDR="10.0.0.1")  # even the right password
     assert response.status_code == 429
-    assert "Too many failed attempts" in response.content.decode()
+    html = response.content.decode()
+    assert "Too many failed attempts" in html
+    until = datetime.fromisoformat(re.search(r'data-locked-until="([^"]+)"', html).group(1))  # type: ignore[union-attr]
+    expected = timezone.now() + timedelta(hours=settings.AXES_COOLOFF_TIME)
+    assert abs((until - expected).total_seconds()) < 120
+    assert f"until {timezone.localtime(until):%H:%M}" in html
     assert "_auth_user_id" not in client.session
+    # The same account from another address is not locked: the count is per account and address.
+    assert _login(Client(), "alice@example.com", PASSWORD, REMOTE_ADDR="10.0.0.2").status_code == 302
 
 
 @pytest.mark.django_db
-def test_repeated_failures_lock_the_address(make_user: Callable[..., User], settings: Any) -> None:
-    make_user("ivan@example.com")
-    for n in range(settings.AXES_FAILURE_LIMIT):
-        _login(Client(), f"guess{n}@example.com", "wrong-password-1", REMOTE_ADDR="10.0.2.2")
-    response = _login(Client(), "ivan@example.com", PASSWORD, REMOTE_ADDR="10.0.2.2")
-    assert response.status_code == 429 and "Too many failed attempts" in response.content.decode()
-    # Another address still gets in.
-    assert _login(Client(), "ivan@example.com", PASSWORD, REMOTE_ADDR="10.0.2.3").status_code == 302
+def test_wrong_passwords_for_other_emails_do_not_lock_the_administrator_out(
+    make_user: Callable[..., User], settings: Any
+) -> None:
+    make_user("boss@example.com", admin=True)
+    for n in range(settings.AXES_FAILURE_LIMIT + 2):
+        _login(Client(), f"guess{n % 2}@example.com", "wrong-password-1", REMOTE_ADDR="10.0.2.2")
+    assert _login(Client(), "guess0@example.com", "wrong-password-1", REMOTE_ADDR="10.0.2.2").status_code == 429
+    assert _login(Client(), "boss@example.com", PASSWORD, REMOTE_ADDR="10.0.2.2").status_code == 302
+
+
+@pytest.mark.django_db
+def test_strangers_failing_at_the_administrators_email_do_not_lock_them_out(
+    make_user: Callable[..., User], settings: Any
+) -> None:
+    make_user("boss@example.com", admin=True)
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login(Client(), "boss@example.com", "wrong-password-1", REMOTE_ADDR="10.0.3.3")
+    assert _login(Client(), "boss@example.com", PASSWORD, REMOTE_ADDR="10.0.3.3").status_code == 429
+    assert _login(Client(), "boss@example.com", PASSWORD, REMOTE_ADDR="10.0.3.4").status_code == 302
 
 
 @pytest.mark.django_db
@@ -112,8 +134,8 @@ def test_behind_a_proxy_the_lock_follows_the_forwarded_address(make_user: Callab
     settings.BEHIND_TLS_PROXY = True
     make_user("ivan@example.com")
     proxy = {"REMOTE_ADDR": "127.0.0.1"}
-    for n in range(settings.AXES_FAILURE_LIMIT):
-        _login(Client(), f"guess{n}@example.com", "wrong-password-1", HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy)
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _login(Client(), "ivan@example.com", "wrong-password-1", HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy)
     guesser = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.9", **proxy)
     assert guesser.status_code == 429
     colleague = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7", **proxy)
@@ -121,6 +143,18 @@ def test_behind_a_proxy_the_lock_follows_the_forwarded_address(make_user: Callab
     # A forged header does not help the guesser: the proxy appends the address it really saw.
     forged = _login(Client(), "ivan@example.com", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7, 203.0.113.9", **proxy)
     assert forged.status_code == 429
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [UserStatus.PENDING, UserStatus.DISABLED])
+def test_pending_and_disabled_accounts_can_log_out(make_user: Callable[..., User], status: str) -> None:
+    user = make_user("waiting@example.com", status=status)
+    client = Client()
+    client.force_login(user, backend="accounts.backends.EmailBackend")
+    assert "_auth_user_id" in client.session
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
 
 
 def test_logout_is_post_only(user_client: Client) -> None:

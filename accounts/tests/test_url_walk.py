@@ -25,6 +25,9 @@ KEY_AUTHENTICATED = {"gateway:models", "gateway:chat_completions", "gateway:comp
 # Every view of /api/v1/ (namespace `api`) authenticates each request with a key (its docs and
 # schema: a key or a signed-in user); api/tests/test_auth.py walks them and proves the 401s.
 API_NAMESPACE = "api:"
+# Open to every signed-in account, pending and disabled ones too (issue 12: leaving is always
+# allowed); POST only, so it is walked by its own test below, not with the pages.
+ALWAYS_OPEN = {"accounts:logout"}
 ADMIN_ONLY_PREFIXES = ("/users/", "/admin/", "/audit/")
 HTMX = {"HX-Request": "true"}
 
@@ -36,7 +39,8 @@ def _guarded() -> list[WalkedURL]:
     return [
         u
         for u in all_urls()
-        if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED and not u.name.startswith(API_NAMESPACE)
+        if u.name not in EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED | ALWAYS_OPEN
+        and not u.name.startswith(API_NAMESPACE)
     ]
 
 
@@ -83,7 +87,7 @@ def test_walk_finds_every_app_and_each_url_resolves_to_its_view() -> None:
 
 def test_only_the_explicit_exemptions_are_public() -> None:
     public = {u.name for u in all_urls() if is_public(u.callback) and not u.name.startswith(API_NAMESPACE)}
-    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED
+    assert public == EXEMPT | SELF_GUARDED | KEY_AUTHENTICATED | ALWAYS_OPEN
     api_views = [u for u in all_urls() if u.name.startswith(API_NAMESPACE)]
     assert len(api_views) > 30 and all(is_public(u.callback) for u in api_views)
 

@@ -217,3 +217,22 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(make_user: Calla
         thread.join(timeout=60)
     assert sorted(outcomes) == ["done", "refused"]
     assert User.objects.filter(is_staff=True, status=UserStatus.APPROVED).count() == 1
+
+
+def test_users_page_shows_granted_rights_and_links_to_editing_them(
+    admin_client: Client, make_user: Callable[..., User]
+) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    operators = Group.objects.create(name="operators")
+    operators.permissions.add(Permission.objects.get(codename="operate_any_server"))
+    member = make_user("ops@example.com")
+    member.groups.add(operators)
+    member.user_permissions.add(Permission.objects.get(codename="use_unsafe_options"))
+    html = admin_client.get("/users/").content.decode()
+    row = html[html.index("ops@example.com") :].split("</tr>")[0]
+    assert "may also operate every server, use unsafe server options" in row
+    assert f'href="/admin/accounts/user/{member.pk}/change/#id_groups"' in row
+    # The change page edits groups and permissions, with our codenames among the choices.
+    form = admin_client.get(f"/admin/accounts/user/{member.pk}/change/").content.decode()
+    assert 'name="groups"' in form and 'name="user_permissions"' in form and "Can stop and restart every server" in form

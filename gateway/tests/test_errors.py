@@ -4,6 +4,7 @@ each in its API's JSON shape, authentication before anything about the body."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -18,22 +19,32 @@ from profiles.models import ServerProfile
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+class ThreadClient(Client):
+    """Django's test client, each request from a fresh thread: a Playwright browser started earlier
+    in the same pytest worker (the e2e tests) leaves an event loop running in the main thread, where
+    the client cannot call the gateway's async views (asgiref refuses)."""
+
+    def request(self, **request: Any) -> Any:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(super().request, **request).result()
+
+
 def post(client: Client, path: str, body: Any, **headers: str) -> Any:
     data = body if isinstance(body, str) else json.dumps(body)
     return client.post(path, data=data, content_type="application/json", headers=headers)
 
 
 def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
-    answer = post(Client(), "/v1/chat/completions", "not json")
+    answer = post(ThreadClient(), "/v1/chat/completions", "not json")
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "invalid_api_key"
-    answer = post(Client(), "/v1/messages", {"model": "x"})
+    answer = post(ThreadClient(), "/v1/messages", {"model": "x"})
     assert answer.status_code == 401
     assert answer.json() == {
         "type": "error",
         "error": {"type": "authentication_error", "message": answer.json()["error"]["message"]},
     }
-    assert Client().get("/v1/models").status_code == 401  # not a redirect to the login page
+    assert ThreadClient().get("/v1/models").status_code == 401  # not a redirect to the login page
 
 
 @pytest.mark.parametrize(
@@ -61,7 +72,7 @@ def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
 def test_malformed_bodies_are_400_and_say_why(approved_user: User, path: str, body: Any, words: str) -> None:
     ServerProfile.objects.create(name="tiny", model="/m", port=9001)
     secret = key_create(user=approved_user, name="k").secret
-    answer = post(Client(), path, body, authorization=f"Bearer {secret}")
+    answer = post(ThreadClient(), path, body, authorization=f"Bearer {secret}")
     assert answer.status_code == 400, answer.content
     message = answer.json()["error"]["message"]
     assert words in message
@@ -69,7 +80,7 @@ def test_malformed_bodies_are_400_and_say_why(approved_user: User, path: str, bo
 
 def test_session_needs_the_csrf_token(approved_user: User) -> None:
     ServerProfile.objects.create(name="tiny", model="/m", port=9001)
-    browser = Client(enforce_csrf_checks=True)
+    browser = ThreadClient(enforce_csrf_checks=True)
     browser.force_login(approved_user, backend="accounts.backends.EmailBackend")
     assert browser.get("/v1/models").json()["data"][0]["id"] == "tiny"  # a GET needs none
     answer = post(browser, "/v1/chat/completions", {"model": "tiny", "messages": []})
@@ -83,5 +94,5 @@ def test_session_needs_the_csrf_token(approved_user: User) -> None:
 
 def test_wrong_method_is_405_json(approved_user: User) -> None:
     secret = key_create(user=approved_user, name="k").secret
-    answer = Client().get("/v1/chat/completions", headers={"x-api-key": secret})
+    answer = ThreadClient().get("/v1/chat/completions", headers={"x-api-key": secret})
     assert answer.status_code == 405 and answer.json()["error"]["message"] == "Use POST."

@@ -49,6 +49,15 @@ def test_members_see_their_own_admins_everyones(make_user: Any, admin_user: User
     assert 'id="usage-completion-tokens">111<' in login(alice).get(f"/usage/?user={bob.pk}").content.decode()
 
 
+@pytest.mark.parametrize("query", ["user=²", "user=99999999999999999999", "user=-1", "days=²", "days=x&user=abc"])
+def test_any_query_string_gives_the_page_not_a_500(admin_user: User, query: str) -> None:
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    record(admin_user, tiny, 7)
+    answer = login(admin_user).get(f"/usage/?{query}")
+    assert answer.status_code == 200
+    assert 'id="usage-completion-tokens">7<' in answer.content.decode()  # the bad value fell back to its default
+
+
 def test_csv_export(make_user: Any) -> None:
     alice = make_user("alice@example.com")
     tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from django import template
 
+from accounts.models import User
+from library.models import Download
+from library.services import download_can_change
+
 register = template.Library()
+
+
+@register.filter
+def changeable_by(download: Download, user: User) -> bool:
+    """Whether `user` may cancel, retry or dismiss this download (the buttons they are offered)."""
+    return isinstance(user, User) and download_can_change(user=user, download=download)
 
 
 @register.filter

@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from huggingface_hub import snapshot_download
 
+from accounts.models import User
 from library.local import cached_repo_ids
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
@@ -121,8 +122,7 @@ def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client:
 def test_downloads_poll_pauses_while_the_tab_is_hidden(user_client: Client) -> None:
     Download.objects.create(repo_id="mlx-community/Medium-Model-8bit")
     html = user_client.get("/models/downloads/", headers={"HX-Request": "true"}).content.decode()
-    trigger = "every 1s [document.visibilityState === 'visible'], visibilitychange[document.visibilityState === 'visible'] from:document"
-    assert f'hx-trigger="{trigger}"' in html
+    assert 'data-pause-hidden hx-trigger="every 1s, visibilitychange from:document"' in html
 
 
 def test_download_button_queues_one_row_and_bad_ids_none(user_client: Client, hub: Any) -> None:
@@ -143,26 +143,26 @@ def _cache_listing(cache: Path) -> list[str]:
     return sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
 
 
-def test_delete_removes_the_repo_from_the_cache(user_client: Client, hub: Any, empty_cache: Path) -> None:
+def test_delete_removes_the_repo_from_the_cache(admin_client: Client, hub: Any, empty_cache: Path) -> None:
     snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
-    assert TINY in user_client.get("/models/").content.decode()
-    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    assert TINY in admin_client.get("/models/").content.decode()
+    response = admin_client.post("/models/delete/", {"repo_id": TINY})
     assert response.status_code == 302
     assert TINY not in cached_repo_ids()
     assert not (empty_cache / "models--mlx-community--Tiny-Llama-4bit").exists()
-    assert "No models yet" in user_client.get("/models/").content.decode()
+    assert "No models yet" in admin_client.get("/models/").content.decode()
 
 
-def test_delete_is_refused_while_a_running_server_uses_it(user_client: Client, hub: Any) -> None:
+def test_delete_is_refused_while_a_running_server_uses_it(admin_client: Client, hub: Any) -> None:
     snapshot_download(TINY, cache_dir=settings.HF_HUB_CACHE)
     profile = ServerProfile.objects.create(name="tiny-chat", model=TINY, port=8112)
     Server.objects.create(profile=profile, state=ServerState.RUNNING)
-    response = user_client.post("/models/delete/", {"repo_id": TINY})
+    response = admin_client.post("/models/delete/", {"repo_id": TINY})
     assert response.status_code == 409
     assert "in use by a running server (tiny-chat)" in response.content.decode()
     assert TINY in cached_repo_ids()
     Server.objects.filter(profile=profile).update(state=ServerState.STOPPED)
-    assert user_client.post("/models/delete/", {"repo_id": TINY}).status_code == 302
+    assert admin_client.post("/models/delete/", {"repo_id": TINY}).status_code == 302
     assert TINY not in cached_repo_ids()
 
 
@@ -196,13 +196,17 @@ def test_local_page_lists_cache_and_model_dirs_with_profiles(
     assert "tiny-chat" in row and "llama" in row and "256 ctx" in row
     assert 'class="muted last-used-never">never<' in row  # never served
     # Delete names the profiles that use the model, before anyone clicks it.
-    assert "Profiles that use it: tiny\\u002Dchat." in row  # in the confirm() text, escaped for JavaScript
+    assert "Profiles that use it: tiny-chat." in row  # in the data-confirm question site.js asks
     assert 'title="Used by the profiles tiny-chat"' in row
 
 
-def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(user_client: Client) -> None:
+def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(
+    user_client: Client, approved_user: User
+) -> None:
     now = timezone.now()
-    failed = Download.objects.create(repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now)
+    failed = Download.objects.create(
+        repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now, requested_by=approved_user
+    )
     done = Download.objects.create(repo_id=TINY, state=DownloadState.COMPLETED, finished_at=now)
     Download.objects.create(repo_id=GIANT, state=DownloadState.COMPLETED, finished_at=now - timedelta(hours=2))
     html = user_client.get("/models/downloads/", headers=HTMX).content.decode()
@@ -218,7 +222,9 @@ def test_failed_downloads_can_be_retried_or_dismissed_and_finished_ones_leave(us
     refused = user_client.post(f"/models/downloads/{queued.pk}/retry/", follow=True).content.decode()
     assert "only a failed or cancelled download can be tried again" in refused
 
-    cancelled = Download.objects.create(repo_id=MIRROR, state=DownloadState.CANCELLED, finished_at=now)
+    cancelled = Download.objects.create(
+        repo_id=MIRROR, state=DownloadState.CANCELLED, finished_at=now, requested_by=approved_user
+    )
     user_client.post(f"/models/downloads/{cancelled.pk}/dismiss/", headers=HTMX)
     assert not Download.objects.filter(pk=cancelled.pk).exists()
     user_client.post(f"/models/downloads/{queued.pk}/dismiss/", headers=HTMX)
@@ -275,3 +281,22 @@ def test_the_local_page_runs_as_many_queries_for_twenty_models_as_for_one(
     twenty = queries_for(20)
     assert twenty == one
     assert "p19" in user_client.get("/models/").content.decode()
+
+
+def test_a_member_cannot_cancel_retry_or_dismiss_another_members_download(user_client: Client, make_user: Any) -> None:
+    other = make_user("other@example.com")
+    now = timezone.now()
+    failed = Download.objects.create(
+        repo_id=QWEN, state=DownloadState.FAILED, error="HTTP 500", finished_at=now, requested_by=other
+    )
+    running = Download.objects.create(repo_id=TINY, state=DownloadState.DOWNLOADING, requested_by=other)
+    html = user_client.get("/models/downloads/", headers=HTMX).content.decode()
+    assert f'data-download="{failed.pk}"' in html  # everyone sees the list...
+    assert f"/models/downloads/{failed.pk}/retry/" not in html  # ...but is offered only their own buttons
+    assert f"/models/downloads/{running.pk}/cancel/" not in html
+    assert user_client.post(f"/models/downloads/{failed.pk}/retry/", headers=HTMX).status_code == 403
+    assert user_client.post(f"/models/downloads/{failed.pk}/dismiss/", headers=HTMX).status_code == 403
+    assert user_client.post(f"/models/downloads/{running.pk}/cancel/", headers=HTMX).status_code == 403
+    assert Download.objects.filter(pk=failed.pk, state=DownloadState.FAILED).exists()
+    assert not Download.objects.get(pk=running.pk).cancel_requested
+    assert Download.objects.count() == 2  # nothing queued, nothing removed

@@ -149,3 +149,11 @@ def test_the_prefix_starts_mlx_lm_server() -> None:
     result = subprocess.run([*PREFIX, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "MLX Http Server." in result.stdout and "--chat-template-args" in result.stdout
+
+
+def test_one_line_keeps_a_forged_log_line_on_the_header_line() -> None:
+    from profiles.argv import one_line
+
+    line = one_line(["mlx_lm.server", "--chat-template", "x\n=== 2026-01-01 00:00:00 UTC: forged\r"])
+    assert "\n" not in line and "\r" not in line
+    assert "x\\n=== 2026-01-01 00:00:00 UTC: forged\\r" in line

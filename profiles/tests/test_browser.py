@@ -33,6 +33,7 @@ def test_profile_pages(
 ) -> None:
     base = _unused_port_block(10)
     settings.MLXM_PORT_BASE = base
+    settings.MLXM_MODEL_DIRS = [tiny_model.parent, qwen3_folder.parent]  # where a member may point profiles
     user = make_user("owner@example.com")
     browser_login(page, live_server.url, user.email)
     page.goto(f"{live_server.url}/profiles/")

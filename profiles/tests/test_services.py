@@ -28,7 +28,7 @@ def test_create_records_who_and_refuses_a_raced_duplicate(
 
 def test_update_writes_the_fields(make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile(name="Chat", temperature=None)
-    services.profile_update(profile=profile, fields={"temperature": 0.6, "name": "Chat 2"})
+    services.profile_update(profile=profile, fields={"temperature": 0.6, "name": "Chat 2"}, by=None)
     profile.refresh_from_db()
     assert (profile.temperature, profile.name) == (0.6, "Chat 2")
 
@@ -87,7 +87,7 @@ def test_delete_is_refused_while_the_server_is_not_stopped(
     profile = make_profile(name="Chat")
     Server.objects.create(profile=profile, desired_state=desired, state=state)
     with pytest.raises(services.ProfileDeleteRefused, match="Stop it first"):
-        services.profile_delete(profile=profile)
+        services.profile_delete(profile=profile, by=None)
     assert ServerProfile.objects.filter(pk=profile.pk).exists()
 
 
@@ -96,6 +96,6 @@ def test_delete_of_a_stopped_profile(make_profile: Callable[..., ServerProfile],
     profile = make_profile(name="Chat")
     if state:
         Server.objects.create(profile=profile, desired_state="stopped", state=state)
-    services.profile_delete(profile=profile)
+    services.profile_delete(profile=profile, by=None)
     assert not ServerProfile.objects.filter(pk=profile.pk).exists()
     assert not Server.objects.exists()

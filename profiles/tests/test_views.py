@@ -73,12 +73,14 @@ def test_new_form_suggests_the_next_free_port_and_takes_the_model_from_the_link(
     assert f'value="{base + 4}"' in response.content.decode()
 
 
-def test_create_through_the_form(user_client: Client, approved_user: User, tiny_model: Path) -> None:
+def test_create_through_the_form(user_client: Client, approved_user: User, tiny_model: Path, settings: Any) -> None:
+    settings.MLXM_MODEL_DIRS = [tiny_model.parent]  # a member may use folders under MLXM_MODEL_DIRS
     data = {"name": "Tiny", "model": str(tiny_model), "host": "127.0.0.1", "port": "9310", "log_level": "INFO"}
     response = user_client.post("/profiles/new/", {**data, "temperature": "0.5", "auto_start": "on"})
     profile = ServerProfile.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/profiles/{profile.pk}/"
     assert (profile.temperature, profile.auto_start, profile.created_by) == (0.5, True, approved_user)
+    assert profile.owner == approved_user
 
 
 def test_create_with_errors_shows_the_form_again(user_client: Client) -> None:
@@ -90,16 +92,16 @@ def test_create_with_errors_shows_the_form_again(user_client: Client) -> None:
 
 
 def test_edit_saves_and_says_a_running_server_needs_a_restart(
-    user_client: Client, make_profile: Callable[..., ServerProfile]
+    admin_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
     profile = make_profile(name="Chat", port=9320)
     Server.objects.create(profile=profile, desired_state="running", state="running")
-    page = user_client.get(f"/profiles/{profile.pk}/edit/")
+    page = admin_client.get(f"/profiles/{profile.pk}/edit/")
     assert "Its server is running" in page.content.decode()
     data = {"name": "Chat", "model": profile.model, "host": "0.0.0.0", "port": "9321", "log_level": "INFO"}
-    bad = user_client.post(f"/profiles/{profile.pk}/edit/", {**data, "name": "Renamed", "port": "80"})
+    bad = admin_client.post(f"/profiles/{profile.pk}/edit/", {**data, "name": "Renamed", "port": "80"})
     assert "Edit “Chat”" in bad.content.decode()  # the heading names the saved profile, not the typed name
-    response = user_client.post(f"/profiles/{profile.pk}/edit/", data, follow=True)
+    response = admin_client.post(f"/profiles/{profile.pk}/edit/", data, follow=True)
     profile.refresh_from_db()
     assert (profile.host, profile.port) == ("0.0.0.0", 9321)
     assert "Restart its server" in response.content.decode()
@@ -121,15 +123,15 @@ def test_duplicate_view(user_client: Client, make_profile: Callable[..., ServerP
 
 
 def test_delete_refused_while_running_with_a_clear_message(
-    user_client: Client, make_profile: Callable[..., ServerProfile]
+    admin_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
     profile = make_profile(name="Chat")
     Server.objects.create(profile=profile, desired_state="running", state="running")
-    response = user_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
+    response = admin_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
     assert "cannot be deleted while its server is running" in response.content.decode()
     assert ServerProfile.objects.filter(pk=profile.pk).exists()
     Server.objects.filter(profile=profile).update(desired_state="stopped", state="stopped")
-    response = user_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
+    response = admin_client.post(f"/profiles/{profile.pk}/delete/", follow=True)
     assert "Profile “Chat” deleted." in response.content.decode()
     assert not ServerProfile.objects.filter(pk=profile.pk).exists()
 
@@ -147,13 +149,13 @@ def test_port_check_as_you_type(
     assert 'data-level="warning"' in foreign and "PID" in foreign
 
 
-def test_model_check_shows_facts_and_family_suggestions(user_client: Client, qwen3_folder: Path) -> None:
-    html = user_client.get("/profiles/check/model/", {"model": str(qwen3_folder)}, headers=HTMX).content.decode()
+def test_model_check_shows_facts_and_family_suggestions(admin_client: Client, qwen3_folder: Path) -> None:
+    html = admin_client.get("/profiles/check/model/", {"model": str(qwen3_folder)}, headers=HTMX).content.decode()
     assert "qwen3" in html and "40,960 tokens" in html and "4-bit (group 64)" in html
     assert "enable_thinking" in html and 'name="apply_suggestions"' in html
-    bad = user_client.get("/profiles/check/model/", {"model": "relative/path/x y"}, headers=HTMX).content.decode()
+    bad = admin_client.get("/profiles/check/model/", {"model": "relative/path/x y"}, headers=HTMX).content.decode()
     assert 'data-check="problem"' in bad
-    remote = user_client.get("/profiles/check/model/", {"model": "someone/not-here"}, headers=HTMX).content.decode()
+    remote = admin_client.get("/profiles/check/model/", {"model": "someone/not-here"}, headers=HTMX).content.decode()
     assert 'data-check="remote"' in remote
 
 
@@ -176,7 +178,7 @@ def test_cached_models_are_offered_and_recognised(user_client: Client, cached_re
     assert 'data-check="local"' in check and "qwen3" in check
 
 
-def test_suggestions_fill_only_empty_fields(user_client: Client, qwen3_folder: Path) -> None:
+def test_suggestions_fill_only_empty_fields(admin_client: Client, qwen3_folder: Path) -> None:
     data = {
         "name": "Qwen",
         "model": str(qwen3_folder),
@@ -188,7 +190,7 @@ def test_suggestions_fill_only_empty_fields(user_client: Client, qwen3_folder: P
         "trust_remote_code": "on",
         "apply_suggestions": "1",
     }
-    response = user_client.post("/profiles/new/", data)
+    response = admin_client.post("/profiles/new/", data)
     assert response.status_code == 200 and ServerProfile.objects.count() == 0
     form = response.context["form"]
     assert form["temperature"].value() == "1.1"
@@ -196,7 +198,7 @@ def test_suggestions_fill_only_empty_fields(user_client: Client, qwen3_folder: P
     assert form["chat_template_args"].value() == '{"enable_thinking": true, "x": 1}'
     assert form["trust_remote_code"].value() is True and form["use_default_chat_template"].value() is False
     data["chat_template_args"] = '{"x": 1}'
-    form = user_client.post("/profiles/new/", data).context["form"]
+    form = admin_client.post("/profiles/new/", data).context["form"]
     assert form["chat_template_args"].value() == '{"enable_thinking": false, "x": 1}'
 
 
@@ -223,12 +225,12 @@ FIELDS = list(ProfileForm.base_fields)
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.dictionaries(st.sampled_from(FIELDS), ANY_TEXT, min_size=1), apply=st.booleans())
 def test_any_input_gives_a_form_error_or_a_saved_profile(
-    user_client: Client, data: dict[str, str], apply: bool
+    admin_client: Client, data: dict[str, str], apply: bool
 ) -> None:
     form = ProfileForm(data)
     valid = form.is_valid()
     before = ServerProfile.objects.count()
-    response = user_client.post("/profiles/new/", {**data, "apply_suggestions": "1"} if apply else data)
+    response = admin_client.post("/profiles/new/", {**data, "apply_suggestions": "1"} if apply else data)
     if apply:  # suggestions fill the form again; nothing is saved
         assert response.status_code == 200 and ServerProfile.objects.count() == before
     elif not valid:  # the page shows the form's own errors, field by field, and saves nothing
@@ -241,7 +243,7 @@ def test_any_input_gives_a_form_error_or_a_saved_profile(
         assert response.status_code == 200 and response.context["form"].non_field_errors()
         assert ServerProfile.objects.count() == before
     for url in ("/profiles/check/port/", "/profiles/check/model/"):
-        assert user_client.get(url, {"port": data.get("port", ""), "model": data.get("model", "")}).status_code == 200
+        assert admin_client.get(url, {"port": data.get("port", ""), "model": data.get("model", "")}).status_code == 200
 
 
 def test_new_profile_form_suggests_a_free_name_from_the_model(

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
 
-from profiles.argv import build_server_argv
+from profiles.argv import build_server_argv, one_line
 from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
@@ -119,6 +119,18 @@ def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+def server_marker(server: Server) -> str:
+    """What a model server carries in its environment to be found again: this manager's data
+    folder (two managers on one machine never claim each other's) and the server's row."""
+    return f"{settings.MLXM_DATA_DIR}#server-{server.pk}"
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for the tests: MLXM_TEST_FAULT=<name> kills this process here, as kill -9 would."""
+    if os.environ.get("MLXM_TEST_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Supervisor:
     def __init__(
         self,
@@ -189,6 +201,8 @@ class Supervisor:
                 save_fields(server, pid=None, process_started_at=None)
             else:
                 server_note(server, cause="supervisor", message=f"Adopted the running process (PID {server.pid}).")
+        if process is None and state == State.STARTING:
+            process = self._find_unrecorded(server)
         if process is not None and state not in WITH_PROCESS:
             # Recorded as not running, yet alive: end it rather than leave a stray copy.
             rt.process = process
@@ -217,6 +231,22 @@ class Supervisor:
             transition(server, State.STOPPED, cause="exit", message="The process ended while the supervisor was away.")
         elif state == State.BACKOFF:
             rt.backoff_until = server.backoff_until.timestamp() if server.backoff_until else now
+
+    def _find_unrecorded(self, server: Server) -> Process | None:
+        """A process spawned for `server` whose PID was never saved: the previous supervisor died
+        between spawn and save. Found by the marker in its environment; recorded, so it is adopted."""
+        process = self.host.find_marked(server_marker(server))
+        if process is None:
+            return None
+        argv = process.cmdline()
+        port = int(argv[argv.index("--port") + 1]) if "--port" in argv[:-1] else server.profile.port
+        save_fields(server, pid=process.pid, process_started_at=process.create_time, cmdline=argv, port=port)
+        server_note(
+            server,
+            cause="supervisor",
+            message=f"Found PID {process.pid}, started just before the previous supervisor stopped; adopted it.",
+        )
+        return process
 
     def request_auto_starts(self) -> None:
         """Auto-start profiles want to run whenever the supervisor starts."""
@@ -362,13 +392,14 @@ class Supervisor:
         log_path = server_log_path(profile.pk)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile.rotate_if_large(log_path, max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups)
-        logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {' '.join(argv)}")
+        logfile.append_line(log_path, f"=== {_dt(now):%Y-%m-%d %H:%M:%S} UTC: {one_line(argv)}")
         rt.log_start = rt.log_scanned = logfile.size(log_path)
         try:
-            process = self.host.spawn(argv, log_path=log_path)
+            process = self.host.spawn(argv, log_path=log_path, marker=server_marker(server))
         except OSError as exc:
             self._fail(server, rt, message=f"Could not start {argv[0]}: {exc}", cause="spawn", exit_code=None)
             return
+        fault_point("after-spawn")
         rt.process = process
         rt.kill_at = None
         rt.killing_for = ""

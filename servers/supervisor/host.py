@@ -40,6 +40,8 @@ class Process(Protocol):
         """The exit code once it has exited (negative: killed by that signal); None when unknown."""
         ...
 
+    def cmdline(self) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class HealthAnswer:
@@ -66,7 +68,9 @@ READY_REQUEST = {"prompt": "Hello", "max_tokens": 1, "temperature": 0.0}
 class Host(Protocol):
     def time(self) -> float: ...
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path) -> Process: ...
+    def spawn(self, argv: Sequence[str], *, log_path: Path, marker: str = "") -> Process: ...
+
+    def find_marked(self, marker: str) -> Process | None: ...
 
     def find(self, pid: int, *, create_time: float | None, cmdline: Sequence[str]) -> Process | None: ...
 
@@ -100,6 +104,9 @@ class ChildProcess:
         self.handle = psutil.Process(popen.pid)
         self.create_time = self.handle.create_time()
 
+    def cmdline(self) -> list[str]:
+        return [str(arg) for arg in self.popen.args]  # type: ignore[union-attr]
+
     def alive(self) -> bool:
         return self.popen.poll() is None
 
@@ -115,6 +122,12 @@ class AdoptedProcess:
         self.pid = handle.pid
         self.create_time = handle.create_time()
 
+    def cmdline(self) -> list[str]:
+        try:
+            return list(self.handle.cmdline())
+        except psutil.Error:
+            return []
+
     def alive(self) -> bool:
         try:
             return self.handle.is_running() and self.handle.status() != psutil.STATUS_ZOMBIE
@@ -127,6 +140,10 @@ class AdoptedProcess:
 
 # The manager's own secrets stay with the manager: model servers listen on the network and may run
 # a model's remote code.
+# Put in every model server's environment before it is spawned, so a supervisor can find a process
+# whose PID was never saved (the previous one died between spawn and save): see `find_marked`.
+MARKER_ENV = "MLXM_SERVER_MARKER"
+
 PRIVATE_ENV_PREFIXES = ("SECRET_KEY", "DATABASE_URL", "DJANGO_", "AXES_", "HF_TOKEN", "CSRF_", "SESSION_")
 
 
@@ -176,8 +193,10 @@ class RealHost:
     def time(self) -> float:
         return time.time()
 
-    def spawn(self, argv: Sequence[str], *, log_path: Path) -> Process:
+    def spawn(self, argv: Sequence[str], *, log_path: Path, marker: str = "") -> Process:
         env = model_server_env(os.environ)
+        if marker:
+            env[MARKER_ENV] = marker
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 list(argv),
@@ -189,6 +208,20 @@ class RealHost:
                 env=env,
             )
         return ChildProcess(popen)
+
+    def find_marked(self, marker: str) -> Process | None:
+        """A live process of this user whose environment carries `marker` (the oldest, if several)."""
+        found: list[psutil.Process] = []
+        for handle in psutil.process_iter():
+            try:
+                if handle.uids().real != os.getuid() or handle.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if handle.environ().get(MARKER_ENV) == marker:
+                    found.append(handle)
+            except (psutil.Error, OSError):
+                continue
+        found.sort(key=lambda handle: handle.create_time())
+        return AdoptedProcess(found[0]) if found else None
 
     def find(self, pid: int, *, create_time: float | None, cmdline: Sequence[str]) -> Process | None:
         """The process `pid` if it is still the one we started (same start time and argv)."""

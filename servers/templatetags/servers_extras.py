@@ -7,6 +7,10 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from accounts.models import User
+from profiles.models import ServerProfile
+from servers.services import server_can_operate
+
 register = template.Library()
 
 
@@ -41,3 +45,9 @@ def log_lines(text: str) -> str:
         kind = "log-line log-health" if HEALTH_PROBE.search(line) else "log-line"
         parts.append(format_html('<span class="{}">{}</span>', kind, line))
     return mark_safe("".join(parts))  # each part was escaped by format_html
+
+
+@register.filter
+def operable_by(profile: ServerProfile, user: User) -> bool:
+    """Whether `user` may stop and restart this profile's server (the buttons they are offered)."""
+    return isinstance(user, User) and server_can_operate(user=user, profile=profile)

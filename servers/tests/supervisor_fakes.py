@@ -21,6 +21,7 @@ class FakeProcess:
     create_time: float
     code: int | None = None
     ignore_term: bool = False
+    marker: str = ""
     signals: list[int] = field(default_factory=list)
 
     def alive(self) -> bool:
@@ -28,6 +29,9 @@ class FakeProcess:
 
     def exit_code(self) -> int | None:
         return self.code
+
+    def cmdline(self) -> list[str]:
+        return self.argv
 
     def exit(self, code: int) -> None:
         if self.code is None:
@@ -59,9 +63,9 @@ class FakeHost:
         self.now += seconds
 
     # processes
-    def spawn(self, argv: Sequence[str], *, log_path: Path) -> FakeProcess:
+    def spawn(self, argv: Sequence[str], *, log_path: Path, marker: str = "") -> FakeProcess:
         self._next_pid += 1
-        process = FakeProcess(pid=self._next_pid, argv=list(argv), create_time=self.now)
+        process = FakeProcess(pid=self._next_pid, argv=list(argv), create_time=self.now, marker=marker)
         self.processes.append(process)
         return process
 
@@ -70,6 +74,9 @@ class FakeHost:
             if process.pid == pid and process.alive() and process.create_time == create_time:
                 return process if process.argv == list(cmdline) else None
         return None
+
+    def find_marked(self, marker: str) -> FakeProcess | None:
+        return next((p for p in self.processes if p.alive() and p.marker == marker), None)
 
     def signal(self, process: Process, sig: int) -> None:
         assert isinstance(process, FakeProcess)

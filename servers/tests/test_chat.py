@@ -164,3 +164,25 @@ def test_an_empty_answer_says_why(user_client: Client, make_profile: Callable[..
         httpd.server_close()
     assert "chat-empty" in html
     assert "used all 256 answer tokens without writing visible text" in html
+
+
+def test_chat_after_the_host_is_edited_reaches_the_running_process(
+    admin_client: Client, make_profile: Callable[..., ServerProfile], mlx_server: RealServer
+) -> None:
+    profile = make_profile("moved", model=str(mlx_server.model), port=mlx_server.port)
+    started_with = [
+        "mlx_lm.server",
+        "--model",
+        str(mlx_server.model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(mlx_server.port),
+    ]
+    set_server(profile, ServerState.RUNNING, pid=mlx_server.pid, port=mlx_server.port, cmdline=started_with)
+    edit = {"name": "moved", "model": profile.model, "host": "::1", "port": str(free_port()), "log_level": "INFO"}
+    assert admin_client.post(f"/profiles/{profile.pk}/edit/", edit).status_code == 302
+    profile.refresh_from_db()
+    assert (profile.host, profile.port) != ("127.0.0.1", mlx_server.port)  # nothing listens where it now says
+    html = admin_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "still there?"}, headers=HTMX).content.decode()
+    assert 'class="chat-answer"' in html and "chat-error" not in html, html

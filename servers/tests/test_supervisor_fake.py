@@ -409,6 +409,35 @@ def test_adoption_keeps_a_live_process_and_clears_a_gone_one(tmp_path: Path) -> 
     assert len(a.host.processes) == 3
 
 
+def test_a_child_whose_pid_was_never_saved_is_found_by_its_marker_and_adopted(rig: Rig) -> None:
+    rig.starting()
+    child = rig.process
+    Server.objects.filter(pk=rig.server.pk).update(pid=None, process_started_at=None, cmdline=[])  # died before save
+    new = rig.new_supervisor()
+    new.begin()
+    rig.server.refresh_from_db()
+    assert (rig.server.state, rig.server.pid, rig.server.cmdline) == (State.STARTING, child.pid, child.argv)
+    rig.host.ready_ports.add(rig.port)
+    new.tick()
+    rig.server.refresh_from_db()
+    assert rig.server.state == State.RUNNING and rig.host.alive() == [child], "adopted, not started twice"
+
+
+def test_a_marked_child_of_a_server_that_should_not_run_is_ended(rig: Rig) -> None:
+    rig.starting()
+    child = rig.process
+    Server.objects.filter(pk=rig.server.pk).update(pid=None, process_started_at=None, cmdline=[])
+    server_stop(profile=rig.profile, by=None)
+    new = rig.new_supervisor()
+    new.begin()
+    for _ in range(3):
+        new.tick()
+        rig.host.advance(POLICY.stop_timeout + 1)
+    rig.server.refresh_from_db()
+    assert rig.host.alive() == [] and not child.alive()
+    assert rig.server.state == State.STOPPED and rig.server.pid is None
+
+
 def test_adoption_refuses_a_reused_pid(rig: Rig) -> None:
     rig.running()
     rig.process.create_time += 1  # same PID, another program now

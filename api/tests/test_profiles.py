@@ -83,12 +83,6 @@ def test_next_free_port_skips_the_profiles_ports(admin_api: ApiClient, model_dir
 
 
 def test_unsafe_options_by_a_member_are_refused_as_the_page_refuses_them(member_api: ApiClient, model_dir: str) -> None:
-    """Issue 12 (branch `roles`) moves this rule into profiles/services.py; until it lands on main
-    there is no such rule to follow."""
-    from profiles import services
-
-    if not hasattr(services, "ProfileRefused"):
-        pytest.skip("profiles.services has no unsafe-option rule yet (issue 12 not on main)")
     response = member_api.call("post", "/profiles/", {"name": "x", "model": model_dir, "trust_remote_code": True})
     assert response.status_code == 403
     assert "remote code" in response.json()["detail"].lower()

@@ -31,6 +31,12 @@ class Server(models.Model):
     # Written by the web side.
     desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
     restart_requested = models.PositiveIntegerField(default=0, help_text="Bumped by each Restart request.")
+    started_on_demand = models.BooleanField(
+        default=False, help_text="The last start came from a /v1/ request, not a person: it may be stopped for room."
+    )
+    # Written by the gateway: at the start and end of each request (in_flight) and while streaming (last_used_at).
+    in_flight = models.IntegerField(default=0, help_text="/v1/ requests being answered right now.")
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="When a /v1/ request last used it.")
 
     # Written by the supervisor.
     state = models.CharField(max_length=16, choices=ServerState.choices, default=ServerState.STOPPED)

@@ -1,0 +1,128 @@
+"""Models that start on their first /v1/ request: real `openai` clients against gunicorn, a real
+supervisor and real `mlx_lm.server` processes on the tiny model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from accounts.models import User
+from gateway.services import key_create
+from profiles.models import ServerProfile
+from servers.models import DesiredState, Server, ServerEvent
+from servers.states import State
+from testing.net import free_port
+from testing.supervisor import server_processes, wait_for
+from testing.web import WebServer
+
+pytestmark = pytest.mark.mlx
+
+
+@pytest.fixture
+def gateway_up(
+    supervisor_process: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., WebServer]]:
+    """Start the supervisor, then gunicorn with the given MLXM_ settings."""
+    webs: list[WebServer] = []
+
+    def start(**env: str) -> WebServer:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        supervisor_process.start()
+        webs.append(WebServer(tmp_path / "gunicorn.log").start())
+        return webs[-1]
+
+    yield start
+    supervisor_process.remember_servers()
+    for web in webs:
+        web.stop()
+
+
+def client(web: WebServer, user: User, *, timeout: float = 120) -> openai.OpenAI:
+    secret = key_create(user=user, name="laptop").secret
+    return openai.OpenAI(base_url=web.url + "/v1", api_key=secret, max_retries=0, timeout=timeout)
+
+
+def ask(oai: openai.OpenAI, model: str) -> str:
+    chat = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    assert chat.model == model
+    return chat.choices[0].message.content or ""
+
+
+def test_ten_concurrent_first_requests_start_one_server_and_all_get_answers(
+    gateway_up: Callable[..., WebServer], tiny_model: Path, make_user: Callable[..., User]
+) -> None:
+    web = gateway_up()
+    user = make_user("member@example.com")
+    profile = ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=free_port(), on_demand=True)
+    oai = client(web, user)
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: ask(oai, "tiny"), range(10)))
+
+    assert len(answers) == 10 and all(isinstance(a, str) for a in answers)
+    server = Server.objects.get(profile=profile)
+    assert server.state == State.RUNNING and server.started_on_demand
+    assert len(server_processes(profile.port)) == 1
+    starts = ServerEvent.objects.filter(server=server, kind=ServerEvent.Kind.ACTION, action="start")
+    assert [(e.by, e.cause) for e in starts] == [(user, "gateway")]
+    assert ServerEvent.objects.filter(server=server, to_state=State.STARTING).count() == 1
+    # every request was counted in and out again
+    wait_for(lambda: Server.objects.get(profile=profile).in_flight == 0, timeout=10, what="in_flight back to 0")
+    assert Server.objects.get(profile=profile).last_used_at is not None
+
+
+def test_a_start_that_fails_answers_503_with_the_reason_and_fatal_is_not_restarted(
+    gateway_up: Callable[..., WebServer], tmp_path: Path, make_user: Callable[..., User]
+) -> None:
+    web = gateway_up()
+    user = make_user("member@example.com")
+    ServerProfile.objects.create(name="broken", model=str(tmp_path / "no-such-model"), port=free_port(), on_demand=True)
+    oai = client(web, user)
+
+    with pytest.raises(openai.APIStatusError) as failed:
+        ask(oai, "broken")
+    assert failed.value.status_code == 503
+    assert "could not start" in str(failed.value) and "no-such-model" in str(failed.value)
+    server = Server.objects.get(profile__name="broken")
+    assert server.state == State.FATAL
+
+    with pytest.raises(openai.APIStatusError) as again:
+        ask(oai, "broken")
+    assert again.value.status_code == 503 and "fatal" in str(again.value)
+    assert ServerEvent.objects.filter(server=server, action="start").count() == 1
+    assert Server.objects.get(pk=server.pk).state == State.FATAL
+
+
+def test_a_start_slower_than_the_on_demand_timeout_answers_504(
+    gateway_up: Callable[..., WebServer], tiny_model: Path, make_user: Callable[..., User]
+) -> None:
+    web = gateway_up(MLXM_ON_DEMAND_TIMEOUT="0.2")
+    user = make_user("member@example.com")
+    profile = ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=free_port(), on_demand=True)
+    oai = client(web, user)
+
+    with pytest.raises(openai.APIStatusError) as slow:
+        ask(oai, "tiny")
+    assert slow.value.status_code == 504 and "MLXM_ON_DEMAND_TIMEOUT" in str(slow.value)
+    # the start goes on: a later request finds it running
+    wait_for(lambda: Server.objects.get(profile=profile).state == State.RUNNING, timeout=150, what="tiny to run")
+    assert Server.objects.get(profile=profile).desired_state == DesiredState.RUNNING
+    assert ask(oai, "tiny") is not None
+
+
+def test_a_profile_not_on_demand_is_not_started_by_a_request(
+    gateway_up: Callable[..., WebServer], tiny_model: Path, make_user: Callable[..., User]
+) -> None:
+    web = gateway_up()
+    user = make_user("member@example.com")
+    profile = ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=free_port())
+    with pytest.raises(openai.APIStatusError) as refused:
+        ask(client(web, user), "tiny")
+    assert refused.value.status_code == 503 and "Press Start" in str(refused.value)
+    assert Server.objects.filter(profile=profile, desired_state=DesiredState.RUNNING).count() == 0

@@ -3,6 +3,10 @@ supervisor and real `mlx_lm.server` processes on the tiny model."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,12 +14,15 @@ from typing import Any
 
 import openai
 import pytest
+from django.db import connection
 
 from accounts.models import User
 from gateway.services import key_create
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent
 from servers.states import State
+from servers.supervisor.core import Policy, Supervisor
+from servers.supervisor.host import RealHost
 from testing.net import free_port
 from testing.supervisor import server_processes, wait_for
 from testing.web import WebServer
@@ -126,3 +133,88 @@ def test_a_profile_not_on_demand_is_not_started_by_a_request(
         ask(client(web, user), "tiny")
     assert refused.value.status_code == 503 and "Press Start" in str(refused.value)
     assert Server.objects.filter(profile=profile, desired_state=DesiredState.RUNNING).count() == 0
+
+
+# --- idle stop: the supervisor's loop in a thread here, with a short idle minute ---
+
+
+class SupervisorThread:
+    """The real reconcile loop and real processes, with the test's policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.sup = Supervisor(host=RealHost(), policy=policy)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> SupervisorThread:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.sup.begin()
+            while not self.done.is_set():
+                self.sup.tick()
+                self.done.wait(min(self.sup.seconds_until_next(), 0.05))
+            self.sup.begin_shutdown()
+            deadline = time.monotonic() + 30
+            while self.sup.busy() and time.monotonic() < deadline:
+                self.sup.tick()
+                time.sleep(0.05)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(60)
+
+
+@pytest.fixture
+def quick_idle(tmp_path: Path) -> Iterator[WebServer]:
+    """Idle minutes of one second; gunicorn as `make run` serves it."""
+    supervisor = SupervisorThread(Policy.from_settings(idle_minute=1.0)).start()
+    web = WebServer(tmp_path / "gunicorn.log").start()
+    try:
+        yield web
+    finally:
+        web.stop()
+        supervisor.stop()
+
+
+def idle_stops(server: Server) -> list[ServerEvent]:
+    return list(ServerEvent.objects.filter(server=server, cause="idle", to_state=State.STOPPING))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idle_stop_after_the_idle_time_but_not_during_a_slow_stream(
+    quick_idle: WebServer, tiny_model: Path, make_user: Callable[..., User]
+) -> None:
+    user = make_user("member@example.com")
+    profile = ServerProfile.objects.create(
+        name="tiny", model=str(tiny_model), port=free_port(), on_demand=True, idle_minutes=2
+    )
+    oai = client(quick_idle, user)
+    assert ask(oai, "tiny") is not None
+    server = Server.objects.get(profile=profile)
+    wait_for(lambda: idle_stops(server), timeout=30, what="the idle stop")
+    wait_for(lambda: Server.objects.get(pk=server.pk).state == State.STOPPED, timeout=30, what="stopped")
+    assert "2 min idle" in idle_stops(server)[0].message
+
+    # Started again by the next request; a stream that stalls for three idle times is not cut.
+    stream = oai.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=64, stream=True
+    )
+    chunks = [next(stream)]
+    pid = Server.objects.get(pk=server.pk).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a long generation: the model server sends nothing for a while
+    try:
+        time.sleep(6.0)  # three idle times with nothing sent
+        assert Server.objects.get(pk=server.pk).state == State.RUNNING
+        assert Server.objects.get(pk=server.pk).in_flight == 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    chunks += list(stream)
+    assert chunks[-1].choices and chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert len(idle_stops(server)) == 1
+    wait_for(lambda: len(idle_stops(server)) == 2, timeout=30, what="the idle stop after the stream")

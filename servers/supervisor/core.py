@@ -66,6 +66,7 @@ class Policy:
     # wake-up cannot tell, such as an adopted process's exit). Every tick reads and reconciles
     # every server, so with many servers this is most of an idle supervisor's CPU.
     idle_interval: float = 5.0
+    idle_minute: float = 60.0  # seconds in one of a profile's "stop after N minutes idle" (tests shorten it)
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
@@ -309,7 +310,7 @@ class Supervisor:
         elif state in UP:
             if not want or restart:
                 self._stop(server, rt, restart=restart)
-            elif rt.kill_at is None and now >= rt.next_probe:
+            elif not self._stop_if_idle(server, rt, now) and rt.kill_at is None and now >= rt.next_probe:
                 self._probe(server, rt, now)
         elif state == State.BACKOFF:
             if not want:
@@ -505,20 +506,56 @@ class Supervisor:
         self.host.signal(rt.process, signal.SIGTERM)
         rt.kill_at = self.host.time() + self.policy.stop_timeout
 
-    def _stop(self, server: Server, rt: Runtime, *, restart: bool) -> None:
+    def idle_since(self, server: Server) -> datetime | None:
+        """When the server was last used through /v1/ (or started, if never since); None while a
+        request is in flight or the profile never stops for idleness."""
+        if server.profile.idle_minutes is None or server.in_flight > 0:
+            return None
+        marks = [m for m in (server.last_used_at, server.state_changed_at, server.started_at) if m is not None]
+        return max(marks) if marks else None
+
+    def _stop_if_idle(self, server: Server, rt: Runtime, now: float) -> bool:
+        """Stop a server unused for its idle time. The desired state turns `stopped` only if no
+        request began meanwhile (one conditional UPDATE), so a request never loses its server."""
+        since = self.idle_since(server)
+        if since is None or server.profile.idle_minutes is None:
+            return False
+        limit = server.profile.idle_minutes * self.policy.idle_minute
+        if now - since.timestamp() < limit:
+            return False
+        stopped = Server.objects.filter(
+            pk=server.pk, desired_state=DesiredState.RUNNING, in_flight=0, last_used_at=server.last_used_at
+        ).update(desired_state=DesiredState.STOPPED)
+        if not stopped:
+            return False
+        server.desired_state = DesiredState.STOPPED
+        minutes = server.profile.idle_minutes
+        self._stop(
+            server,
+            rt,
+            restart=False,
+            cause="idle",
+            message=f"No /v1/ request for {minutes} min (Stop after {minutes} min idle); stopping.",
+        )
+        return True
+
+    def _stop(self, server: Server, rt: Runtime, *, restart: bool, cause: str = "", message: str = "") -> None:
         rt.restart_pending = restart
         rt.killing_for = ""
-        if self.shutting_down:
-            cause, message = "supervisor", "Supervisor shutting down; the server starts again with it."
-        elif restart:
-            cause, message = "user", "Restart requested."
-        else:
-            cause, message = "user", "Stop requested."
+        if not cause:
+            cause, message = self._stop_reason(restart=restart)
         transition(server, State.STOPPING, cause=cause, message=message)
         if rt.process is not None:
             self.host.signal(rt.process, signal.SIGTERM)
             rt.kill_at = self.host.time() + self.policy.stop_timeout
         self._push_stop(server, rt, self.host.time())
+
+    def _stop_reason(self, *, restart: bool) -> tuple[str, str]:
+        if self.shutting_down:
+            return "supervisor", "Supervisor shutting down; the server starts again with it."
+        if restart:
+            return "user", "Restart requested."
+        return "user", "Stop requested."
 
     def _push_stop(self, server: Server, rt: Runtime, now: float) -> None:
         if rt.process is None:

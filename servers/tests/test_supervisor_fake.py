@@ -591,3 +591,32 @@ def test_the_start_timeout_is_the_profile_setting_or_scaled_by_size(rig: Rig, tm
     assert rig.process.signals == [signal.SIGTERM]
     assert rig.tick().state == State.BACKOFF
     assert "within 45 s" in rig.server.last_error
+
+
+# --- on demand: idle stop ---
+
+
+def test_an_idle_server_is_stopped_after_its_idle_time_but_never_with_a_request_in_flight(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=2)
+    rig.running()
+    used = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=1)  # a long stream
+    assert rig.tick(3 * 60).state == State.RUNNING  # in flight: never idle, however long
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=0)
+    assert rig.tick().state == State.STOPPING  # ended 3 min ago, idle time 2 min
+    event = rig.last_transition()
+    assert event.cause == "idle" and "2 min idle" in event.message
+    assert rig.server.desired_state == DesiredState.STOPPED
+    rig.process.exit(0)
+    assert rig.tick().state == State.STOPPED
+
+
+def test_idle_time_counts_from_the_last_request_and_blank_means_never(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.running()
+    assert rig.tick(10 * 60).state == State.RUNNING  # no idle time set
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=5)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=datetime.fromtimestamp(rig.host.time(), UTC))
+    assert rig.tick(4 * 60).state == State.RUNNING
+    assert rig.tick(61).state == State.STOPPING

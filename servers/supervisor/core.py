@@ -99,6 +99,7 @@ class Runtime:
     failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
+    making_room: set[int] = field(default_factory=set)  # servers being stopped so that this one fits
     state: State = State.STOPPED  # as of the end of the last reconcile
 
 
@@ -140,6 +141,7 @@ class Supervisor:
         self.next_cache_size = 0.0
         self.next_heartbeat = 0.0
         self.healthy: list[Server] = []  # probed fine this tick, not yet saved
+        self.changed_this_tick: set[int] = set()  # rows another server's reconcile wrote (making room)
 
     # --- lifecycle ---
 
@@ -230,8 +232,11 @@ class Supervisor:
     def tick(self) -> None:
         """One pass: reconcile every server, end processes of deleted profiles, sample, beat."""
         seen: set[int] = set()
+        self.changed_this_tick.clear()
         for server in Server.objects.select_related("profile"):
             seen.add(server.pk)
+            if server.pk in self.changed_this_tick:
+                server.refresh_from_db()
             try:
                 self.reconcile(server)
             except Exception:
@@ -292,7 +297,9 @@ class Supervisor:
         now = self.host.time()
 
         if state == State.STOPPED:
-            if want and rt.process is None:
+            if want and rt.process is None and self._making_room(server, rt):
+                pass  # started once the servers stopped for it have gone
+            elif want and rt.process is None:
                 if not rt.restart_pending:
                     # A fresh start by the user: earlier crashes and failed starts no longer count.
                     rt.failures.clear()
@@ -505,6 +512,59 @@ class Supervisor:
         rt.killing_for = reason
         self.host.signal(rt.process, signal.SIGTERM)
         rt.kill_at = self.host.time() + self.policy.stop_timeout
+
+    def _making_room(self, server: Server, rt: Runtime) -> bool:
+        """For an on-demand start that does not fit: stop idle on-demand servers, least recently
+        used first, until it would. True while it must wait for them to exit; False to start now
+        (it fits, or nothing may be stopped: the precheck then refuses it with the numbers)."""
+        if not server.started_on_demand:
+            return False
+        if any(self.runtimes.get(pk, Runtime()).process is not None for pk in rt.making_room):
+            return True
+        rt.making_room.clear()
+        short = checks.memory_shortfall(server.profile, self.host, headroom=self.policy.memory_headroom)
+        if short <= 0:
+            return False
+        candidates = self._room_candidates(server)
+        if sum(candidate.rss_bytes or 0 for candidate in candidates) < short:
+            return False
+        freed = 0
+        for candidate in candidates:
+            if freed >= short:
+                break
+            if self._stop_for_room(candidate, server):
+                rt.making_room.add(candidate.pk)
+                freed += candidate.rss_bytes or 0
+        return bool(rt.making_room)
+
+    def _room_candidates(self, server: Server) -> list[Server]:
+        """Idle on-demand servers a request started, not kept running: least recently used first."""
+        candidates = (
+            Server.objects.select_related("profile")
+            .filter(
+                state__in=[s.value for s in UP],
+                desired_state=DesiredState.RUNNING,
+                started_on_demand=True,
+                in_flight=0,
+                profile__on_demand=True,
+                profile__keep_running=False,
+            )
+            .exclude(pk=server.pk)
+        )
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(candidates, key=lambda c: c.last_used_at or c.state_changed_at or epoch)
+
+    def _stop_for_room(self, victim: Server, server: Server) -> bool:
+        stopped = Server.objects.filter(pk=victim.pk, desired_state=DesiredState.RUNNING, in_flight=0).update(
+            desired_state=DesiredState.STOPPED
+        )
+        if not stopped:
+            return False
+        victim.desired_state = DesiredState.STOPPED
+        self.changed_this_tick.add(victim.pk)
+        message = f"Stopped to make room for {server.profile.name}."
+        self._stop(victim, self.runtimes.setdefault(victim.pk, Runtime()), restart=False, cause="room", message=message)
+        return True
 
     def idle_since(self, server: Server) -> datetime | None:
         """When the server was last used through /v1/ (or started, if never since); None while a

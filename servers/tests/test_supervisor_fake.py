@@ -620,3 +620,51 @@ def test_idle_time_counts_from_the_last_request_and_blank_means_never(tmp_path: 
     Server.objects.filter(pk=rig.server.pk).update(last_used_at=datetime.fromtimestamp(rig.host.time(), UTC))
     assert rig.tick(4 * 60).state == State.RUNNING
     assert rig.tick(61).state == State.STOPPING
+
+
+# --- on demand: making room ---
+
+
+def two_on_demand(tmp_path: Path, *, a_fields: dict[str, object] | None = None) -> tuple[Rig, Server]:
+    """A (on demand, running, idle, using 1 GiB) and B (on demand, asked for by a request) that
+    does not fit until A's memory is free."""
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(on_demand=True, **(a_fields or {}))
+    server_start(profile=rig.profile, by=None, cause="gateway")
+    rig.tick()
+    rig.host.ready_ports.add(rig.port)
+    assert rig.tick().state == State.RUNNING
+    Server.objects.filter(pk=rig.server.pk).update(rss_bytes=GiB)
+    b = ServerProfile.objects.create(
+        name="b", model=str(fake_model(tmp_path / "model-b", weights=100 * 1024**2)), port=9101, on_demand=True
+    )
+    rig.host.available = POLICY.memory_headroom + 50 * 1024**2  # B needs 110 MiB
+    server_start(profile=b, by=None, cause="gateway")
+    return rig, Server.objects.get(profile=b)
+
+
+def test_an_on_demand_start_that_does_not_fit_stops_the_idle_one_first(tmp_path: Path) -> None:
+    rig, b = two_on_demand(tmp_path)
+    assert rig.tick().state == State.STOPPED  # the fake process ends at SIGTERM
+    room = ServerEvent.objects.get(server=rig.server, to_state=State.STOPPING)
+    assert room.cause == "room" and room.message == "Stopped to make room for b."
+    assert rig.server.desired_state == DesiredState.STOPPED
+    b.refresh_from_db()
+    assert b.state == State.STOPPED  # not yet: A's memory is not free yet
+    rig.host.available += GiB
+    rig.tick()
+    b.refresh_from_db()
+    assert b.state == State.STARTING
+
+
+@pytest.mark.parametrize("how", ["kept running", "started by hand", "request in flight"])
+def test_no_room_is_made_from_a_kept_running_hand_started_or_busy_server(tmp_path: Path, how: str) -> None:
+    rig, b = two_on_demand(tmp_path, a_fields={"keep_running": True} if how == "kept running" else None)
+    if how == "started by hand":
+        Server.objects.filter(pk=rig.server.pk).update(started_on_demand=False)
+    if how == "request in flight":
+        Server.objects.filter(pk=rig.server.pk).update(in_flight=1)
+    assert rig.tick().state == State.RUNNING
+    b.refresh_from_db()
+    assert b.state == State.FATAL
+    assert "does not fit in memory" in b.last_error and "kept free as headroom" in b.last_error

@@ -3,6 +3,7 @@ supervisor and real `mlx_lm.server` processes on the tiny model."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import psutil
 import pytest
 from django.db import connection
 
@@ -218,3 +220,68 @@ def test_idle_stop_after_the_idle_time_but_not_during_a_slow_stream(
     assert chunks[-1].choices and chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert len(idle_stops(server)) == 1
     wait_for(lambda: len(idle_stops(server)) == 2, timeout=30, what="the idle stop after the stream")
+
+
+# --- making room ---
+# The tiny model's server uses ~70 MB, less than the machine's available memory drifts while
+# other programs run, so "B fits once A is gone" is shown with the fake host
+# (servers/tests/test_supervisor_fake.py); here the headroom is larger than the machine, so nothing
+# fits and each stop for room shows in full.
+
+
+@pytest.fixture
+def supervisor_thread(tmp_path: Path) -> Iterator[SupervisorThread]:
+    supervisor = SupervisorThread(Policy.from_settings()).start()
+    yield supervisor
+    supervisor.stop()
+
+
+def set_headroom(supervisor: SupervisorThread, headroom: int) -> None:
+    supervisor.sup.policy = dataclasses.replace(supervisor.sup.policy, memory_headroom=headroom)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_memory_decides_who_runs(
+    supervisor_thread: SupervisorThread, tmp_path: Path, tiny_model: Path, make_user: Callable[..., User]
+) -> None:
+    web = WebServer(tmp_path / "gunicorn.log").start()
+    try:
+        user = make_user("member@example.com")
+        oai = client(web, user)
+        profiles = {
+            n: ServerProfile.objects.create(name=n, model=str(tiny_model), port=free_port(), on_demand=True)
+            for n in ("a", "b", "c", "d")
+        }
+        assert ask(oai, "a") is not None
+        a = Server.objects.get(profile=profiles["a"])
+        set_headroom(supervisor_thread, psutil.virtual_memory().total * 2)
+
+        # B's request stops idle A to make room; B still does not fit: 503 with the numbers
+        with pytest.raises(openai.APIStatusError) as full:
+            ask(oai, "b")
+        assert full.value.status_code == 503
+        assert "does not fit in memory" in str(full.value) and "kept free as headroom" in str(full.value)
+        wait_for(lambda: Server.objects.get(pk=a.pk).state == State.STOPPED, timeout=30, what="A stopped")
+        room = ServerEvent.objects.get(server=a, to_state=State.STOPPING)
+        assert (room.cause, room.message) == ("room", "Stopped to make room for b.")
+
+        # A kept running: not stopped for C
+        set_headroom(supervisor_thread, 0)
+        ServerProfile.objects.filter(pk=profiles["a"].pk).update(keep_running=True)
+        assert ask(oai, "a") is not None
+        set_headroom(supervisor_thread, psutil.virtual_memory().total * 2)
+        with pytest.raises(openai.APIStatusError) as kept:
+            ask(oai, "c")
+        assert kept.value.status_code == 503 and "does not fit in memory" in str(kept.value)
+        assert Server.objects.get(pk=a.pk).state == State.RUNNING
+
+        # started by a person: not stopped for D either
+        ServerProfile.objects.filter(pk=profiles["a"].pk).update(keep_running=False)
+        Server.objects.filter(pk=a.pk).update(started_on_demand=False)  # as a press of Start leaves it
+        with pytest.raises(openai.APIStatusError) as by_hand:
+            ask(oai, "d")
+        assert by_hand.value.status_code == 503 and "does not fit in memory" in str(by_hand.value)
+        assert Server.objects.get(pk=a.pk).state == State.RUNNING
+        assert ServerEvent.objects.filter(server=a, cause="room").count() == 1
+    finally:
+        web.stop()

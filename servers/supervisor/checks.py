@@ -66,19 +66,20 @@ def memory_shortfall(profile: ServerProfile, host: Host, *, headroom: int) -> in
     folder = local_model_path(profile.model)
     if folder is None:
         return 0
-    needed = _memory_needed(Path(folder))
+    needed = memory_needed(Path(folder))
     total, available = host.memory()
     return max(needed - min(available - headroom, for_models(total).bytes), 0)
 
 
-def _memory_needed(folder: Path) -> int:
+def memory_needed(folder: Path) -> int:
+    """The weights plus a KV-cache allowance: what a server on this model is expected to use."""
     weights = weights_bytes(folder)
     return weights + kv_cache_margin(read_config(folder), weights)
 
 
 def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
     weights = weights_bytes(folder)
-    needed = _memory_needed(folder)
+    needed = memory_needed(folder)
     margin = needed - weights
     total, available = host.memory()
     limit = for_models(total).bytes

@@ -525,11 +525,8 @@ class Supervisor:
         short = checks.memory_shortfall(server.profile, self.host, headroom=self.policy.memory_headroom)
         if short <= 0:
             return False
-        candidates = self._room_candidates(server)
-        if sum(candidate.rss_bytes or 0 for candidate in candidates) < short:
-            return False
         freed = 0
-        for candidate in candidates:
+        for candidate in self._room_candidates(server):
             if freed >= short:
                 break
             if self._stop_for_room(candidate, server):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -64,6 +66,15 @@ class Server(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile.name} ({self.state})"
+
+    @property
+    def idle_since(self) -> datetime | None:
+        """Since when unused through /v1/ (or since it started, if never used since); None while a
+        request is in flight or when its profile never stops for idleness."""
+        if self.profile.idle_minutes is None or self.in_flight > 0:
+            return None
+        marks = [m for m in (self.last_used_at, self.state_changed_at, self.started_at) if m is not None]
+        return max(marks) if marks else None
 
 
 class ServerEvent(models.Model):

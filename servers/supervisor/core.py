@@ -563,18 +563,10 @@ class Supervisor:
         self._stop(victim, self.runtimes.setdefault(victim.pk, Runtime()), restart=False, cause="room", message=message)
         return True
 
-    def idle_since(self, server: Server) -> datetime | None:
-        """When the server was last used through /v1/ (or started, if never since); None while a
-        request is in flight or the profile never stops for idleness."""
-        if server.profile.idle_minutes is None or server.in_flight > 0:
-            return None
-        marks = [m for m in (server.last_used_at, server.state_changed_at, server.started_at) if m is not None]
-        return max(marks) if marks else None
-
     def _stop_if_idle(self, server: Server, rt: Runtime, now: float) -> bool:
         """Stop a server unused for its idle time. The desired state turns `stopped` only if no
         request began meanwhile (one conditional UPDATE), so a request never loses its server."""
-        since = self.idle_since(server)
+        since = server.idle_since
         if since is None or server.profile.idle_minutes is None:
             return False
         limit = server.profile.idle_minutes * self.policy.idle_minute

@@ -89,14 +89,14 @@ def run() -> list[Result]:
         f"through p50 {statistics.median(cold):.0f} ms; raw p50 {statistics.median(raw):.0f} ms "
         f"(start-to-running {statistics.median(ready):.0f} ms + direct first byte)"
     )
-    through = summarize("on demand: cold start through /v1/, request to first byte", "ms", cold, None)
+    via = summarize("on demand: cold start through /v1/, request to first byte", "ms", cold, None)
     without = summarize("on demand: raw start-to-running + direct first byte", "ms", raw, None)
     added = Result(
         "on demand: cold start through /v1/, added vs raw start + first token",
         "ms",
-        through.median - without.median,
-        through.p95 - without.p95,
+        via.median - without.median,
+        via.p95 - without.p95,
         150.0,
         note,
     )
-    return [added, through, without]
+    return [added, via, without]

@@ -260,7 +260,16 @@ _CARD_HTML_MAX = 2000
 
 
 def _card_key(card: Card, back_url: str) -> tuple[Any, ...]:
-    shown = (card.failure, card.pending, card.can_start, card.can_stop, card.note, card.note_level, card.model_missing, card.on_demand)
+    shown = (
+        card.failure,
+        card.pending,
+        card.can_start,
+        card.can_stop,
+        card.note,
+        card.note_level,
+        card.model_missing,
+        card.on_demand,
+    )
     return (card.profile.pk, back_url, *card.text.items(), *shown)
 
 

@@ -67,6 +67,10 @@ class Policy:
     # every server, so with many servers this is most of an idle supervisor's CPU.
     idle_interval: float = 5.0
     idle_minute: float = 60.0  # seconds in one of a profile's "stop after N minutes idle" (tests shorten it)
+    # A /v1/ request counted in `in_flight` with no use of its server for this long is taken as
+    # gone: a gunicorn worker killed mid-request never counts its requests down, and the server
+    # would otherwise never be idle-stopped nor stopped to make room.
+    in_flight_stale: float = 3600.0
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
@@ -563,9 +567,27 @@ class Supervisor:
         self._stop(victim, self.runtimes.setdefault(victim.pk, Runtime()), restart=False, cause="room", message=message)
         return True
 
+    def _release_stale_use(self, server: Server, now: float) -> None:
+        """Count as ended the requests whose server has been unused for `in_flight_stale` (their
+        worker died before counting them down). Conditional on the row as read, so a request that
+        began or ended meanwhile keeps its count."""
+        if server.in_flight <= 0 or server.last_used_at is None:
+            return
+        if now - server.last_used_at.timestamp() < self.policy.in_flight_stale:
+            return
+        released = Server.objects.filter(
+            pk=server.pk, in_flight=server.in_flight, last_used_at=server.last_used_at
+        ).update(in_flight=0)
+        if released:
+            count, server.in_flight = server.in_flight, 0
+            minutes = round(self.policy.in_flight_stale / 60)
+            message = f"{count} /v1/ request(s) unfinished after {minutes} min without use: taken as gone."
+            server_note(server, cause="supervisor", message=message)
+
     def _stop_if_idle(self, server: Server, rt: Runtime, now: float) -> bool:
         """Stop a server unused for its idle time. The desired state turns `stopped` only if no
         request began meanwhile (one conditional UPDATE), so a request never loses its server."""
+        self._release_stale_use(server, now)
         since = server.idle_since
         if since is None or server.profile.idle_minutes is None:
             return False

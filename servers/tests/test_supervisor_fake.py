@@ -612,6 +612,34 @@ def test_an_idle_server_is_stopped_after_its_idle_time_but_never_with_a_request_
     assert rig.tick().state == State.STOPPED
 
 
+def test_a_request_whose_worker_died_stops_counting_after_an_hour_unused(tmp_path: Path) -> None:
+    """A gunicorn worker killed mid-request never counts its request down: once the server has
+    been unused for `in_flight_stale`, the count is taken as stale and idle time runs again."""
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=5)
+    rig.running()
+    used = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=1)  # its worker was killed
+    assert rig.tick(POLICY.in_flight_stale - 1).state == State.RUNNING  # still counted as answering
+    assert rig.server.in_flight == 1
+    assert rig.tick(1).state == State.STOPPING
+    assert rig.server.in_flight == 0
+    note = ServerEvent.objects.filter(server=rig.server, kind=ServerEvent.Kind.NOTE).latest("pk")
+    assert "1 /v1/ request(s) unfinished after 60 min" in note.message
+    assert rig.last_transition().cause == "idle"
+
+
+def test_a_stale_count_is_kept_when_a_request_began_meanwhile(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.running()
+    old = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=old, in_flight=1)
+    server = Server.objects.select_related("profile").get(pk=rig.server.pk)
+    Server.objects.filter(pk=server.pk).update(in_flight=2, last_used_at=old + timedelta(hours=1))  # a new one
+    rig.sup._release_stale_use(server, rig.host.time() + POLICY.in_flight_stale)
+    assert Server.objects.get(pk=server.pk).in_flight == 2
+
+
 def test_idle_time_counts_from_the_last_request_and_blank_means_never(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.running()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import EMAIL, PASSWORD, Result, SessionClient, paired_difference, summarize
+from bench.common import EMAIL, PASSWORD, Result, SessionClient, first_byte, paired_difference, summarize
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -64,18 +64,6 @@ def _completion(client: httpx.Client, model: str) -> float:
     )
     answer.raise_for_status()
     return (time.perf_counter() - began) * 1000
-
-
-def _first_byte(client: httpx.Client, model: str) -> float:
-    began = time.perf_counter()
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
-    with client.stream("POST", "/chat/completions", json=body) as answer:
-        chunks = answer.iter_raw()
-        next(chunks)
-        elapsed = (time.perf_counter() - began) * 1000
-        for _ in chunks:
-            pass
-    return elapsed
 
 
 def _stream_tokens(base_url: str, headers: dict[str, str], model: str, counts: list[int]) -> None:
@@ -148,8 +136,8 @@ def run() -> list[Result]:
                 straight.append(_completion(direct, "default_model"))
             ttfb_via, ttfb_straight = [], []
             for _ in range(REQUESTS):
-                ttfb_via.append(_first_byte(through, "tiny"))
-                ttfb_straight.append(_first_byte(direct, "default_model"))
+                ttfb_via.append(first_byte(through, "tiny", max_tokens=4))
+                ttfb_straight.append(first_byte(direct, "default_model", max_tokens=4))
 
             idle_p95 = _dashboard_p95(stack.port)
             ratios, busy_p95 = [], []

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from testing.stack import Stack
@@ -98,6 +99,20 @@ def paired_difference(figure: str, unit: str, measured: list[float], against: li
     spread = {"p5": percentile(differences, 0.05), "p95": percentile(differences, 0.95)}
     iqr = {"q1": percentile(differences, 0.25), "q3": percentile(differences, 0.75)}
     return Result(**{**asdict(result), "extra": {**result.extra, "spread": spread, "iqr": iqr}})
+
+
+def first_byte(client: httpx.Client, model: str, *, max_tokens: int) -> float:
+    """Milliseconds from sending a streamed chat request to its first byte (the rest is read too)."""
+    began = time.perf_counter()
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, "stream": True}
+    with client.stream("POST", "/chat/completions", json=body) as answer:
+        answer.raise_for_status()
+        chunks = answer.iter_raw()
+        next(chunks)
+        elapsed = (time.perf_counter() - began) * 1000
+        for _ in chunks:
+            pass
+    return elapsed
 
 
 # --- a signed-in client ---

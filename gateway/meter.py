@@ -15,6 +15,7 @@ from gateway.models import GatewayApi
 from gateway.routing import Caller
 from gateway.services import usage_record
 from profiles.models import ServerProfile
+from servers.services import server_use_end
 
 log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
@@ -34,6 +35,7 @@ class Meter:
     counted_tokens: int = 0  # content chunks seen in a stream
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    in_use: bool = False  # counted in its server's `in_flight`: released when recorded
 
     def token(self) -> None:
         self.counted_tokens += 1
@@ -53,7 +55,8 @@ class Meter:
         """Write the usage record off the request's path (the answer does not wait for the INSERT)."""
         if self.caller is None:
             return
-        task = asyncio.get_running_loop().create_task(self._write(self._fields()))
+        release, self.in_use = (self.profile if self.in_use else None), False
+        task = asyncio.get_running_loop().create_task(self._write(self._fields(), release))
         _pending.add(task)
         task.add_done_callback(_pending.discard)
 
@@ -80,13 +83,15 @@ class Meter:
         }
 
     @staticmethod
-    async def _write(fields: dict[str, Any]) -> None:
+    async def _write(fields: dict[str, Any], release: ServerProfile | None) -> None:
         try:
-            await sync_to_async(_write_record, thread_sensitive=False)(fields)
+            await sync_to_async(_write_record, thread_sensitive=False)(fields, release)
         except Exception:  # a lost record must never break an answer
             log.exception("could not write a usage record")
 
 
-def _write_record(fields: dict[str, Any]) -> None:
+def _write_record(fields: dict[str, Any], release: ServerProfile | None) -> None:
     close_old_connections()
+    if release is not None:
+        server_use_end(profile=release)
     usage_record(**fields)

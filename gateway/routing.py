@@ -12,6 +12,7 @@ from accounts.models import User, UserStatus
 from gateway.errors import GatewayError
 from gateway.keys import authenticate_key, key_from_headers
 from gateway.models import ApiKey
+from gateway.ondemand import WAKES_ON, StartNeeded
 from profiles.models import ServerProfile
 from profiles.services import profile_can_use
 from servers.models import Server
@@ -71,7 +72,7 @@ def profile_may_use(caller: Caller, profile: ServerProfile) -> bool:
 def profiles_by_name() -> dict[str, ServerProfile]:
     """Every profile under its name and each alias, lowercased (names and aliases are unique)."""
     table: dict[str, ServerProfile] = {}
-    for profile in ServerProfile.objects.only("id", "name", "aliases", "host", "port"):
+    for profile in ServerProfile.objects.only("id", "name", "aliases", "host", "port", "on_demand"):
         for name in [profile.name, *profile.alias_list]:
             table.setdefault(name.lower(), profile)
     return table
@@ -97,6 +98,8 @@ def target_resolve(caller: Caller, model: str) -> Target:
     server = Server.objects.filter(profile=profile).only("state", "port", "last_error").first()
     state = State(server.state) if server else State.STOPPED
     if server is None or state not in ANSWERING:
+        if profile.on_demand and state in WAKES_ON:
+            raise StartNeeded(profile)
         raise _not_running(profile, state, server.last_error if server else "")
     return Target(profile=profile, base_url=loopback_url(profile.host, server.port or profile.port))
 

@@ -8,6 +8,7 @@ record usage off the request's path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,10 +25,12 @@ from accounts.middleware import public
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.meter import Meter
 from gateway.models import GatewayApi
+from gateway.ondemand import StartNeeded, start_and_wait
 from gateway.routing import Caller, Target, caller_identify, target_resolve, usable_profiles
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
 from library.local import local_model_path, read_config
+from servers.services import server_use_begin
 
 # mlx-lm's server loads whatever these name; the gateway always sends the loaded model's own key.
 LOADED_MODEL = "default_model"
@@ -80,7 +83,7 @@ def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
 class Prepared:
     body: dict[str, Any]
     upstream: dict[str, Any]
-    target: Target
+    target: Target | None  # None: an on-demand model that must be started first
 
 
 def _vocabulary_size(model: str) -> int | None:
@@ -104,15 +107,38 @@ def _guard_top_k(upstream: dict[str, Any], model: str) -> None:
 
 
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
-    """Who asks (first: nothing about the body is said to a stranger), the body, the server."""
+    """Who asks (first: nothing about the body is said to a stranger), the body, the server;
+    a running server is counted as in use from here (one hop to the ORM for all of it)."""
     meter.caller = caller_identify(request)
     body = _parse_body(request)
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
-    target = target_resolve(meter.caller, body["model"])
-    _guard_top_k(upstream, target.profile.model)
-    meter.profile = target.profile
+    try:
+        target: Target | None = _target_in_use(meter, body["model"])
+    except StartNeeded as needed:
+        meter.profile, target = needed.profile, None
+    assert meter.profile is not None
+    _guard_top_k(upstream, meter.profile.model)
     return Prepared(body=body, upstream=upstream, target=target)
+
+
+def _target_in_use(meter: Meter, model: str) -> Target:
+    assert meter.caller is not None
+    target = target_resolve(meter.caller, model)
+    meter.profile = target.profile
+    server_use_begin(profile=target.profile)
+    meter.in_use = True
+    return target
+
+
+async def _started_target(meter: Meter, model: str) -> Target:
+    """Start the on-demand model (or join the start under way), then resolve it again."""
+    assert meter.caller is not None and meter.profile is not None
+    await start_and_wait(profile=meter.profile, by=meter.caller.user)
+    try:
+        return await sync_to_async(_target_in_use)(meter, model)
+    except StartNeeded:  # stopped again in the instant since it ran
+        raise GatewayError(503, f"'{model}' stopped again before the request could reach it.") from None
 
 
 @gateway_view
@@ -137,14 +163,19 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         if request.method != "POST":
             raise GatewayError(405, "Use POST.")
         prepared = await sync_to_async(_prepare)(request, meter, api)
-        url = prepared.target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
+        target = prepared.target or await _started_target(meter, prepared.body["model"])
+        url = target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
         if meter.stream:
             return await _open_stream(url, prepared.upstream, meter, api, prepared.body)
-        return await _whole(url, prepared.upstream, meter, api, prepared.target)
+        return await _whole(url, prepared.upstream, meter, api, target)
     except GatewayError as error:
         meter.fail(error.status, error.message)
         meter.record_soon()
         return error_response(flavour, error)
+    except asyncio.CancelledError:  # the client went away before the answer began
+        meter.fail(499, "The client closed the connection before the answer began.")
+        meter.record_soon()
+        raise
 
 
 def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:

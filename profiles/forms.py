@@ -140,6 +140,12 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         "Quantized KV start", 0, 1_000_000_000, help_text="Token position where KV quantization starts (mlx: 5000)."
     )
     start_timeout = _int("Start timeout (seconds)", 10, 86_400)
+    idle_minutes = _int(
+        "Stop after N minutes idle",
+        1,
+        525_600,
+        help_text="Stopped once no /v1/ request used it this long; blank: never.",
+    )
     chat_template_args = forms.CharField(
         label="Chat template arguments",
         required=False,
@@ -159,6 +165,9 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "port",
             "auto_start",
             "start_timeout",
+            "on_demand",
+            "idle_minutes",
+            "keep_running",
             "adapter_path",
             "draft_model",
             "num_draft_tokens",
@@ -189,6 +198,8 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "use_default_chat_template": "Use the default chat template",
             "allowed_origins": "Allowed origins",
             "auto_start": "Start with the supervisor",
+            "on_demand": "Start on first request",
+            "keep_running": "Keep running",
         }
         help_texts = {
             "host": "An IP address or localhost; 0.0.0.0 makes the server reachable from the network.",

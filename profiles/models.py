@@ -79,6 +79,21 @@ class ServerProfile(models.Model):
         validators=[MinValueValidator(10), MaxValueValidator(86_400)],
         help_text="Seconds the server has to load the model and answer; blank: scaled by the model's size.",
     )
+    on_demand = models.BooleanField(
+        "start on first request",
+        default=False,
+        help_text="A request through /v1/ for this model starts its server and waits until it answers.",
+    )
+    idle_minutes = models.PositiveIntegerField(
+        "stop after N minutes idle",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(525_600)],
+        help_text="Stopped once no /v1/ request has used it for this long; blank: never.",
+    )
+    keep_running = models.BooleanField(
+        default=False, help_text="Never stopped to make room for another model that starts on request."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

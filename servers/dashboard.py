@@ -4,6 +4,7 @@ the last hour of samples (one point per server and minute) in another, the heart
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
 # template would cost a query per card, which the query-count test would catch).
-CARD_FIELDS = ["name", "model", "host", "port", "owner"] + [
+CARD_FIELDS = ["name", "model", "host", "port", "owner", "on_demand", "idle_minutes", "keep_running"] + [
     f"server__{name}"
     for name in (
         "desired_state",
@@ -52,6 +53,8 @@ CARD_FIELDS = ["name", "model", "host", "port", "owner"] + [
         "port",
         "started_at",
         "state_changed_at",
+        "in_flight",
+        "last_used_at",
         "restart_handled",
         "last_exit_code",
         "last_error",
@@ -220,6 +223,25 @@ class Card:
         return ""
 
     @cached_property
+    def on_demand(self) -> str:
+        """The on-demand options in words, with the idle clock while it runs unused."""
+        profile, server = self.profile, self.server
+        parts = ["Starts on first request"] if profile.on_demand else []
+        if profile.keep_running:
+            parts.append("kept running")
+        if profile.idle_minutes is not None:
+            since = server.idle_since if self.is_up else None
+            if self.is_up and server.in_flight > 0:
+                parts.append(f"answering {server.in_flight} request{'s' if server.in_flight != 1 else ''}")
+            elif since is not None:
+                idle = max(int((timezone.now() - since).total_seconds()), 0)
+                left = max(profile.idle_minutes * 60 - idle, 0)
+                parts.append(f"idle for {idle // 60} min, stops in {math.ceil(left / 60)} min")
+            else:
+                parts.append(f"stops after {profile.idle_minutes} min idle")
+        return " · ".join(parts)
+
+    @cached_property
     def can_stop(self) -> bool:
         server = self.server
         return not (server.desired_state == DesiredState.STOPPED and server.state == ServerState.STOPPED)
@@ -249,6 +271,7 @@ def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
         card.note_level,
         card.model_missing,
         operable,
+        card.on_demand,
     )
     return (card.profile.pk, back_url, *card.text.items(), *shown)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -31,6 +33,12 @@ class Server(models.Model):
     # Written by the web side.
     desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
     restart_requested = models.PositiveIntegerField(default=0, help_text="Bumped by each Restart request.")
+    started_on_demand = models.BooleanField(
+        default=False, help_text="The last start came from a /v1/ request, not a person: it may be stopped for room."
+    )
+    # Written by the gateway: at the start and end of each request (in_flight) and while streaming (last_used_at).
+    in_flight = models.IntegerField(default=0, help_text="/v1/ requests being answered right now.")
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="When a /v1/ request last used it.")
 
     # Written by the supervisor.
     state = models.CharField(max_length=16, choices=ServerState.choices, default=ServerState.STOPPED)
@@ -59,6 +67,15 @@ class Server(models.Model):
 
     def __str__(self) -> str:
         return f"{self.profile.name} ({self.state})"
+
+    @property
+    def idle_since(self) -> datetime | None:
+        """Since when unused through /v1/ (or since it started, if never used since); None while a
+        request is in flight or when its profile never stops for idleness."""
+        if self.profile.idle_minutes is None or self.in_flight > 0:
+            return None
+        marks = [m for m in (self.last_used_at, self.state_changed_at, self.started_at) if m is not None]
+        return max(marks) if marks else None
 
 
 class ServerEvent(models.Model):

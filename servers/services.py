@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditKind
@@ -47,10 +48,10 @@ def server_for(profile: ServerProfile) -> Server:
     return server
 
 
-def _record_intent(server: Server, *, action: str, by: User | None, **desired: object) -> Server:
+def _record_intent(server: Server, *, action: str, by: User | None, cause: str = "user", **desired: object) -> Server:
     """Write the web side's columns, log the user's action, and wake the supervisor once committed."""
     Server.objects.filter(pk=server.pk).update(**desired)
-    ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause="user")
+    ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause=cause)
     audit_record(kind=AuditKind.SERVER, action=action, subject=server.profile.name, by=by, profile_id=server.profile_id)
     transaction.on_commit(wake_supervisor)
     server.refresh_from_db()
@@ -58,17 +59,21 @@ def _record_intent(server: Server, *, action: str, by: User | None, **desired: o
 
 
 @transaction.atomic
-def server_start(*, profile: ServerProfile, by: User | None) -> Server:
-    """Ask for the server to run. Starting a `fatal` server counts as the user's say-so to retry."""
+def server_start(*, profile: ServerProfile, by: User | None, cause: str = "user") -> Server:
+    """Ask for the server to run. Starting a `fatal` server counts as the user's say-so to retry,
+    except from the gateway (cause "gateway"): a request never restarts a fatal server. A start by
+    the gateway marks the run as on demand: it may later be stopped when idle or to make room."""
     if by is not None and not profile_can_use(user=by, profile=profile):
         raise ServerOperationRefused(f"You may not start “{profile.name}”.")
     server = server_for(profile)
     if server.desired_state == DesiredState.RUNNING and server.state in BUSY:
         raise ServerActionRefused(f"{profile.name} is already {server.get_state_display().lower()}.")
-    updates: dict[str, object] = {"desired_state": DesiredState.RUNNING}
+    updates: dict[str, object] = {"desired_state": DesiredState.RUNNING, "started_on_demand": cause == "gateway"}
     if server.state == ServerState.FATAL:
+        if cause == "gateway":
+            raise ServerActionRefused(f"{profile.name} is fatal: a person must fix it and press Start.")
         updates["restart_requested"] = F("restart_requested") + 1
-    return _record_intent(server, action="start", by=by, **updates)
+    return _record_intent(server, action="start", by=by, cause=cause, **updates)
 
 
 @transaction.atomic
@@ -91,4 +96,16 @@ def server_restart(*, profile: ServerProfile, by: User | None) -> Server:
         by=by,
         desired_state=DesiredState.RUNNING,
         restart_requested=F("restart_requested") + 1,
+    )
+
+
+def server_use_begin(*, profile: ServerProfile) -> None:
+    """A /v1/ request is being answered by this server: it is in use until `server_use_end`."""
+    Server.objects.filter(profile=profile).update(in_flight=F("in_flight") + 1, last_used_at=timezone.now())
+
+
+def server_use_end(*, profile: ServerProfile) -> None:
+    """The request ended (answered, failed, or its client left): idle time counts from now."""
+    Server.objects.filter(profile=profile, in_flight__gt=0).update(
+        in_flight=F("in_flight") - 1, last_used_at=timezone.now()
     )

@@ -61,10 +61,26 @@ def check_memory(profile: ServerProfile, host: Host, *, headroom: int) -> str | 
     return memory_refusal(Path(folder), host, headroom=headroom)
 
 
+def memory_shortfall(profile: ServerProfile, host: Host, *, headroom: int) -> int:
+    """Bytes more the model needs than is usable now (0: it fits, or its size is unknown)."""
+    folder = local_model_path(profile.model)
+    if folder is None:
+        return 0
+    needed = memory_needed(Path(folder))
+    total, available = host.memory()
+    return max(needed - min(available - headroom, for_models(total).bytes), 0)
+
+
+def memory_needed(folder: Path) -> int:
+    """The weights plus a KV-cache allowance: what a server on this model is expected to use."""
+    weights = weights_bytes(folder)
+    return weights + kv_cache_margin(read_config(folder), weights)
+
+
 def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
     weights = weights_bytes(folder)
-    margin = kv_cache_margin(read_config(folder), weights)
-    needed = weights + margin
+    needed = memory_needed(folder)
+    margin = needed - weights
     total, available = host.memory()
     limit = for_models(total).bytes
     usable = min(available - headroom, limit)

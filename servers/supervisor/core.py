@@ -66,6 +66,11 @@ class Policy:
     # wake-up cannot tell, such as an adopted process's exit). Every tick reads and reconciles
     # every server, so with many servers this is most of an idle supervisor's CPU.
     idle_interval: float = 5.0
+    idle_minute: float = 60.0  # seconds in one of a profile's "stop after N minutes idle" (tests shorten it)
+    # A /v1/ request counted in `in_flight` with no use of its server for this long is taken as
+    # gone: a gunicorn worker killed mid-request never counts its requests down, and the server
+    # would otherwise never be idle-stopped nor stopped to make room.
+    in_flight_stale: float = 3600.0
     log_max_bytes: int = 10 * 1024**2
     log_backups: int = 5
 
@@ -98,6 +103,7 @@ class Runtime:
     failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
+    making_room: set[int] = field(default_factory=set)  # servers being stopped so that this one fits
     state: State = State.STOPPED  # as of the end of the last reconcile
 
 
@@ -151,6 +157,7 @@ class Supervisor:
         self.next_cache_size = 0.0
         self.next_heartbeat = 0.0
         self.healthy: list[Server] = []  # probed fine this tick, not yet saved
+        self.changed_this_tick: set[int] = set()  # rows another server's reconcile wrote (making room)
 
     # --- lifecycle ---
 
@@ -259,8 +266,11 @@ class Supervisor:
     def tick(self) -> None:
         """One pass: reconcile every server, end processes of deleted profiles, sample, beat."""
         seen: set[int] = set()
+        self.changed_this_tick.clear()
         for server in Server.objects.select_related("profile"):
             seen.add(server.pk)
+            if server.pk in self.changed_this_tick:
+                server.refresh_from_db()
             try:
                 self.reconcile(server)
             except Exception:
@@ -321,7 +331,9 @@ class Supervisor:
         now = self.host.time()
 
         if state == State.STOPPED:
-            if want and rt.process is None:
+            if want and rt.process is None and self._making_room(server, rt):
+                pass  # started once the servers stopped for it have gone
+            elif want and rt.process is None:
                 if not rt.restart_pending:
                     # A fresh start by the user: earlier crashes and failed starts no longer count.
                     rt.failures.clear()
@@ -339,7 +351,7 @@ class Supervisor:
         elif state in UP:
             if not want or restart:
                 self._stop(server, rt, restart=restart)
-            elif rt.kill_at is None and now >= rt.next_probe:
+            elif not self._stop_if_idle(server, rt, now) and rt.kill_at is None and now >= rt.next_probe:
                 self._probe(server, rt, now)
         elif state == State.BACKOFF:
             if not want:
@@ -536,20 +548,116 @@ class Supervisor:
         self.host.signal(rt.process, signal.SIGTERM)
         rt.kill_at = self.host.time() + self.policy.stop_timeout
 
-    def _stop(self, server: Server, rt: Runtime, *, restart: bool) -> None:
+    def _making_room(self, server: Server, rt: Runtime) -> bool:
+        """For an on-demand start that does not fit: stop idle on-demand servers, least recently
+        used first, until it would. True while it must wait for them to exit; False to start now
+        (it fits, or nothing may be stopped: the precheck then refuses it with the numbers)."""
+        if not server.started_on_demand:
+            return False
+        if any(self.runtimes.get(pk, Runtime()).process is not None for pk in rt.making_room):
+            return True
+        rt.making_room.clear()
+        short = checks.memory_shortfall(server.profile, self.host, headroom=self.policy.memory_headroom)
+        if short <= 0:
+            return False
+        freed = 0
+        for candidate in self._room_candidates(server):
+            if freed >= short:
+                break
+            if self._stop_for_room(candidate, server):
+                rt.making_room.add(candidate.pk)
+                freed += candidate.rss_bytes or 0
+        return bool(rt.making_room)
+
+    def _room_candidates(self, server: Server) -> list[Server]:
+        """Idle on-demand servers a request started, not kept running: least recently used first."""
+        candidates = (
+            Server.objects.select_related("profile")
+            .filter(
+                state__in=[s.value for s in UP],
+                desired_state=DesiredState.RUNNING,
+                started_on_demand=True,
+                in_flight=0,
+                profile__on_demand=True,
+                profile__keep_running=False,
+            )
+            .exclude(pk=server.pk)
+        )
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(candidates, key=lambda c: c.last_used_at or c.state_changed_at or epoch)
+
+    def _stop_for_room(self, victim: Server, server: Server) -> bool:
+        stopped = Server.objects.filter(pk=victim.pk, desired_state=DesiredState.RUNNING, in_flight=0).update(
+            desired_state=DesiredState.STOPPED
+        )
+        if not stopped:
+            return False
+        victim.desired_state = DesiredState.STOPPED
+        self.changed_this_tick.add(victim.pk)
+        message = f"Stopped to make room for {server.profile.name}."
+        self._stop(victim, self.runtimes.setdefault(victim.pk, Runtime()), restart=False, cause="room", message=message)
+        return True
+
+    def _release_stale_use(self, server: Server, now: float) -> None:
+        """Count as ended the requests whose server has been unused for `in_flight_stale` (their
+        worker died before counting them down). Conditional on the row as read, so a request that
+        began or ended meanwhile keeps its count."""
+        if server.in_flight <= 0 or server.last_used_at is None:
+            return
+        if now - server.last_used_at.timestamp() < self.policy.in_flight_stale:
+            return
+        released = Server.objects.filter(
+            pk=server.pk, in_flight=server.in_flight, last_used_at=server.last_used_at
+        ).update(in_flight=0)
+        if released:
+            count, server.in_flight = server.in_flight, 0
+            minutes = round(self.policy.in_flight_stale / 60)
+            message = f"{count} /v1/ request(s) unfinished after {minutes} min without use: taken as gone."
+            server_note(server, cause="supervisor", message=message)
+
+    def _stop_if_idle(self, server: Server, rt: Runtime, now: float) -> bool:
+        """Stop a server unused for its idle time. The desired state turns `stopped` only if no
+        request began meanwhile (one conditional UPDATE), so a request never loses its server."""
+        self._release_stale_use(server, now)
+        since = server.idle_since
+        if since is None or server.profile.idle_minutes is None:
+            return False
+        limit = server.profile.idle_minutes * self.policy.idle_minute
+        if now - since.timestamp() < limit:
+            return False
+        stopped = Server.objects.filter(
+            pk=server.pk, desired_state=DesiredState.RUNNING, in_flight=0, last_used_at=server.last_used_at
+        ).update(desired_state=DesiredState.STOPPED)
+        if not stopped:
+            return False
+        server.desired_state = DesiredState.STOPPED
+        minutes = server.profile.idle_minutes
+        self._stop(
+            server,
+            rt,
+            restart=False,
+            cause="idle",
+            message=f"No /v1/ request for {minutes} min (Stop after {minutes} min idle); stopping.",
+        )
+        return True
+
+    def _stop(self, server: Server, rt: Runtime, *, restart: bool, cause: str = "", message: str = "") -> None:
         rt.restart_pending = restart
         rt.killing_for = ""
-        if self.shutting_down:
-            cause, message = "supervisor", "Supervisor shutting down; the server starts again with it."
-        elif restart:
-            cause, message = "user", "Restart requested."
-        else:
-            cause, message = "user", "Stop requested."
+        if not cause:
+            cause, message = self._stop_reason(restart=restart)
         transition(server, State.STOPPING, cause=cause, message=message)
         if rt.process is not None:
             self.host.signal(rt.process, signal.SIGTERM)
             rt.kill_at = self.host.time() + self.policy.stop_timeout
         self._push_stop(server, rt, self.host.time())
+
+    def _stop_reason(self, *, restart: bool) -> tuple[str, str]:
+        if self.shutting_down:
+            return "supervisor", "Supervisor shutting down; the server starts again with it."
+        if restart:
+            return "user", "Restart requested."
+        return "user", "Stop requested."
 
     def _push_stop(self, server: Server, rt: Runtime, now: float) -> None:
         if rt.process is None:

@@ -356,3 +356,21 @@ def test_a_sparkline_needs_three_sampled_minutes() -> None:
     two = Series([None] * (CHART_BUCKETS - 2) + [1.0, 2.0], [None] * (CHART_BUCKETS - 2) + [5.0, 6.0])
     three = Series([None] * (CHART_BUCKETS - 3) + [1.0, 2.0, 3.0], [None] * (CHART_BUCKETS - 3) + [5.0, 6.0, 7.0])
     assert not two.has_data and three.has_data
+
+
+@pytest.mark.django_db
+def test_a_card_shows_the_on_demand_options_and_the_idle_clock(admin_client: Client) -> None:
+    profile = ServerProfile.objects.create(
+        name="ondemand", model="m", port=9321, on_demand=True, idle_minutes=10, keep_running=True
+    )
+    Server.objects.create(
+        profile=profile,
+        state=ServerState.RUNNING,
+        desired_state="running",
+        started_at=timezone.now() - timedelta(minutes=30),
+        last_used_at=timezone.now() - timedelta(minutes=3, seconds=10),
+    )
+    html = admin_client.get("/servers/").content.decode()
+    assert "Starts on first request · kept running · idle for 3 min, stops in 7 min" in html
+    Server.objects.filter(profile=profile).update(in_flight=2)
+    assert "answering 2 requests" in admin_client.get("/servers/").content.decode()

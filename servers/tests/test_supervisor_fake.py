@@ -620,3 +620,108 @@ def test_the_start_timeout_is_the_profile_setting_or_scaled_by_size(rig: Rig, tm
     assert rig.process.signals == [signal.SIGTERM]
     assert rig.tick().state == State.BACKOFF
     assert "within 45 s" in rig.server.last_error
+
+
+# --- on demand: idle stop ---
+
+
+def test_an_idle_server_is_stopped_after_its_idle_time_but_never_with_a_request_in_flight(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=2)
+    rig.running()
+    used = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=1)  # a long stream
+    assert rig.tick(3 * 60).state == State.RUNNING  # in flight: never idle, however long
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=0)
+    assert rig.tick().state == State.STOPPING  # ended 3 min ago, idle time 2 min
+    event = rig.last_transition()
+    assert event.cause == "idle" and "2 min idle" in event.message
+    assert rig.server.desired_state == DesiredState.STOPPED
+    rig.process.exit(0)
+    assert rig.tick().state == State.STOPPED
+
+
+def test_a_request_whose_worker_died_stops_counting_after_an_hour_unused(tmp_path: Path) -> None:
+    """A gunicorn worker killed mid-request never counts its request down: once the server has
+    been unused for `in_flight_stale`, the count is taken as stale and idle time runs again."""
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=5)
+    rig.running()
+    used = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=used, in_flight=1)  # its worker was killed
+    assert rig.tick(POLICY.in_flight_stale - 1).state == State.RUNNING  # still counted as answering
+    assert rig.server.in_flight == 1
+    assert rig.tick(1).state == State.STOPPING
+    assert rig.server.in_flight == 0
+    note = ServerEvent.objects.filter(server=rig.server, kind=ServerEvent.Kind.NOTE).latest("pk")
+    assert "1 /v1/ request(s) unfinished after 60 min" in note.message
+    assert rig.last_transition().cause == "idle"
+
+
+def test_a_stale_count_is_kept_when_a_request_began_meanwhile(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.running()
+    old = datetime.fromtimestamp(rig.host.time(), UTC)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=old, in_flight=1)
+    server = Server.objects.select_related("profile").get(pk=rig.server.pk)
+    Server.objects.filter(pk=server.pk).update(in_flight=2, last_used_at=old + timedelta(hours=1))  # a new one
+    rig.sup._release_stale_use(server, rig.host.time() + POLICY.in_flight_stale)
+    assert Server.objects.get(pk=server.pk).in_flight == 2
+
+
+def test_idle_time_counts_from_the_last_request_and_blank_means_never(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.running()
+    assert rig.tick(10 * 60).state == State.RUNNING  # no idle time set
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(idle_minutes=5)
+    Server.objects.filter(pk=rig.server.pk).update(last_used_at=datetime.fromtimestamp(rig.host.time(), UTC))
+    assert rig.tick(4 * 60).state == State.RUNNING
+    assert rig.tick(61).state == State.STOPPING
+
+
+# --- on demand: making room ---
+
+
+def two_on_demand(tmp_path: Path, *, a_fields: dict[str, object] | None = None) -> tuple[Rig, Server]:
+    """A (on demand, running, idle, using 1 GiB) and B (on demand, asked for by a request) that
+    does not fit until A's memory is free."""
+    rig = Rig(tmp_path)
+    ServerProfile.objects.filter(pk=rig.profile.pk).update(on_demand=True, **(a_fields or {}))
+    server_start(profile=rig.profile, by=None, cause="gateway")
+    rig.tick()
+    rig.host.ready_ports.add(rig.port)
+    assert rig.tick().state == State.RUNNING
+    Server.objects.filter(pk=rig.server.pk).update(rss_bytes=GiB)
+    b = ServerProfile.objects.create(
+        name="b", model=str(fake_model(tmp_path / "model-b", weights=100 * 1024**2)), port=9101, on_demand=True
+    )
+    rig.host.available = POLICY.memory_headroom + 50 * 1024**2  # B needs 110 MiB
+    server_start(profile=b, by=None, cause="gateway")
+    return rig, Server.objects.get(profile=b)
+
+
+def test_an_on_demand_start_that_does_not_fit_stops_the_idle_one_first(tmp_path: Path) -> None:
+    rig, b = two_on_demand(tmp_path)
+    assert rig.tick().state == State.STOPPED  # the fake process ends at SIGTERM
+    room = ServerEvent.objects.get(server=rig.server, to_state=State.STOPPING)
+    assert room.cause == "room" and room.message == "Stopped to make room for b."
+    assert rig.server.desired_state == DesiredState.STOPPED
+    b.refresh_from_db()
+    assert b.state == State.STOPPED  # not yet: A's memory is not free yet
+    rig.host.available += GiB
+    rig.tick()
+    b.refresh_from_db()
+    assert b.state == State.STARTING
+
+
+@pytest.mark.parametrize("how", ["kept running", "started by hand", "request in flight"])
+def test_no_room_is_made_from_a_kept_running_hand_started_or_busy_server(tmp_path: Path, how: str) -> None:
+    rig, b = two_on_demand(tmp_path, a_fields={"keep_running": True} if how == "kept running" else None)
+    if how == "started by hand":
+        Server.objects.filter(pk=rig.server.pk).update(started_on_demand=False)
+    if how == "request in flight":
+        Server.objects.filter(pk=rig.server.pk).update(in_flight=1)
+    assert rig.tick().state == State.RUNNING
+    b.refresh_from_db()
+    assert b.state == State.FATAL
+    assert "does not fit in memory" in b.last_error and "kept free as headroom" in b.last_error

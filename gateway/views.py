@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -28,6 +29,7 @@ from gateway.routing import Caller, Target, caller_identify, target_resolve, usa
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
 from library.local import local_model_path, read_config
+from servers.promptfit import prompt_fit
 
 # mlx-lm's server loads whatever these name; the gateway always sends the loaded model's own key.
 LOADED_MODEL = "default_model"
@@ -103,6 +105,27 @@ def _guard_top_k(upstream: dict[str, Any], model: str) -> None:
         upstream["top_k"] = 0
 
 
+def _prompt_text(upstream: dict[str, Any]) -> str:
+    """The words the model will read: a completion's prompt, or every message's text (plain or parts)."""
+    if isinstance(upstream.get("prompt"), str):
+        return str(upstream["prompt"])
+    texts: list[str] = []
+    for message in upstream.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
+    return "\n".join(texts)
+
+
+def _guard_prompt_fit(upstream: dict[str, Any], model: str) -> None:
+    """The same rule as the server page's chat: a prompt the context cannot hold is refused here
+    with a clear message, not cut or mangled by the model server."""
+    if refusal := prompt_fit(model=model, text=_prompt_text(upstream)).refusal():
+        raise GatewayError(400, refusal)
+
+
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server."""
     meter.caller = caller_identify(request)
@@ -111,6 +134,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     upstream = _upstream_body(api, body)
     target = target_resolve(meter.caller, body["model"])
     _guard_top_k(upstream, target.profile.model)
+    _guard_prompt_fit(upstream, target.profile.model)
     meter.profile = target.profile
     return Prepared(body=body, upstream=upstream, target=target)
 
@@ -139,7 +163,8 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         prepared = await sync_to_async(_prepare)(request, meter, api)
         url = prepared.target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
         if meter.stream:
-            return await _open_stream(url, prepared.upstream, meter, api, prepared.body)
+            stream = await _open_stream(url, prepared.upstream, meter, api, prepared.body)
+            return await _whole_under_wsgi(request, stream)
         return await _whole(url, prepared.upstream, meter, api, prepared.target)
     except GatewayError as error:
         meter.fail(error.status, error.message)
@@ -218,6 +243,16 @@ async def _open_stream(
         )
         events = _openai_events(answer, meter, keep_usage_chunk=wants_usage)
     return StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
+
+
+async def _whole_under_wsgi(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """Under WSGI (`runserver`, Django's test live server) Django reads an async stream in a new event
+    loop, where the upstream connection opened in this one cannot be read: read it all here instead
+    (the answer arrives at once, not token by token). gunicorn serves ASGI and streams."""
+    if not isinstance(request, WSGIRequest) or not isinstance(response, StreamingHttpResponse):
+        return response
+    response.streaming_content = [chunk async for chunk in response]
+    return response
 
 
 class StreamCut(Exception):

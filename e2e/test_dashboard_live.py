@@ -45,8 +45,10 @@ def test_start_chat_stop_from_the_dashboard(stack: Stack, page: Any, tiny_model:
     expect(page.locator("#server-facts")).to_contain_text(f"PID {pid}")
     page.fill("#id_prompt", "hello model")
     page.click("#chat button[type=submit]")
-    expect(page.locator("#chat .chat-answer")).to_be_visible(timeout=60_000)
-    expect(page.locator("#chat .chat-stats")).to_contain_text("completion tokens")
+    # The streamed chat through /v1/: an assistant turn that finished, then time to first token and speed.
+    expect(page.locator("#chat .chat-assistant:not(.chat-streaming)")).to_be_visible(timeout=60_000)
+    expect(page.locator("#chat .chat-stats")).to_contain_text("tokens/s")
+    expect(page.locator("#chat .chat-error")).to_have_count(0)
     screenshot(page, "dashboard-live-server-page")
 
     # Stop from the server page's card; it turns stopped, still without a reload.

@@ -58,8 +58,10 @@ def test_profile_page_start_log_toggle_and_a_prompt_too_long(stack: Stack, page:
     # A prompt longer than the tiny model's 256-token context: refused, with the figures.
     page.fill("#id_prompt", " ".join(["hello"] * 300))
     page.click("#chat button[type=submit]")
+    # The streamed chat asks /v1/, which applies the same rule and says so in an error turn.
     refusal = page.locator("#chat .chat-error")
     expect(refusal).to_contain_text("The prompt is 300 tokens; the model's context holds 256")
+    expect(page.locator("#chat .chat-assistant")).to_have_count(0)
     screenshot(page, "server-page-prompt-too-long")
 
     # Ctrl-C: the supervisor stops the model server cleanly (honcho waits for it), exit status 0.

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -30,6 +31,7 @@ from gateway.routing import Caller, Target, caller_identify, target_resolve, usa
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
 from library.local import local_model_path, read_config
+from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
 # mlx-lm's server loads whatever these name; the gateway always sends the loaded model's own key.
@@ -106,6 +108,27 @@ def _guard_top_k(upstream: dict[str, Any], model: str) -> None:
         upstream["top_k"] = 0
 
 
+def _prompt_text(upstream: dict[str, Any]) -> str:
+    """The words the model will read: a completion's prompt, or every message's text (plain or parts)."""
+    if isinstance(upstream.get("prompt"), str):
+        return str(upstream["prompt"])
+    texts: list[str] = []
+    for message in upstream.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
+    return "\n".join(texts)
+
+
+def _guard_prompt_fit(upstream: dict[str, Any], model: str) -> None:
+    """The same rule as the server page's chat: a prompt the context cannot hold is refused here
+    with a clear message, not cut or mangled by the model server."""
+    if refusal := prompt_fit(model=model, text=_prompt_text(upstream)).refusal():
+        raise GatewayError(400, refusal)
+
+
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server;
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
@@ -119,6 +142,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
         meter.profile, target = needed.profile, None
     assert meter.profile is not None
     _guard_top_k(upstream, meter.profile.model)
+    _guard_prompt_fit(upstream, meter.profile.model)
     return Prepared(body=body, upstream=upstream, target=target)
 
 
@@ -166,7 +190,8 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         target = prepared.target or await _started_target(meter, prepared.body["model"])
         url = target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
         if meter.stream:
-            return await _open_stream(url, prepared.upstream, meter, api, prepared.body)
+            stream = await _open_stream(url, prepared.upstream, meter, api, prepared.body)
+            return await _whole_under_wsgi(request, stream)
         return await _whole(url, prepared.upstream, meter, api, target)
     except GatewayError as error:
         meter.fail(error.status, error.message)
@@ -249,6 +274,16 @@ async def _open_stream(
         )
         events = _openai_events(answer, meter, keep_usage_chunk=wants_usage)
     return StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
+
+
+async def _whole_under_wsgi(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """Under WSGI (`runserver`, Django's test live server) Django reads an async stream in a new event
+    loop, where the upstream connection opened in this one cannot be read: read it all here instead
+    (the answer arrives at once, not token by token). gunicorn serves ASGI and streams."""
+    if not isinstance(request, WSGIRequest) or not isinstance(response, StreamingHttpResponse):
+        return response
+    response.streaming_content = [chunk async for chunk in response]
+    return response
 
 
 class StreamCut(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from django.test import Client
 from accounts.models import User
 from gateway.services import key_create
 from profiles.models import ServerProfile
+from servers.models import ServerState
+from servers.tests.factories import set_server
+from testing.net import free_port
 
 # Transactional: the usage record is written from another thread, which must not wait on the
 # test's open transaction.
@@ -96,3 +100,38 @@ def test_wrong_method_is_405_json(approved_user: User) -> None:
     secret = key_create(user=approved_user, name="k").secret
     answer = ThreadClient().get("/v1/chat/completions", headers={"x-api-key": secret})
     assert answer.status_code == 405 and answer.json()["error"]["message"] == "Use POST."
+
+
+@pytest.mark.mlx
+@pytest.mark.parametrize(
+    ("path", "extra", "shape"),
+    [
+        ("/v1/chat/completions", {}, "openai"),
+        ("/v1/completions", {}, "openai"),
+        ("/v1/messages", {"max_tokens": 5}, "anthropic"),
+    ],
+)
+def test_a_prompt_longer_than_the_context_is_400_with_the_counts(
+    approved_user: User, tiny_model: Path, path: str, extra: dict[str, Any], shape: str
+) -> None:
+    """The same rule as the server page's chat (the tiny model's context is 256 tokens); nothing is
+    sent: nothing listens on the port, so a prompt that got past the check would be a 502."""
+    profile = ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=free_port())
+    set_server(profile, ServerState.RUNNING, port=profile.port)
+    secret = key_create(user=approved_user, name="k").secret
+    text = " ".join(["hello"] * 300)
+    body: dict[str, Any] = {"model": "tiny", **extra}
+    if path == "/v1/completions":
+        body["prompt"] = text
+    else:
+        body["messages"] = [{"role": "user", "content": text}]
+    answer = post(ThreadClient(), path, body, authorization=f"Bearer {secret}")
+    assert answer.status_code == 400, answer.content
+    assert ("type" in answer.json()) is (shape == "anthropic")
+    assert "The prompt is 300 tokens; the model's context holds 256" in answer.json()["error"]["message"]
+    body = (
+        {**body, "prompt": "hello"}
+        if path == "/v1/completions"
+        else {**body, "messages": [{"role": "user", "content": "hello"}]}
+    )
+    assert post(ThreadClient(), path, body, authorization=f"Bearer {secret}").status_code == 502  # a short one goes on

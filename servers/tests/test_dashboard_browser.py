@@ -136,8 +136,11 @@ def test_dashboard_and_server_page_live(
     page.wait_for_function("document.getElementById('log-lines').innerText.includes('burst line 1999')", timeout=30_000)
     page.fill("#id_prompt", "hello model")
     page.click("#chat button[type=submit]")
-    page.wait_for_selector("#chat .chat-answer", timeout=60_000)
-    assert "completion tokens" in page.locator("#chat .chat-stats").inner_text()
+    # The streamed chat through /v1/: an assistant turn that finished, then time to first token and speed.
+    page.wait_for_selector("#chat .chat-assistant:not(.chat-streaming)", timeout=60_000)
+    assert page.locator("#chat .chat-error").count() == 0, page.locator("#chat .chat-error").all_inner_texts()
+    assert page.locator("#chat .chat-assistant").inner_text().strip()
+    assert "tokens/s" in page.locator("#chat .chat-stats").inner_text()
     beat()
     screenshot(page, "servers-page-desktop")
     page.set_viewport_size({"width": 390, "height": 844})

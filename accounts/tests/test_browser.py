@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from accounts.models import User, UserStatus
 from conftest import PASSWORD, browser_login, screenshot
@@ -115,5 +117,5 @@ def test_approve_updates_the_pending_badge_and_your_own_row_offers_nothing_refus
     screenshot(page, "users-before-approve")
     page.locator(f"#user-{waiting.pk} button", has_text="Approve").click()
     page.locator(f"#user-{waiting.pk} .message-success").wait_for()
-    page.wait_for_function("document.getElementById('pending-badge').innerText.trim() === ''")
+    expect(page.locator("#pending-badge")).to_have_text(re.compile(r"^\s*$"))
     screenshot(page, "users-after-approve")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import browser_login, screenshot
 from gateway.models import UsageRecord
@@ -37,7 +38,7 @@ def test_quick_chat_streams_two_turns_through_v1(live: Live, page: Any) -> None:
     assert "tokens/s" in page.inner_text(".chat-speed")
     page.fill("#id_prompt", "And again")
     page.click("form.chat-form button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('.chat-assistant:not(.chat-streaming)').length == 2")
+    expect(page.locator(".chat-assistant:not(.chat-streaming)")).to_have_count(2, timeout=60_000)
     assert page.locator(".chat-user").count() == 2
     assert "2 turn(s)" in page.inner_text("#chat-stats")
     # recorded like any other request, as the signed-in person without a key

@@ -212,7 +212,9 @@ def test_idle_stop_after_the_idle_time_but_not_during_a_slow_stream(
     os.kill(pid, signal.SIGSTOP)  # a long generation: the model server sends nothing for a while
     try:
         time.sleep(6.0)  # three idle times with nothing sent
-        assert Server.objects.get(pk=server.pk).state == State.RUNNING
+        assert Server.objects.get(pk=server.pk).state == State.RUNNING, list(
+            ServerEvent.objects.filter(server=server).values_list("to_state", "cause", "message")
+        )[-4:]
         assert Server.objects.get(pk=server.pk).in_flight == 1
     finally:
         os.kill(pid, signal.SIGCONT)

@@ -42,7 +42,7 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify({ model: form.dataset.model, messages: history, stream: true, max_tokens: 256 }),
+        body: JSON.stringify({ model: form.dataset.model, messages: history, stream: true, max_tokens: 128 }),
       });
       if (!response.ok) {
         let message = `The gateway answered ${response.status}.`;

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from accounts.models import User
 from conftest import browser_login, screenshot
@@ -58,7 +60,7 @@ def test_system_page_in_a_browser(live_server: Any, page: Any, admin_user: User)
     SupervisorHeartbeat.objects.filter(pk=1).update(pid=8765, started_at=now, beat_at=now)
     with page.expect_request(lambda r: r.url.endswith("/system/") and r.headers.get("hx-request") == "true"):
         pass
-    page.wait_for_function("document.querySelector('#supervisor-pid').textContent.startsWith('8765')", timeout=12_000)
+    expect(page.locator("#supervisor-pid")).to_have_text(re.compile(r"^\s*8765"), timeout=12_000)
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()

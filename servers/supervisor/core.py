@@ -99,6 +99,7 @@ class Runtime:
     log_start: int = 0  # bytes of the log written before this process started
     log_scanned: int = 0  # how far the log has been searched for a failed load
     readiness: Future[str | None] | None = None  # the one-token generation, once /health has answered
+    probe: Future[HealthAnswer] | None = None  # the GET /health sent and not yet applied (one at a time)
     failures: list[float] = field(default_factory=list)  # crash times of a server that was running
     failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
@@ -158,6 +159,9 @@ class Supervisor:
         self.next_heartbeat = 0.0
         self.healthy: list[Server] = []  # probed fine this tick, not yet saved
         self.changed_this_tick: set[int] = set()  # rows another server's reconcile wrote (making room)
+        self.next_full = 0.0  # when the next pass over every server is due (a wake-up also asks for one)
+        # Called from a probe's thread when its answer is in: the daemon makes it wake the loop.
+        self.notify: Callable[[], None] = lambda: None
 
     # --- lifecycle ---
 
@@ -263,8 +267,15 @@ class Supervisor:
                 Server.objects.filter(pk=server.pk).update(desired_state=DesiredState.RUNNING)
                 server_note(server, cause="auto-start", message="Auto-start profile: starting with the supervisor.")
 
-    def tick(self) -> None:
-        """One pass: reconcile every server, end processes of deleted profiles, sample, beat."""
+    def tick(self, *, full: bool = True) -> None:
+        """One pass. Full (on a wake-up, or on the idle grid): reconcile every server, end
+        processes of deleted profiles, sample. Otherwise only the servers with something of their
+        own due (a starting one's fast probe, a probe's answer, a stop under way). Both beat."""
+        now = self.host.time()
+        if not full and now < self.next_full:
+            self._tick_due(now)
+            return
+        self.next_full = on_grid(now, self.policy.idle_interval)
         seen: set[int] = set()
         self.changed_this_tick.clear()
         for server in Server.objects.select_related("profile"):
@@ -289,6 +300,27 @@ class Supervisor:
             except Exception:
                 log.exception("the download runner failed")
 
+    def _tick_due(self, now: float) -> None:
+        """Reconcile only the servers whose own work is due; the others wait for the full pass."""
+        due = [pk for pk, rt in self.runtimes.items() if self._own_work_due(rt, now)]
+        if due:
+            for server in Server.objects.select_related("profile").filter(pk__in=due):
+                try:
+                    self.reconcile(server)
+                except Exception:
+                    log.exception("reconciling %s failed", server.profile.name)
+            self._save_health()
+        self.beat(self.host.time())
+
+    def _own_work_due(self, rt: Runtime, now: float) -> bool:
+        if rt.kill_at is not None or any(f is not None and f.done() for f in (rt.probe, rt.readiness)):
+            return True
+        if rt.state == State.STARTING and now >= rt.start_deadline:
+            return True
+        if rt.state == State.BACKOFF:
+            return now >= rt.backoff_until
+        return rt.process is not None and rt.state in PROBED and rt.probe is None and now >= rt.next_probe
+
     def _save_health(self) -> None:
         save_columns(self.healthy, ["last_health_at", "last_health_ms", "health_failures"])
         self.healthy = []
@@ -296,12 +328,15 @@ class Supervisor:
     def seconds_until_next(self) -> float:
         """How long the loop may sleep before something is due (a wake-up cuts it short)."""
         now = self.host.time()
-        due = [self.next_sample, on_grid(now, self.policy.idle_interval)]
+        due = [self.next_sample, self.next_full]
         for rt in self.runtimes.values():
             if rt.kill_at is not None:
                 # Our own children's exit wakes the loop (SIGCHLD); an adopted one is polled.
                 due.extend([rt.kill_at, now + EXIT_POLL])
-            elif rt.process is not None and rt.state in PROBED:
+            elif any(f is not None and f.done() for f in (rt.probe, rt.readiness)):
+                due.append(now)
+            elif rt.process is not None and rt.state in PROBED and rt.probe is None:
+                # A probe under way is not waited for: its answer calls `notify`.
                 due.append(rt.next_probe)
             if rt.backoff_until > now:
                 due.append(rt.backoff_until)
@@ -351,7 +386,7 @@ class Supervisor:
         elif state in UP:
             if not want or restart:
                 self._stop(server, rt, restart=restart)
-            elif not self._stop_if_idle(server, rt, now) and rt.kill_at is None and now >= rt.next_probe:
+            elif not self._stop_if_idle(server, rt, now) and rt.kill_at is None:
                 self._probe(server, rt, now)
         elif state == State.BACKOFF:
             if not want:
@@ -378,6 +413,8 @@ class Supervisor:
             self.host.signal(rt.process, signal.SIGKILL)
             rt.kill_at = now + self.policy.stop_timeout
         rt.state = State(server.state)
+        if rt.state not in PROBED:
+            rt.probe = None  # an answer that came too late to matter would keep the loop awake
 
     def _start(self, server: Server, rt: Runtime, *, cause: str, restarting: bool = False) -> None:
         profile = server.profile
@@ -417,7 +454,7 @@ class Supervisor:
         rt.killing_for = ""
         rt.start_deadline = now + self.start_timeout(profile)
         rt.next_probe = now
-        rt.readiness = None
+        rt.readiness = rt.probe = None
         save_fields(
             server,
             pid=process.pid,
@@ -439,7 +476,7 @@ class Supervisor:
         if now >= rt.start_deadline:
             self._kill(server, rt, reason="timeout")
             return
-        answered = rt.readiness is not None and rt.readiness.done()  # it wakes the loop (see Host)
+        answered = any(f is not None and f.done() for f in (rt.probe, rt.readiness))  # they call `notify`
         if rt.process is None or (now < rt.next_probe and not answered):
             return
         if self._log_says_load_failed(server, rt):
@@ -451,13 +488,12 @@ class Supervisor:
                 return
         elif not rt.readiness.done():
             # Still loading: a slow watch for a load that fails (503) until the answer wakes us.
-            rt.next_probe = now + self.policy.loading_probe_interval
-            answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
-            if answer.refused:
+            answer = self._health(server, rt, now, next_at=now + self.policy.loading_probe_interval)
+            if answer is not None and answer.refused:
                 self._end_failed_start(server, rt, _refusal(answer))
             return
         error = rt.readiness.result()
-        rt.readiness = None
+        rt.readiness = rt.probe = None
         if error:
             self._end_failed_start(server, rt, error)
             return
@@ -477,17 +513,34 @@ class Supervisor:
 
     def _first_health(self, server: Server, rt: Runtime, now: float) -> None:
         """Until GET /health answers: then, the one-token generation goes out (in the background)."""
-        rt.next_probe = now + self.policy.start_probe_interval
-        address = listen_address(server)
-        answer = self.host.health(*address, timeout=self.policy.health_timeout)
-        if answer.refused:
-            self._end_failed_start(server, rt, _refusal(answer))
-            return
-        if not answer.ok:
+        answer = self._health(server, rt, now, next_at=now + self.policy.start_probe_interval)
+        if answer is None or not answer.ok:
+            if answer is not None and answer.refused:
+                self._end_failed_start(server, rt, _refusal(answer))
             return
         save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms)
         rt.next_probe = now + self.policy.loading_probe_interval
+        address = listen_address(server)
         rt.readiness = self.host.generate_one(*address, timeout=max(rt.start_deadline - now, 1.0))
+        rt.readiness.add_done_callback(self._answered)
+
+    def _health(self, server: Server, rt: Runtime, now: float, *, next_at: float) -> HealthAnswer | None:
+        """The answer to this server's GET /health once it is in, else None. Sent in the background
+        when due (at `next_at` again after this one), one at a time per server, so a hung server
+        holds one thread for its timeout and never the loop, another server's probe or the beat."""
+        if rt.probe is None:
+            if now < rt.next_probe:
+                return None
+            rt.next_probe = next_at
+            rt.probe = self.host.health_soon(*listen_address(server), timeout=self.policy.health_timeout)
+            rt.probe.add_done_callback(self._answered)
+        if not rt.probe.done():
+            return None
+        answer, rt.probe = rt.probe.result(), None
+        return answer
+
+    def _answered(self, _future: Future[Any]) -> None:
+        self.notify()
 
     def _log_says_load_failed(self, server: Server, rt: Runtime) -> bool:
         path = server_log_path(server.profile.pk)
@@ -507,8 +560,9 @@ class Supervisor:
         self._kill(server, rt, reason="failed")
 
     def _probe(self, server: Server, rt: Runtime, now: float) -> None:
-        rt.next_probe = on_grid(now, self.policy.health_interval)
-        answer = self.host.health(*listen_address(server), timeout=self.policy.health_timeout)
+        answer = self._health(server, rt, now, next_at=on_grid(now, self.policy.health_interval))
+        if answer is None:
+            return
         state = State(server.state)
         if answer.ok:
             if state == State.UNHEALTHY:
@@ -544,6 +598,7 @@ class Supervisor:
         """End the process without a state change yet; its exit then decides the next state."""
         if rt.process is None:
             return
+        rt.probe = rt.readiness = None  # answers about a process being ended are not waited for
         rt.killing_for = reason
         self.host.signal(rt.process, signal.SIGTERM)
         rt.kill_at = self.host.time() + self.policy.stop_timeout
@@ -644,6 +699,7 @@ class Supervisor:
     def _stop(self, server: Server, rt: Runtime, *, restart: bool, cause: str = "", message: str = "") -> None:
         rt.restart_pending = restart
         rt.killing_for = ""
+        rt.probe = rt.readiness = None
         if not cause:
             cause, message = self._stop_reason(restart=restart)
         transition(server, State.STOPPING, cause=cause, message=message)
@@ -673,7 +729,7 @@ class Supervisor:
         reason = rt.killing_for
         rt.kill_at = None
         rt.killing_for = ""
-        rt.readiness = None
+        rt.readiness = rt.probe = None
         save_fields(server, pid=None, process_started_at=None, last_exit_code=code, rss_bytes=None, cpu_percent=None)
         state = State(server.state)
         if state == State.STOPPING:

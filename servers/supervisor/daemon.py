@@ -3,6 +3,7 @@ a wake-up socket the web side nudges, signals that ask for a clean stop."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -66,7 +67,8 @@ class InstanceLock:
 
 class WakeSocket:
     """The datagram socket `mlxmanager.wakeup.wake_supervisor` writes to, plus a self-pipe that
-    signals (SIGTERM, SIGINT, SIGCHLD) write to, so `wait` returns at once for either."""
+    signals (SIGTERM, SIGINT, SIGCHLD) write to, so `wait` returns at once for either; and a pipe
+    that probes' threads write to (`answered`) when an answer is in."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -77,22 +79,31 @@ class WakeSocket:
         self.signal_r, self.signal_w = socket.socketpair()
         self.signal_r.setblocking(False)
         self.signal_w.setblocking(False)
+        self.answers_r, self.answers_w = socket.socketpair()
+        self.answers_r.setblocking(False)
+        self.answers_w.setblocking(False)
         self.signals_installed = False
 
     def install_signal_wakeup(self) -> None:
         signal.set_wakeup_fd(self.signal_w.fileno(), warn_on_full_buffer=False)
         self.signals_installed = True
 
+    def answered(self) -> None:
+        """A probe's answer is in (called from its thread)."""
+        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe wakes the loop just as well
+            self.answers_w.send(b"a")
+
     def wait(self, timeout: float) -> bool:
-        """Sleep up to `timeout` seconds; True when woken by the web side or a signal."""
-        ready, _, _ = select.select([self.sock, self.signal_r], [], [], timeout)
+        """Sleep up to `timeout` seconds; True when woken by the web side or a signal (False for a
+        timeout or a probe's answer alone: those need no pass over every server)."""
+        ready, _, _ = select.select([self.sock, self.signal_r, self.answers_r], [], [], timeout)
         for readable in ready:
             try:
                 while readable.recv(512):
                     pass
             except (BlockingIOError, InterruptedError):
                 pass
-        return bool(ready)
+        return any(readable is not self.answers_r for readable in ready)
 
     def close(self) -> None:
         if self.signals_installed:
@@ -100,6 +111,8 @@ class WakeSocket:
         self.sock.close()
         self.signal_r.close()
         self.signal_w.close()
+        self.answers_r.close()
+        self.answers_w.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -133,13 +146,15 @@ class Daemon:
 
     def loop(self, wake: WakeSocket) -> None:
         sup = self.supervisor
+        sup.notify = wake.answered
         sup.begin(wake_address=str(wake.path))
         log.info("supervisor running (PID %s)", os.getpid())
+        full = True
         while not self.shutdown:
-            self.safe_tick()
+            self.safe_tick(full=full)
             if self.once:
                 return
-            wake.wait(sup.seconds_until_next())
+            full = wake.wait(sup.seconds_until_next())
         sup.begin_shutdown()
         deadline = sup.host.time() + 2 * sup.policy.stop_timeout + 5
         while True:
@@ -152,9 +167,9 @@ class Daemon:
         sup.end()
         log.info("supervisor stopped")
 
-    def safe_tick(self) -> None:
+    def safe_tick(self, *, full: bool = True) -> None:
         try:
-            self.supervisor.tick()
+            self.supervisor.tick(full=full)
         except OperationalError:
             log.exception("database error; trying again at the next tick")
             connection.close()

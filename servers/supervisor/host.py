@@ -23,7 +23,6 @@ from typing import Protocol
 import psutil
 
 from mlxmanager.memory import memory
-from mlxmanager.wakeup import wake_supervisor
 from profiles.ports import port_holder
 from servers.addresses import probe_address
 
@@ -78,11 +77,13 @@ class Host(Protocol):
 
     def port_holder(self, host: str, port: int) -> str | None: ...
 
-    def health(self, host: str, port: int, *, timeout: float) -> HealthAnswer: ...
+    def health_soon(self, host: str, port: int, *, timeout: float) -> Future[HealthAnswer]:
+        """GET /health in the background: the loop never waits for a server that does not answer."""
+        ...
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
         """Ask for a one-token completion in the background; the result is None when it answered,
-        else why not, in words. Its end wakes the supervisor's loop."""
+        else why not, in words."""
         ...
 
     def memory(self) -> tuple[int, int]: ...
@@ -165,9 +166,11 @@ class RealHost:
 
     _ppid_map: dict[int, int] = field(default_factory=dict)
     _ppid_map_at: float = 0.0
-    # A loading model may take minutes to answer; the loop must not wait for it.
+    # Probes and readiness checks run here: a loading model may take minutes to answer and a hung
+    # one its whole timeout, and the loop must wait for neither. At most one probe and one
+    # readiness check per server are under way, so up to half this many servers never queue.
     _requests: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="ready-check")
+        default_factory=lambda: ThreadPoolExecutor(max_workers=64, thread_name_prefix="probe")
     )
 
     def _descendants(self, pid: int) -> list[int]:
@@ -277,10 +280,11 @@ class RealHost:
             conn.close()
         return HealthAnswer(status=response.status, ms=(time.perf_counter() - started) * 1000)
 
+    def health_soon(self, host: str, port: int, *, timeout: float) -> Future[HealthAnswer]:
+        return self._requests.submit(self.health, host, port, timeout=timeout)
+
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
-        future = self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
-        future.add_done_callback(lambda _: wake_supervisor())  # the loop sleeps meanwhile
-        return future
+        return self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
 
     def memory(self) -> tuple[int, int]:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""

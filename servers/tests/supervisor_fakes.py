@@ -44,6 +44,8 @@ class FakeHost:
         self.processes: list[FakeProcess] = []
         self.ready_ports: set[int] = set()  # /health answers 200 there
         self.refusing_ports: set[int] = set()  # /health answers 503 there (mlx-lm after a failed load)
+        self.hung_ports: set[int] = set()  # /health never answers there (a frozen server): see answer_hung
+        self.hung_probes: list[Future[HealthAnswer]] = []
         self.generation_error: str | None = None  # what the one-token generation answers (None: a token)
         self.pending_generations: list[Future[str | None]] = []  # while set, answers wait for finish_loading
         self.hold_generations = False
@@ -99,6 +101,22 @@ class FakeHost:
         if serving and port in self.refusing_ports:
             return HealthAnswer(status=503, ms=1.0)
         return HealthAnswer(status=200, ms=1.5) if serving and port in self.ready_ports else HealthAnswer(status=None)
+
+    def health_soon(self, host: str, port: int, *, timeout: float) -> Future[HealthAnswer]:
+        """Answered at once (the fake clock has no threads to wait for), except on a hung port."""
+        future: Future[HealthAnswer] = Future()
+        if port in self.hung_ports:
+            self.health_calls += 1
+            self.hung_probes.append(future)
+        else:
+            future.set_result(self.health(host, port, timeout=timeout))
+        return future
+
+    def answer_hung(self) -> None:
+        """The hung probes time out: no answer."""
+        for future in self.hung_probes:
+            future.set_result(HealthAnswer(status=None))
+        self.hung_probes.clear()
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
         self.generation_calls += 1

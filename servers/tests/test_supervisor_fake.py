@@ -500,6 +500,50 @@ def test_idle_loop_sleeps_until_something_is_due(rig: Rig) -> None:
     assert rig.sup.seconds_until_next() <= POLICY.start_probe_interval
 
 
+def test_a_hung_probe_holds_neither_another_start_nor_the_loop(rig: Rig, tmp_path: Path) -> None:
+    rig.running()
+    rig.host.hung_ports.add(rig.port)
+    other = Rig(tmp_path, port=9101)
+    other.host, other.sup = rig.host, rig.sup  # two servers, one supervisor
+    answers: list[None] = []
+    rig.sup.notify = lambda: answers.append(None)
+    rig.tick(POLICY.health_interval)
+    assert len(rig.host.hung_probes) == 1
+    assert rig.sup.seconds_until_next() > 1, "a probe under way is not waited for by spinning"
+
+    other.starting()
+    rig.host.ready_ports.add(other.port)
+    assert other.tick(0.02).state == State.RUNNING, "started while the first server's probe hangs"
+    assert len(rig.host.hung_probes) == 1, "one probe at a time per server"
+    rig.tick(POLICY.health_interval)
+    assert len(rig.host.hung_probes) == 1 and rig.server.health_failures == 0
+
+    before = len(answers)
+    rig.host.answer_hung()  # timed out
+    assert len(answers) == before + 1, "its answer wakes the loop"
+    assert rig.sup.seconds_until_next() == 0
+    assert rig.tick().health_failures == 1
+    rig.tick()  # overdue meanwhile: the next probe goes out
+    assert len(rig.host.hung_probes) == 1 and rig.sup.seconds_until_next() > 1
+
+
+def test_while_one_starts_only_it_is_probed_fast_and_the_rest_waits_for_a_full_pass(rig: Rig, tmp_path: Path) -> None:
+    rig.running()
+    other = Rig(tmp_path, port=9101)
+    other.host, other.sup = rig.host, rig.sup
+    other.starting()
+    server_stop(profile=rig.profile, by=None)  # a wake-up would ask for a full pass; none came
+    calls = rig.host.health_calls
+    for _ in range(10):
+        rig.host.advance(POLICY.start_probe_interval)
+        assert rig.sup.seconds_until_next() <= POLICY.start_probe_interval
+        rig.sup.tick(full=False)
+    assert rig.host.health_calls - calls == 10, "only the starting server was probed"
+    rig.server.refresh_from_db()
+    assert rig.server.state == State.RUNNING, "the stop waits for a full pass"
+    assert rig.tick().state in (State.STOPPING, State.STOPPED)  # tick() is a full pass
+
+
 def test_waiting_for_a_stop_does_not_spin(rig: Rig) -> None:
     rig.stopping()
     assert rig.sup.seconds_until_next() == pytest.approx(0.1)

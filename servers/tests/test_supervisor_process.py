@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from profiles.models import ServerProfile
@@ -177,3 +178,84 @@ def test_a_start_wakes_the_supervisor_which_acts_on_it(supervisor_process: Super
         acted = ServerEvent.objects.get(server=server, to_state="starting").created_at
         assert acted >= asked
         assert "not on this machine" in server.last_error
+
+
+class HeartbeatWatch:
+    """Reads the supervisor's heartbeat from a thread of the test and keeps its greatest age."""
+
+    def __init__(self) -> None:
+        self.oldest = 0.0
+        self.reads = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> HeartbeatWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+    def _watch(self) -> None:
+        try:
+            while not self.done.wait(0.25):
+                beat_at = SupervisorHeartbeat.objects.values_list("beat_at", flat=True).get(id=1)
+                assert beat_at is not None
+                self.oldest = max(self.oldest, (datetime.now(UTC) - beat_at).total_seconds())
+                self.reads += 1
+        finally:
+            connection.close()
+
+
+def start_to_running(server: Server) -> float:
+    """Seconds from its spawn to the probe that proved it ready (what the `running` stamp says)."""
+    assert server.state == State.RUNNING
+    assert server.started_at is not None and server.state_changed_at is not None
+    return (server.state_changed_at - server.started_at).total_seconds()
+
+
+@pytest.mark.timeout(900)
+def test_eight_frozen_servers_slow_neither_a_start_nor_the_heartbeat_and_are_replaced(
+    supervisor_process: SupervisorProcesses, tiny_model: Path
+) -> None:
+    """The probes of different servers run side by side: with eight hung servers one after the
+    other, every pass would wait 8 x the probe timeout (16 s), more than the heartbeat may age."""
+    from servers.supervisor.core import Policy
+
+    policy = Policy.from_settings()
+    supervisor_process.start()
+    frozen = [make_profile(tiny_model) for _ in range(8)]
+    for profile in frozen:
+        server_start(profile=profile, by=None)
+    wait_for(lambda: all(state_of(p) == State.RUNNING for p in frozen), timeout=400, what="eight running")
+    supervisor_process.remember_servers()
+    old_pids = {p.pk: Server.objects.get(profile=p).pid for p in frozen}
+    ninth = make_profile(tiny_model)
+    try:
+        with HeartbeatWatch() as heartbeat:
+            for pid in old_pids.values():
+                assert pid is not None
+                os.kill(pid, signal.SIGSTOP)
+            server_start(profile=ninth, by=None)
+            wait_for(lambda: state_of(ninth) == State.RUNNING, timeout=240, what="the ninth running")
+            supervisor_process.remember_servers()
+
+            def replaced(profile: ServerProfile) -> bool:
+                server = Server.objects.get(profile=profile)
+                return server.state == State.RUNNING and server.pid not in (None, old_pids[profile.pk])
+
+            wait_for(lambda: all(replaced(p) for p in frozen), timeout=600, what="the frozen ones replaced")
+            supervisor_process.remember_servers()
+        assert heartbeat.reads > 100
+        assert heartbeat.oldest < settings.MLXM_HEARTBEAT_STALE, "the supervisor looked stopped"
+        assert start_to_running(Server.objects.get(profile=ninth)) < 8 * policy.health_timeout
+        for profile in frozen:
+            server = Server.objects.get(profile=profile)
+            assert ServerEvent.objects.filter(server=server, to_state=State.UNHEALTHY, cause="health").exists()
+            assert server.restart_count >= 1 and health_ok(profile.port)
+            assert [p.pid for p in server_processes(profile.port)] == [server.pid], "the frozen one is gone"
+    finally:
+        for pid in filter(None, old_pids.values()):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)  # SIGKILL ends a stopped process too; SIGCONT is not needed

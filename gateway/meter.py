@@ -15,10 +15,14 @@ from gateway.models import GatewayApi
 from gateway.routing import Caller
 from gateway.services import usage_record
 from profiles.models import ServerProfile
-from servers.services import server_use_end
+from servers.services import server_use_end, server_use_still
 
 log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
+# While a stream flows its server's `last_used_at` is refreshed this often (seconds), not per
+# chunk: the card's idle clock and the supervisor's check for requests whose worker died
+# (`in_flight_stale`) both read it.
+USE_STAMP_INTERVAL = 5.0
 
 
 @dataclass
@@ -36,11 +40,26 @@ class Meter:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     in_use: bool = False  # counted in its server's `in_flight`: released when recorded
+    stamped_at: float = field(default_factory=time.perf_counter)  # last use written (at most every USE_STAMP_INTERVAL)
+    stamping: asyncio.Task[None] | None = None
 
     def token(self) -> None:
         self.counted_tokens += 1
+        now = time.perf_counter()
         if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+            self.first_token_at = now
+        if self.in_use and now - self.stamped_at >= USE_STAMP_INTERVAL:
+            self._stamp_use(now)
+
+    def _stamp_use(self, now: float) -> None:
+        """Refresh the server's last use off the stream's path; one write at a time."""
+        if self.profile is None or (self.stamping is not None and not self.stamping.done()):
+            return
+        self.stamped_at = now
+        write = sync_to_async(_write_use, thread_sensitive=False)
+        self.stamping = asyncio.get_running_loop().create_task(write(self.profile))
+        _pending.add(self.stamping)
+        self.stamping.add_done_callback(_pending.discard)
 
     def usage(self, usage: dict[str, Any] | None) -> None:
         if isinstance(usage, dict):
@@ -88,6 +107,14 @@ class Meter:
             await sync_to_async(_write_record, thread_sensitive=False)(fields, release)
         except Exception:  # a lost record must never break an answer
             log.exception("could not write a usage record")
+
+
+def _write_use(profile: ServerProfile) -> None:
+    close_old_connections()
+    try:
+        server_use_still(profile=profile)
+    except Exception:  # a missed stamp costs nothing: the next one, or the request's end, writes it
+        log.exception("could not stamp the server's last use")
 
 
 def _write_record(fields: dict[str, Any], release: ServerProfile | None) -> None:

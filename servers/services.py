@@ -104,6 +104,11 @@ def server_use_begin(*, profile: ServerProfile) -> None:
     Server.objects.filter(profile=profile).update(in_flight=F("in_flight") + 1, last_used_at=timezone.now())
 
 
+def server_use_still(*, profile: ServerProfile) -> None:
+    """A request is still being answered (a long stream): the server was used just now."""
+    Server.objects.filter(profile=profile, in_flight__gt=0).update(last_used_at=timezone.now())
+
+
 def server_use_end(*, profile: ServerProfile) -> None:
     """The request ended (answered, failed, or its client left): idle time counts from now."""
     Server.objects.filter(profile=profile, in_flight__gt=0).update(

@@ -147,6 +147,7 @@ class SupervisorThread:
         self.sup = Supervisor(host=RealHost(), policy=policy)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.last_pass_began = 0.0  # when the last finished pass over every server began (time.time())
 
     def start(self) -> SupervisorThread:
         self.thread.start()
@@ -156,7 +157,9 @@ class SupervisorThread:
         try:
             self.sup.begin()
             while not self.done.is_set():
+                began = time.time()
                 self.sup.tick()
+                self.last_pass_began = began
                 self.done.wait(min(self.sup.seconds_until_next(), 0.05))
             self.sup.begin_shutdown()
             deadline = time.monotonic() + 30
@@ -166,18 +169,30 @@ class SupervisorThread:
         finally:
             connection.close()
 
+    def passed(self, moment: float) -> bool:
+        """True once a whole pass has begun after `moment`: it saw the world as of then."""
+        return self.last_pass_began > moment
+
     def stop(self) -> None:
         self.done.set()
         self.thread.join(60)
 
 
+@dataclasses.dataclass
+class QuickIdle:
+    web: WebServer
+    supervisor: SupervisorThread
+
+
 @pytest.fixture
-def quick_idle(tmp_path: Path) -> Iterator[WebServer]:
-    """Idle minutes of one second; gunicorn as `make run` serves it."""
-    supervisor = SupervisorThread(Policy.from_settings(idle_minute=1.0)).start()
+def quick_idle(tmp_path: Path) -> Iterator[QuickIdle]:
+    """Idle minutes of one second; gunicorn as `make run` serves it. Health probes are left out:
+    the test freezes a server to stand for a long generation, during which a real server still
+    answers GET /health."""
+    supervisor = SupervisorThread(Policy.from_settings(idle_minute=1.0, health_interval=3600.0)).start()
     web = WebServer(tmp_path / "gunicorn.log").start()
     try:
-        yield web
+        yield QuickIdle(web=web, supervisor=supervisor)
     finally:
         web.stop()
         supervisor.stop()
@@ -189,38 +204,51 @@ def idle_stops(server: Server) -> list[ServerEvent]:
 
 @pytest.mark.django_db(transaction=True)
 def test_idle_stop_after_the_idle_time_but_not_during_a_slow_stream(
-    quick_idle: WebServer, tiny_model: Path, make_user: Callable[..., User]
+    quick_idle: QuickIdle, tiny_model: Path, make_user: Callable[..., User]
 ) -> None:
     user = make_user("member@example.com")
     profile = ServerProfile.objects.create(
         name="tiny", model=str(tiny_model), port=free_port(), on_demand=True, idle_minutes=2
     )
-    oai = client(quick_idle, user)
+    oai = client(quick_idle.web, user)
     assert ask(oai, "tiny") is not None
     server = Server.objects.get(profile=profile)
     wait_for(lambda: idle_stops(server), timeout=30, what="the idle stop")
     wait_for(lambda: Server.objects.get(pk=server.pk).state == State.STOPPED, timeout=30, what="stopped")
     assert "2 min idle" in idle_stops(server)[0].message
 
-    # Started again by the next request; a stream that stalls for three idle times is not cut.
-    stream = oai.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=64, stream=True
-    )
-    chunks = [next(stream)]
+    # Started again by the next request (never idle meanwhile), then a stream whose server sends
+    # nothing for three idle times: frozen before the request reaches it, so it cannot have answered.
+    ServerProfile.objects.filter(pk=profile.pk).update(idle_minutes=None)
+    assert ask(oai, "tiny") is not None
     pid = Server.objects.get(pk=server.pk).pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)  # a long generation: the model server sends nothing for a while
+    os.kill(pid, signal.SIGSTOP)
+    chunks: list[Any] = []
+
+    def read_stream() -> None:
+        stream = oai.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=64, stream=True
+        )
+        chunks.extend(stream)
+
+    reader = threading.Thread(target=read_stream, daemon=True)
     try:
-        time.sleep(6.0)  # three idle times with nothing sent
+        reader.start()
+        wait_for(lambda: Server.objects.get(pk=server.pk).in_flight == 1, timeout=60, what="the stream counted")
+        ServerProfile.objects.filter(pk=profile.pk).update(idle_minutes=2)
+        three_idle_times_later = time.time() + 3 * 2 * quick_idle.supervisor.sup.policy.idle_minute
+        wait_for(lambda: quick_idle.supervisor.passed(three_idle_times_later), timeout=60, what="three idle times")
         assert Server.objects.get(pk=server.pk).state == State.RUNNING, list(
             ServerEvent.objects.filter(server=server).values_list("to_state", "cause", "message")
         )[-4:]
         assert Server.objects.get(pk=server.pk).in_flight == 1
+        assert len(idle_stops(server)) == 1
     finally:
         os.kill(pid, signal.SIGCONT)
-    chunks += list(stream)
+    reader.join(120)
+    assert not reader.is_alive() and chunks
     assert chunks[-1].choices and chunks[-1].choices[0].finish_reason in ("stop", "length")
-    assert len(idle_stops(server)) == 1
     wait_for(lambda: len(idle_stops(server)) == 2, timeout=30, what="the idle stop after the stream")
 
 

@@ -1,8 +1,9 @@
 """A request for a stopped on-demand model: ask the supervisor to start it (once, however many
 requests ask at the same moment) and wait until it runs.
 
-The wait polls the server's row (the web process's truth) every few tens of milliseconds, so the
-request goes on as soon as the supervisor has written `running`; it is bounded by
+The wait reads the server's row (the web process's truth) whenever the supervisor says a state
+changed (a datagram, `mlxmanager.wakeup.StateWatch`), and every POLL_INTERVAL in case a nudge was
+lost, so the request goes on as soon as `running` is written; it is bounded by
 `MLXM_ON_DEMAND_TIMEOUT` (then 504). Requests in one worker share one waiting task; across
 workers the row lock makes the first one start it and the others join.
 """
@@ -18,12 +19,13 @@ from django.db import transaction
 
 from accounts.models import User
 from gateway.errors import GatewayError
+from mlxmanager.wakeup import StateWatch
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
 
-POLL_INTERVAL = 0.02  # seconds between reads of the row while waiting
+POLL_INTERVAL = 0.25  # seconds between reads of the row while waiting with no nudge
 WAKES_ON = frozenset({State.STOPPED, State.STOPPING, State.STARTING})
 RUNNING = frozenset({State.RUNNING, State.UNHEALTHY})
 RETRY_AFTER_FAILED = 30
@@ -61,7 +63,13 @@ def _forget(key: tuple[int, int], task: asyncio.Task[None]) -> None:
 async def _start_and_wait(profile: ServerProfile, by: User) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.MLXM_ON_DEMAND_TIMEOUT
-    await sync_to_async(_ask_start)(profile, by)
+    with StateWatch() as watch:  # listening before the start is asked for: no change is missed
+        await sync_to_async(_ask_start)(profile, by)
+        await _wait_running(profile, watch, deadline)
+
+
+async def _wait_running(profile: ServerProfile, watch: StateWatch, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
     read = sync_to_async(_server_now)
     while True:
         state, desired, last_error = await read(profile.pk)
@@ -81,7 +89,7 @@ async def _start_and_wait(profile: ServerProfile, by: User) -> None:
                 f"'{profile.name}' did not start within {settings.MLXM_ON_DEMAND_TIMEOUT:g} s "
                 "(MLXM_ON_DEMAND_TIMEOUT); it is still starting, try again shortly.",
             )
-        await asyncio.sleep(min(POLL_INTERVAL, left))
+        await watch.wait(min(POLL_INTERVAL, left))
 
 
 def _ask_start(profile: ServerProfile, by: User) -> None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditKind
 from audit.services import audit_record
+from mlxmanager.wakeup import wake_watchers
 from servers.models import Server, ServerEvent
 from servers.states import State, is_allowed
 
@@ -55,6 +56,7 @@ def transition(
         )
     for name, value in updates.items():
         setattr(server, name, value)
+    wake_watchers()  # a gateway request waiting for this server reads it again now
 
 
 def server_note(server: Server, *, cause: str, message: str) -> None:

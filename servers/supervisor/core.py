@@ -315,6 +315,8 @@ class Supervisor:
     def _own_work_due(self, rt: Runtime, now: float) -> bool:
         if rt.kill_at is not None or any(f is not None and f.done() for f in (rt.probe, rt.readiness)):
             return True
+        if rt.making_room:  # starts once those it stops have gone (an adopted one's exit wakes nobody)
+            return True
         if rt.state == State.STARTING and now >= rt.start_deadline:
             return True
         if rt.state == State.BACKOFF:
@@ -338,6 +340,8 @@ class Supervisor:
             elif rt.process is not None and rt.state in PROBED and rt.probe is None:
                 # A probe under way is not waited for: its answer calls `notify`.
                 due.append(rt.next_probe)
+            if rt.making_room:
+                due.append(now + EXIT_POLL)
             if rt.backoff_until > now:
                 due.append(rt.backoff_until)
             if rt.start_deadline > now:

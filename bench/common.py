@@ -247,7 +247,10 @@ class RealStack:
         self.root = Path(tempfile.mkdtemp(prefix="mlxm-bench-"))
         self.stack = Stack(self.root).start()
         self.model = make_tiny_model(self.root / "tiny-llama")
-        ports = [free_port() for _ in range(profiles)]
+        ports: list[int] = []
+        while len(ports) < profiles:  # the OS may hand out a port twice while none is bound yet
+            if (port := free_port()) not in ports:
+                ports.append(port)
         out = self.manage_shell(SEED.format(email=EMAIL, password=PASSWORD, model=str(self.model), ports=ports))
         self.profile_ids: list[int] = json.loads(out.strip().splitlines()[-1])
         self.ports = dict(zip(self.profile_ids, ports, strict=True))

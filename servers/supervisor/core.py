@@ -304,7 +304,10 @@ class Supervisor:
         """Reconcile only the servers whose own work is due; the others wait for the full pass."""
         due = [pk for pk, rt in self.runtimes.items() if self._own_work_due(rt, now)]
         if due:
+            self.changed_this_tick.clear()
             for server in Server.objects.select_related("profile").filter(pk__in=due):
+                if server.pk in self.changed_this_tick:
+                    server.refresh_from_db()
                 try:
                     self.reconcile(server)
                 except Exception:

@@ -220,7 +220,9 @@ def test_eight_frozen_servers_slow_neither_a_start_nor_the_heartbeat_and_are_rep
     supervisor_process: SupervisorProcesses, tiny_model: Path
 ) -> None:
     """The probes of different servers run side by side: with eight hung servers one after the
-    other, every pass would wait 8 x the probe timeout (16 s), more than the heartbeat may age."""
+    other, every pass would wait 8 x the probe timeout (16 s), more than the heartbeat may age,
+    and a start, which needs two passes after its spawn (one sees /health and asks for a token,
+    the next sees the token), would take at least twice that."""
     from servers.supervisor.core import Policy
 
     policy = Policy.from_settings()
@@ -249,7 +251,7 @@ def test_eight_frozen_servers_slow_neither_a_start_nor_the_heartbeat_and_are_rep
             supervisor_process.remember_servers()
         assert heartbeat.reads > 100
         assert heartbeat.oldest < settings.MLXM_HEARTBEAT_STALE, "the supervisor looked stopped"
-        assert start_to_running(Server.objects.get(profile=ninth)) < 8 * policy.health_timeout
+        assert start_to_running(Server.objects.get(profile=ninth)) < 2 * 8 * policy.health_timeout
         for profile in frozen:
             server = Server.objects.get(profile=profile)
             assert ServerEvent.objects.filter(server=server, to_state=State.UNHEALTHY, cause="health").exists()

@@ -251,7 +251,11 @@ class RealStack:
         while len(ports) < profiles:  # the OS may hand out a port twice while none is bound yet
             if (port := free_port()) not in ports:
                 ports.append(port)
-        out = self.manage_shell(SEED.format(email=EMAIL, password=PASSWORD, model=str(self.model), ports=ports))
+        try:
+            out = self.manage_shell(SEED.format(email=EMAIL, password=PASSWORD, model=str(self.model), ports=ports))
+        except BaseException:
+            self.stack.stop()  # not yet shared, so nobody else would stop it
+            raise
         self.profile_ids: list[int] = json.loads(out.strip().splitlines()[-1])
         self.ports = dict(zip(self.profile_ids, ports, strict=True))
         self.client = SessionClient(self.stack.port)

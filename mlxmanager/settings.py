@@ -66,6 +66,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     "accounts",
     "audit",
+    "nodes",
     "profiles",
     "library",
     "servers",
@@ -238,8 +239,13 @@ MLXM_ON_DEMAND_TIMEOUT = env.float("MLXM_ON_DEMAND_TIMEOUT", default=600.0)
 MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
 # Seconds a Hub search or model page may wait for the Hub before saying it cannot be reached.
 MLXM_HUB_TIMEOUT = env.float("MLXM_HUB_TIMEOUT", default=15.0)
-# This machine's name among the nodes: the `node` label of the metrics.
+# This machine's name among the nodes (machines sharing one database): its supervisor acts on
+# this node's servers and downloads only; the `node` label of the metrics.
 MLXM_NODE_NAME = env.str("MLXM_NODE_NAME", default=socket.gethostname())
+# Where the other nodes reach this node's web app (e.g. http://studio.local:8000); blank on one machine.
+MLXM_NODE_URL = env.str("MLXM_NODE_URL", default="")
+# Shared by the nodes: authenticates requests one node's gateway forwards to another's.
+MLXM_NODE_SECRET = env.str("MLXM_NODE_SECRET", default="")
 # Days the gateway keeps its usage records.
 MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
 # Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from mlxmanager.memory import for_models, mlx_device_info
 from mlxmanager.types import AuthedRequest
+from nodes.status import supervisor_status
 from servers.charts import sparkline_points
-from servers.heartbeat import supervisor_status
 from servers.selectors import system_memory
 from system import info as system_info
 from system.service_install import (

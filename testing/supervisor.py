@@ -103,12 +103,12 @@ class SupervisorProcesses:
         return proc
 
     def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-        from servers.models import SupervisorHeartbeat
+        from nodes.models import Node
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"the supervisor exited with {proc.returncode}: {self.output(proc)}")
-            return SupervisorHeartbeat.objects.filter(pid=proc.pid, beat_at__isnull=False).exists()
+            return Node.objects.filter(pid=proc.pid, heartbeat_at__isnull=False).exists()
 
         wait_for(ready, timeout=timeout, what="the supervisor's heartbeat")
 

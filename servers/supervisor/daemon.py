@@ -133,7 +133,7 @@ class Daemon:
 
     def loop(self, wake: WakeSocket) -> None:
         sup = self.supervisor
-        sup.begin(wake_address=str(wake.path))
+        sup.begin()
         log.info("supervisor running (PID %s)", os.getpid())
         while not self.shutdown:
             self.safe_tick()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from nodes.selectors import this_node
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, ServerSample, SupervisorHeartbeat, SystemSample
+from servers.models import DesiredState, Server, ServerEvent, ServerSample, SystemSample
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
 from servers.states import ALLOWED, State
 from servers.supervisor.core import Policy, Supervisor
@@ -469,7 +470,7 @@ def test_auto_start_profiles_start_with_the_supervisor(rig: Rig) -> None:
     rig.profile.save()
     rig.sup.begin()
     assert rig.tick().state == State.STARTING
-    assert SupervisorHeartbeat.objects.get().beat_at is not None
+    assert this_node().heartbeat_at is not None
 
 
 def test_deleted_profile_process_is_ended(rig: Rig) -> None:

@@ -17,8 +17,9 @@ import psutil
 import pytest
 from django.db import connection
 
+from nodes.selectors import this_node
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbeat
+from servers.models import DesiredState, Server, ServerEvent
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
 from testing.net import free_port
@@ -152,7 +153,7 @@ def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     assert server.desired_state == DesiredState.RUNNING, "kept, so it starts again with the supervisor"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert server_processes(profile.port) == []
-    beat = SupervisorHeartbeat.objects.get()
+    beat = this_node()
     assert beat.stopped_at is not None
 
     # and the next supervisor brings it back

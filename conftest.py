@@ -147,6 +147,30 @@ def web_server(tmp_path: Path) -> Iterator[Any]:
         web.stop()
 
 
+# --- PostgreSQL ---
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A real PostgreSQL cluster (testing/postgres.py): the one `python -m testing.postgres run`
+    started for this run, else a throwaway one started now and removed at the end. Fails (never
+    skips) when PostgreSQL is not installed. Tests that stop it use `PostgresCluster` themselves."""
+    from testing.postgres import PostgresCluster, PostgresMissing, attached
+
+    shared = attached()
+    if shared is not None:
+        yield shared
+        return
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
 # --- the browser ---
 
 

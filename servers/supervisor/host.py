@@ -23,7 +23,7 @@ from typing import Protocol
 import psutil
 
 from mlxmanager.memory import memory
-from mlxmanager.wakeup import wake_supervisor
+from mlxmanager.wakeup import wake_local
 from profiles.ports import port_holder
 from servers.addresses import probe_address
 
@@ -279,7 +279,7 @@ class RealHost:
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
         future = self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
-        future.add_done_callback(lambda _: wake_supervisor())  # the loop sleeps meanwhile
+        future.add_done_callback(lambda _: wake_local())  # the loop sleeps meanwhile (its own socket)
         return future
 
     def memory(self) -> tuple[int, int]:

@@ -46,7 +46,7 @@ def download_queue(*, repo_id: str, revision: str = "main", by: User | None, nod
     download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by, node=node)
     message = f"revision {revision} on {node.name}"
     audit_record(kind=AuditKind.DOWNLOAD, action="download", subject=repo_id, by=by, message=message)
-    transaction.on_commit(wake_supervisor)
+    transaction.on_commit(lambda: wake_supervisor(node=node.name))
     return download
 
 
@@ -76,7 +76,7 @@ def download_cancel(*, download: Download, by: User | None = None) -> bool:
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
         audit_record(kind=AuditKind.DOWNLOAD, action="cancel", subject=download.repo_id, by=by)
-        wake_supervisor()
+        wake_supervisor(node=download.node.name)
     return bool(changed)
 
 
@@ -98,7 +98,7 @@ def download_retry(*, download: Download, by: User | None) -> Download:
     _require_change(download, by, "retry")
     if download.state not in (DownloadState.FAILED, DownloadState.CANCELLED):
         raise LibraryError(f"{download.repo_id}: only a failed or cancelled download can be tried again.")
-    queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by)
+    queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by, node=download.node)
     download_dismiss(download=download, by=by)
     return queued
 

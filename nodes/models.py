@@ -58,5 +58,9 @@ class Node(models.Model):
         return not (self.heartbeat_stale(now) or self.stopped_cleanly())
 
     @property
+    def local_repo_ids(self) -> set[str]:
+        return {str(model.get("repo_id")) for model in self.local_models if isinstance(model, dict)}
+
+    @property
     def is_local(self) -> bool:
         return self.name == settings.MLXM_NODE_NAME

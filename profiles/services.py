@@ -105,6 +105,17 @@ def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfi
     return profile
 
 
+def _refuse_move_while_running(profile: ServerProfile, fields: Mapping[str, Any]) -> None:
+    """A server belongs to the supervisor of its node: moving a profile whose server is not
+    stopped would leave that process without its owner."""
+    node = fields.get("node")
+    if node is None or node.pk == profile.node_id or server_status(profile).stopped:
+        return
+    raise ProfileConflict(
+        f"“{profile.name}” has a server on {profile.node.name} that is not stopped: stop it before moving the profile to {node.name}."
+    )
+
+
 def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None = None) -> ServerProfile:
     """Write the changed fields of an existing profile. A running server keeps its old settings
     until it is restarted. The profile as it would be saved is checked, so a member cannot keep
@@ -112,6 +123,7 @@ def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: Use
     if by is not None and not profile_can_manage(user=by, profile=profile):
         raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can change it.")
     _refuse_unsafe(fields={**_current_fields(profile), **fields}, by=by)
+    _refuse_move_while_running(profile, fields)
     for name, value in fields.items():
         setattr(profile, name, value)
     try:

@@ -199,10 +199,14 @@ class Card:
     @cached_property
     def model_missing(self) -> bool:
         """A failed server whose model (a Hub repo id) is no longer on this machine: offer to download it."""
-        if self.server.state not in FAILED:
+        if self.server.state not in FAILED or self.offline:
             return False
-        model = self.profile.model
-        return is_valid_repo_id(model) and local_model_path(model) is None
+        model, node = self.profile.model, self.profile.node
+        if not is_valid_repo_id(model):
+            return False
+        if node.is_local:
+            return local_model_path(model) is None
+        return model not in node.local_repo_ids  # another Mac's disk, as its supervisor last listed it
 
     @cached_property
     def busy(self) -> bool:

@@ -53,7 +53,8 @@ def _record_intent(server: Server, *, action: str, by: User | None, cause: str =
     Server.objects.filter(pk=server.pk).update(**desired)
     ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause=cause)
     audit_record(kind=AuditKind.SERVER, action=action, subject=server.profile.name, by=by, profile_id=server.profile_id)
-    transaction.on_commit(wake_supervisor)
+    node = server.profile.node.name  # the supervisor that acts may be on another machine
+    transaction.on_commit(lambda: wake_supervisor(node=node))
     server.refresh_from_db()
     return server
 

@@ -109,10 +109,12 @@ def _refuse_move_while_running(profile: ServerProfile, fields: Mapping[str, Any]
     """A server belongs to the supervisor of its node: moving a profile whose server is not
     stopped would leave that process without its owner."""
     node = fields.get("node")
-    if node is None or node.pk == profile.node_id or server_status(profile).stopped:
+    saved = ServerProfile.objects.filter(pk=profile.pk).select_related("node").first()  # the form has set it already
+    if node is None or saved is None or node.pk == saved.node_id or server_status(saved).stopped:
         return
     raise ProfileConflict(
-        f"“{profile.name}” has a server on {profile.node.name} that is not stopped: stop it before moving the profile to {node.name}."
+        f"“{saved.name}” has a server on {saved.node.name} that is not stopped: "
+        f"stop it before moving the profile to {node.name}."
     )
 
 

@@ -12,8 +12,8 @@ from unittest.mock import patch
 
 import pytest
 
-from profiles.argv import build_server_argv, command_line
 from nodes.models import Node
+from profiles.argv import build_server_argv, command_line
 from profiles.models import ServerProfile
 
 PREFIX = [sys.executable, "-m", "mlx_lm", "server"]

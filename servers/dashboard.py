@@ -484,7 +484,7 @@ def dashboard_data() -> Dashboard:
     groups = []
     for status in statuses:
         mine = [card for card in cards if card.profile.node_id == status.node.pk]
-        ours = sum(card.server.rss_bytes or 0 for card in mine if card.is_up)
+        ours = sum(card.server.rss_bytes or 0 for card in mine if card.server.state in UP)  # as last sampled
         memory = system_memory(status.node)
         groups.append(NodeGroup(status, MemoryBar(memory.total, memory.available, ours), mine))
     return Dashboard(cards, groups, series_cached=cached)

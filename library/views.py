@@ -158,11 +158,12 @@ def hub_model(request: AuthedRequest, repo_id: str) -> HttpResponse:
 
 @require_POST
 def download(request: AuthedRequest) -> HttpResponse:
-    form = DownloadForm(request.POST)
+    asked = DownloadForm(request.POST)
     try:
-        if not form.is_valid():
-            raise LibraryError(" ".join(error for errors in form.errors.values() for error in errors))
-        queued = download_queue(repo_id=form.cleaned_data["repo_id"], by=request.user, node=form.cleaned_data["node"])
+        if not asked.is_valid():
+            raise LibraryError(" ".join(str(error) for errors in asked.errors.values() for error in errors))
+        data = asked.cleaned_data
+        queued = download_queue(repo_id=data["repo_id"], by=request.user, node=data["node"])
     except LibraryError as problem:
         if request.htmx:
             return HttpResponse(format_html('<span class="field-error">{}</span>', problem), status=400)

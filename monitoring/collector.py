@@ -97,8 +97,9 @@ class ManagerCollector:
             labels=["node"],
         )
         now = timezone.now()
-        for name, beat_at in Node.objects.filter(heartbeat_at__isnull=False).values_list("name", "heartbeat_at"):
-            age.add_metric([name], (now - beat_at).total_seconds())
+        for node in Node.objects.filter(heartbeat_at__isnull=False).only("name", "heartbeat_at"):
+            if node.heartbeat_at is not None:
+                age.add_metric([node.name], (now - node.heartbeat_at).total_seconds())
         yield age
 
     def system_metrics(self) -> Iterator[Metric]:

@@ -6,7 +6,7 @@ are pruned a counter goes down, which Prometheus' rate() and increase() read as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db.models import Count, Q, Sum
@@ -46,7 +46,7 @@ def _histogram(name: str, documentation: str, field: str, buckets: Sequence[floa
     return histogram
 
 
-def _node(row: dict[str, Any]) -> str:
+def _node(row: Mapping[str, Any]) -> str:
     """The node that serves the record's model (this node for a record whose profile is gone)."""
     return str(row["profile__node__name"] or node_name())
 

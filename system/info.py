@@ -120,9 +120,9 @@ def supervised_servers() -> list[Server]:
 
 def downloads_in_flight() -> list[Download]:
     return list(
-        Download.objects.filter(
-            node=this_node(), state__in=(DownloadState.QUEUED, DownloadState.DOWNLOADING)
-        ).order_by("created_at")
+        Download.objects.filter(node=this_node(), state__in=(DownloadState.QUEUED, DownloadState.DOWNLOADING)).order_by(
+            "created_at"
+        )
     )
 
 

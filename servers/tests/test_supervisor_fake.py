@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from nodes.models import Node
 from nodes.selectors import this_node
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent, ServerSample, SystemSample
@@ -715,14 +716,17 @@ def test_an_on_demand_start_that_does_not_fit_stops_the_idle_one_first(tmp_path:
     assert b.state == State.STARTING
 
 
-@pytest.mark.parametrize("how", ["kept running", "started by hand", "request in flight"])
-def test_no_room_is_made_from_a_kept_running_hand_started_or_busy_server(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["kept running", "started by hand", "request in flight", "on another node"])
+def test_no_room_is_made_from_a_kept_running_hand_started_busy_or_other_nodes_server(tmp_path: Path, how: str) -> None:
     rig, b = two_on_demand(tmp_path, a_fields={"keep_running": True} if how == "kept running" else None)
     if how == "started by hand":
         Server.objects.filter(pk=rig.server.pk).update(started_on_demand=False)
     if how == "request in flight":
         Server.objects.filter(pk=rig.server.pk).update(in_flight=1)
+    if how == "on another node":  # its memory is another Mac's: stopping it frees nothing here
+        ServerProfile.objects.filter(pk=rig.profile.pk).update(node=Node.objects.create(name="studio"))
     assert rig.tick().state == State.RUNNING
+    assert rig.server.desired_state == DesiredState.RUNNING
     b.refresh_from_db()
     assert b.state == State.FATAL
     assert "does not fit in memory" in b.last_error and "kept free as headroom" in b.last_error

@@ -219,6 +219,17 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def screenshots(page: Any, name: str) -> None:
+    """The page at 1280 and 390 px wide, light and dark: `name`-<width>-<scheme>.png in test-artifacts/."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            screenshot(page, f"{name}-{width}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield

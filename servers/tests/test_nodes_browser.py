@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User
-from conftest import browser_login, screenshot
+from conftest import browser_login, screenshots
 from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.models import Server, ServerState, SystemSample
@@ -23,13 +23,7 @@ GB = 1024**3
 
 
 def shots(page: Any, name: str) -> None:
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for width in (1280, 390):
-            page.set_viewport_size({"width": width, "height": 900})
-            screenshot(page, f"nodes-{name}-{width}-{scheme}")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    screenshots(page, f"nodes-{name}")
 
 
 def seed_two_nodes() -> tuple[ServerProfile, ServerProfile]:

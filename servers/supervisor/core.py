@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field
 
 from profiles.argv import build_server_argv, one_line
@@ -38,6 +38,9 @@ from servers.supervisor.transitions import save_fields, server_note, transition
 log = logging.getLogger("mlxmanager.supervisor")
 
 ArgvBuilder = Callable[[ServerProfile], list[str]]
+# What a database that went away (stopped, restarted, unreachable) raises: the first query on a
+# dead connection gives OperationalError, the next ones InterfaceError.
+DATABASE_AWAY = (OperationalError, InterfaceError)
 EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
@@ -79,6 +82,8 @@ class Policy:
         values: dict[str, Any] = {
             "start_timeout": settings.MLXM_START_TIMEOUT,
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
+            "idle_interval": settings.MLXM_SUPERVISOR_POLL,
+            "sample_interval": settings.MLXM_SUPERVISOR_POLL,
         }
         return cls(**{**values, **overrides})
 
@@ -273,6 +278,8 @@ class Supervisor:
                 server.refresh_from_db()
             try:
                 self.reconcile(server)
+            except DATABASE_AWAY:
+                raise  # not this server's fault: the daemon waits for the database (daemon.Outage)
             except Exception:
                 log.exception("reconciling %s failed", server.profile.name)
         self._save_health()
@@ -286,6 +293,8 @@ class Supervisor:
         if self.downloads is not None and not self.shutting_down:
             try:
                 self.downloads.tick()
+            except DATABASE_AWAY:
+                raise
             except Exception:
                 log.exception("the download runner failed")
 

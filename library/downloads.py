@@ -336,7 +336,7 @@ class DownloadRunner:
 
     def __init__(self, *, max_parallel: int = 2, stale_after: float = 30.0) -> None:
         self.runner_id = runner_identity()
-        self.node_id = this_node_id()
+        self._node_id: int | None = None  # read at the first tick: the database may be away now
         self.max_parallel = max_parallel
         self.stale_after = stale_after
         self.stop = threading.Event()
@@ -382,7 +382,10 @@ class DownloadRunner:
             thread.start()
 
     def ours(self) -> QuerySet[Download]:
-        return Download.objects.filter(node_id=self.node_id)
+        """This node's downloads."""
+        if self._node_id is None:
+            self._node_id = this_node_id()
+        return Download.objects.filter(node_id=self._node_id)
 
     def _recover_orphans(self, now: Any) -> None:
         """Rows left `downloading` by a runner that died go back to the queue; their partial

@@ -235,6 +235,9 @@ MLXM_MEMORY_HEADROOM = env.int("MLXM_MEMORY_HEADROOM", default=2 * 1024**3)
 MLXM_START_TIMEOUT = env.float("MLXM_START_TIMEOUT", default=300.0)
 # Seconds a /v1/ request for a stopped on-demand model waits for it to start before a 504.
 MLXM_ON_DEMAND_TIMEOUT = env.float("MLXM_ON_DEMAND_TIMEOUT", default=600.0)
+# Seconds between an idle supervisor's looks at the database (and memory samples); a wake-up from
+# the web side (a datagram, or a PostgreSQL NOTIFY from another node) cuts the wait short.
+MLXM_SUPERVISOR_POLL = env.float("MLXM_SUPERVISOR_POLL", default=5.0)
 # Seconds after which the supervisor's heartbeat counts as stale.
 MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
 # Seconds a Hub search or model page may wait for the Hub before saying it cannot be reached.

@@ -41,6 +41,7 @@ class Stack:
     root: Path
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    processes: tuple[str, ...] = ()  # of the Procfile ("web", "supervisor"); none named: all
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,14 +84,15 @@ class Stack:
         self.manage("collectstatic", "--noinput", "-v", "0")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start"],  # what `make run` runs
+            [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start", *self.processes],  # as `make run`
             cwd=REPO,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_http(f"{self.url}/healthz")
+        if "web" in self.processes or not self.processes:
+            wait_for_http(f"{self.url}/healthz")
         return self
 
     def stop(self) -> int | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field, QuerySet
 
 from library.local import local_models
@@ -43,6 +43,9 @@ from servers.supervisor.transitions import save_fields, server_note, transition
 log = logging.getLogger("mlxmanager.supervisor")
 
 ArgvBuilder = Callable[[ServerProfile], list[str]]
+# What a database that went away (stopped, restarted, unreachable) raises: the first query on a
+# dead connection gives OperationalError, the next ones InterfaceError.
+DATABASE_AWAY = (OperationalError, InterfaceError)
 EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
@@ -84,6 +87,8 @@ class Policy:
         values: dict[str, Any] = {
             "start_timeout": settings.MLXM_START_TIMEOUT,
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
+            "idle_interval": settings.MLXM_SUPERVISOR_POLL,
+            "sample_interval": settings.MLXM_SUPERVISOR_POLL,
         }
         return cls(**{**values, **overrides})
 
@@ -163,14 +168,21 @@ class Supervisor:
         self.next_heartbeat = 0.0
         self.healthy: list[Server] = []  # probed fine this tick, not yet saved
         self.changed_this_tick: set[int] = set()  # rows another server's reconcile wrote (making room)
-        self.node: Node = this_node()  # this machine: its servers and downloads are the only ones we touch
+        self._node: Node | None = None  # this machine's row, read at `begin` (the database may be away now)
+
+    @property
+    def node(self) -> Node:
+        """This machine: its servers and downloads are the only ones this supervisor touches."""
+        if self._node is None:
+            self._node = this_node()
+        return self._node
 
     # --- lifecycle ---
 
     def begin(self) -> None:
         """At supervisor start: register this node, adopt what still runs, ask for auto-starts."""
         total, available = self.host.memory()
-        self.node = node_register(
+        self._node = node_register(
             name=settings.MLXM_NODE_NAME,
             url=settings.MLXM_NODE_URL,
             now=_dt(self.host.time()),
@@ -281,6 +293,8 @@ class Supervisor:
                 server.refresh_from_db()
             try:
                 self.reconcile(server)
+            except DATABASE_AWAY:
+                raise  # not this server's fault: the daemon waits for the database (daemon.Outage)
             except Exception:
                 log.exception("reconciling %s failed", server.profile.name)
         self._save_health()
@@ -294,6 +308,8 @@ class Supervisor:
         if self.downloads is not None and not self.shutting_down:
             try:
                 self.downloads.tick()
+            except DATABASE_AWAY:
+                raise
             except Exception:
                 log.exception("the download runner failed")
 

@@ -103,7 +103,9 @@ def test_twenty_concurrent_start_requests_make_one_process(
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(outcomes) == 20 and "accepted" in outcomes
+    # One accepted, nineteen refused ("already asked to start"): on PostgreSQL because server_start
+    # locks the row (SELECT ... FOR UPDATE), on SQLite because its IMMEDIATE transactions take turns.
+    assert len(outcomes) == 20 and outcomes.count("accepted") == 1, outcomes
     wait_for(lambda: state_of(profile) == State.RUNNING, timeout=120, what="running")
     supervisor_process.remember_servers()
     time.sleep(2)

@@ -171,7 +171,10 @@ def run(command: list[str]) -> int:
         cluster.start()
         env = {**os.environ, "DATABASE_URL": cluster.url, ROOT_ENV: f"{cluster.root}:{cluster.port}"}
         print(f"PostgreSQL {bin_dir().parent.name} on 127.0.0.1:{cluster.port} ({cluster.root})", flush=True)
-        return subprocess.run(command, env=env).returncode
+        began = time.monotonic()
+        status = subprocess.run(command, env=env).returncode
+        print(f"On PostgreSQL: {' '.join(command[:3])} ... took {time.monotonic() - began:.0f} s", flush=True)
+        return status
     finally:
         cluster.destroy()
 

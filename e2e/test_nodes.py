@@ -69,14 +69,16 @@ class Nodes:
         return self.cluster.psql(query, database=self.database)
 
     def server_row(self) -> tuple[str, int | None]:
-        state, _, pid = self.sql(f"SELECT state, pid FROM servers_server WHERE profile_id = {self.profile_id}").partition(
-            "|"
-        )
+        state, _, pid = self.sql(
+            f"SELECT state, pid FROM servers_server WHERE profile_id = {self.profile_id}"
+        ).partition("|")
         return state, int(pid) if pid else None
 
 
 @pytest.fixture
-def nodes(postgres_cluster: PostgresCluster, tiny_model: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
+def nodes(
+    postgres_cluster: PostgresCluster, tiny_model: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Nodes]:
     database = f"nodes_{secrets.token_hex(4)}"
     url = postgres_cluster.create_database(database)
     secret = secrets.token_urlsafe(32)
@@ -194,7 +196,9 @@ def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes:
     )
     assert nodes.server_row() == ("running", pid)
     assert [p.pid for p in stack_model_servers(nodes.b)] == [pid], "adopted, not started again"
-    adopted = nodes.sql(f"SELECT count(*) FROM servers_serverevent WHERE message = 'Adopted the running process (PID {pid}).'")
+    adopted = nodes.sql(
+        f"SELECT count(*) FROM servers_serverevent WHERE message = 'Adopted the running process (PID {pid}).'"
+    )
     assert adopted == "1"
     starts = nodes.sql("SELECT count(*) FROM servers_serverevent WHERE to_state = 'starting'")
     assert starts == "1", "started once, never again"

@@ -76,18 +76,24 @@ def forwarded_caller(request: HttpRequest) -> Caller:
         raise GatewayError(403, "This node accepts no forwarded requests: MLXM_NODE_SECRET is not set here.")
     at, user_id, key_id = (request.headers.get(h, "") for h in (AT_HEADER, USER_HEADER, KEY_HEADER))
     expected = signature(
-        secret=secret, at=at, method=request.method or "", path=request.path_info, user=user_id, key=key_id, body=request.body
+        secret=secret,
+        at=at,
+        method=request.method or "",
+        path=request.path_info,
+        user=user_id,
+        key=key_id,
+        body=request.body,
     )
     if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
         raise GatewayError(401, "Forwarded request refused: its node signature is missing or wrong (MLXM_NODE_SECRET).")
     if not at.isdigit() or abs(time.time() - int(at)) > SIGNATURE_MAX_AGE:
         raise GatewayError(401, "Forwarded request refused: its signature is too old (are the nodes' clocks right?).")
-    user = User.objects.filter(pk=int(user_id) if user_id.isdigit() else None, status=UserStatus.APPROVED).first()
+    user = User.objects.filter(pk=int(user_id), status=UserStatus.APPROVED).first() if user_id.isdigit() else None
     if user is None:
         raise GatewayError(401, "The person this request was forwarded for is not an active user.")
     if not key_id:
         return Caller(user=user, key=None)
-    key = ApiKey.objects.filter(pk=int(key_id) if key_id.isdigit() else None, user=user).first()
+    key = ApiKey.objects.filter(pk=int(key_id), user=user).first() if key_id.isdigit() else None
     if key is None or not key.is_usable(timezone.now()):
         raise GatewayError(401, "Invalid API key: it is unknown, revoked or expired, or its user is not active.")
     return Caller(user=user, key=key)
@@ -100,10 +106,14 @@ def forward_destination(request: HttpRequest, profile: ServerProfile) -> Forward
     if is_forwarded(request):  # the nodes disagree about where it runs: no second hop, no loop
         raise GatewayError(503, f"'{profile.name}' runs on node '{node.name}', not on this node it was forwarded to.")
     if not node.is_online(timezone.now()):
-        seen = f", last heard from {timezone.localtime(node.heartbeat_at):%Y-%m-%d %H:%M:%S}" if node.heartbeat_at else ""
+        seen = (
+            f", last heard from {timezone.localtime(node.heartbeat_at):%Y-%m-%d %H:%M:%S}" if node.heartbeat_at else ""
+        )
         raise GatewayError(503, f"'{profile.name}' runs on node '{node.name}', which is offline{seen}.", retry_after=30)
     if not node.url:
-        raise GatewayError(503, f"'{profile.name}' runs on node '{node.name}', which has no MLXM_NODE_URL to reach it at.")
+        raise GatewayError(
+            503, f"'{profile.name}' runs on node '{node.name}', which has no MLXM_NODE_URL to reach it at."
+        )
     if not settings.MLXM_NODE_SECRET:
         raise GatewayError(
             503, f"'{profile.name}' runs on node '{node.name}': set MLXM_NODE_SECRET on this node to forward to it."

@@ -87,7 +87,9 @@ def profiles_by_name() -> dict[str, ServerProfile]:
 
 
 def usable_profiles(caller: Caller) -> list[ServerProfile]:
-    return [p for p in ServerProfile.objects.select_related("server", "node").order_by("name") if profile_may_use(caller, p)]
+    return [
+        p for p in ServerProfile.objects.select_related("server", "node").order_by("name") if profile_may_use(caller, p)
+    ]
 
 
 def target_resolve(caller: Caller, model: str) -> Target:

@@ -134,6 +134,7 @@ def _signed_headers(request: HttpRequest, caller: Caller) -> dict[str, str]:
     )
     headers = {
         "Content-Type": "application/json",
+        "Accept-Encoding": "identity",  # the bytes are relayed as they come, never re-encoded
         FROM_HEADER: settings.MLXM_NODE_NAME,
         USER_HEADER: user,
         KEY_HEADER: key,

@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from csp import constants as csp_constants
@@ -249,6 +250,9 @@ MLXM_NODE_NAME = env.str("MLXM_NODE_NAME", default=socket.gethostname())
 MLXM_NODE_URL = env.str("MLXM_NODE_URL", default="")
 # Shared by the nodes: authenticates requests one node's gateway forwards to another's.
 MLXM_NODE_SECRET = env.str("MLXM_NODE_SECRET", default="")
+# Other nodes' gateways forward requests to MLXM_NODE_URL: its host name is one this app answers to.
+if _node_host := urlsplit(MLXM_NODE_URL).hostname:
+    ALLOWED_HOSTS.append(f"[{_node_host}]" if ":" in _node_host else _node_host)
 # Days the gateway keeps its usage records.
 MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
 # Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.

@@ -171,12 +171,12 @@ def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes:
     pid = start_from_node_a(nodes, page)
     watcher = HttpClient(nodes.a.url)
     watcher.login("owner@example.com", PASSWORD)
-    assert re.search(r'data-node="b"[^>]*data-online="true"', watcher.get("/servers/").text)
+    assert re.search(r'data-node="b"[^>]*data-online="yes"', watcher.get("/servers/").text)
 
     nodes.b.kill_supervisor()
     killed = time.monotonic()
     wait_for(
-        lambda: re.search(r'data-node="b"[^>]*data-online="false"', watcher.get("/servers/").text),
+        lambda: re.search(r'data-node="b"[^>]*data-online="no"', watcher.get("/servers/").text),
         timeout=STALE + 10,
         what="node a's dashboard to show node b offline",
     )
@@ -187,7 +187,7 @@ def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes:
     # A new supervisor on b: adopts the server (same PID, one process), b is online again.
     nodes.b.start_supervisor()
     wait_for(
-        lambda: re.search(r'data-node="b"[^>]*data-online="true"', watcher.get("/servers/").text),
+        lambda: re.search(r'data-node="b"[^>]*data-online="yes"', watcher.get("/servers/").text),
         timeout=60,
         what="node b back online on a's dashboard",
     )

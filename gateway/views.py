@@ -20,7 +20,6 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.middleware import public
@@ -33,6 +32,7 @@ from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, targ
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
 from library.local import local_model_path, read_config
+from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -398,13 +398,11 @@ def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
     if request.method != "GET":
         raise GatewayError(405, "Use GET.")
     listed = []
-    now = timezone.now()
+    unknown = {status.node.pk for status in node_statuses() if status.states_unknown}  # as the dashboard
     for profile in usable_profiles(caller):
         server = getattr(profile, "server", None)
         created = profile.created_at
-        state = server.state if server else "stopped"
-        if not profile.node.is_local and not profile.node.is_online(now):
-            state = "unknown"  # an offline node cannot say what its servers do
+        state = "unknown" if profile.node_id in unknown else server.state if server else "stopped"
         listed.append(
             {
                 "id": profile.name,

@@ -3,8 +3,9 @@ own data directory, node name, address and Hugging Face cache; one real PostgreS
 (testing/postgres.py); a real `mlx_lm.server` on the tiny model; real Chromium and `openai`.
 
 - a profile of node b started from node a's dashboard runs, picked up by b's supervisor at once;
-- a request to node a's gateway is answered by node b's model server, streamed and not, and its
-  usage is recorded once, for the right person and key;
+- a request to node a's gateway is answered by node b's model server, streamed and not, an
+  on-demand model of b is started by b's gateway, and the usage is recorded once, by b, for the
+  right person and key;
 - a node with the wrong node secret is refused by b;
 - b's supervisor killed with kill -9: a's pages show b offline within the stale time, and a new
   supervisor on b adopts the running server (same PID, one process).
@@ -49,6 +50,7 @@ from profiles.models import ServerProfile
 owner = User.objects.create_superuser(email="owner@example.com", password={password!r})
 member = User.objects.create_user(email="member@example.com", password={password!r}, status="approved")
 profile = ServerProfile.objects.create(name="tiny-b", model={model!r}, port={port}, owner=owner)
+ServerProfile.objects.create(name="tiny-b-on-demand", model={model!r}, port={on_demand_port}, on_demand=True)
 print(json.dumps({{"profile": profile.pk, "node": profile.node.name, "member": member.pk,
                   "key": key_create(user=member, name="laptop").secret}}))
 """
@@ -89,7 +91,7 @@ def nodes(
         a.start()
         b.start()
         port = free_port()
-        seed = SEED.format(password=PASSWORD, model=str(tiny_model), port=port)
+        seed = SEED.format(password=PASSWORD, model=str(tiny_model), port=port, on_demand_port=free_port())
         facts = json.loads(b.manage("shell", "-c", seed).stdout.strip().splitlines()[-1])
         assert facts["node"] == "b", facts  # made on b: b's profile by default
         yield Nodes(a, b, postgres_cluster, database, facts["profile"], port, facts["member"], facts["key"])
@@ -124,7 +126,7 @@ def start_from_node_a(nodes: Nodes, page: Any) -> int:
     return int(card.locator(".server-pid").inner_text())
 
 
-def test_start_at_a_served_by_b_and_a_wrong_secret_refused(nodes: Nodes, page: Any, tmp_path: Path) -> None:
+def test_start_at_a_requests_at_a_served_by_b_and_a_wrong_secret_refused(nodes: Nodes, page: Any, tmp_path: Path) -> None:
     pid = start_from_node_a(nodes, page)
     screenshot(page, "nodes-a-dashboard-b-running")
     assert [p.pid for p in stack_model_servers(nodes.b)] == [pid], "the server runs under node b"
@@ -150,10 +152,15 @@ def test_start_at_a_served_by_b_and_a_wrong_secret_refused(nodes: Nodes, page: A
         )
     )
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 2
-    # Usage: two records, written by b, for the member and their key (a wrote none of its own).
-    wait_for(lambda: nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "2", timeout=30, what="two usage rows")
+    # A stopped on-demand model of b, asked for at a: b's gateway starts it and answers.
+    assert listed["tiny-b-on-demand"] is not None and listed["tiny-b-on-demand"]["state"] == "stopped"
+    cold = client.completions.create(model="tiny-b-on-demand", prompt="a b c", max_tokens=4)
+    assert cold.model == "tiny-b-on-demand" and cold.usage is not None and cold.usage.completion_tokens > 0
+    assert len(stack_model_servers(nodes.b)) == 2 and stack_model_servers(nodes.a) == []
+    # Usage: three records, written by b, for the member and their key (a wrote none of its own).
+    wait_for(lambda: nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "3", timeout=30, what="three usage rows")
     rows = nodes.sql("SELECT user_id, api_key_id IS NOT NULL, status FROM gateway_usagerecord ORDER BY id")
-    assert rows.splitlines() == [f"{nodes.member_id}|t|200"] * 2, rows
+    assert rows.splitlines() == [f"{nodes.member_id}|t|200"] * 3, rows
 
     # A third web app with the wrong node secret: b refuses what it forwards; the client sees 401.
     c = NodeStack(tmp_path / "c", name="c", database_url=nodes.a.database_url, secret="not-the-secret")
@@ -164,7 +171,7 @@ def test_start_at_a_served_by_b_and_a_wrong_secret_refused(nodes: Nodes, page: A
             wrong.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     finally:
         c.stop()
-    assert nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "2", "a refused forward is nobody's usage"
+    assert nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "3", "a refused forward is nobody's usage"
 
 
 def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes: Nodes, page: Any) -> None:
@@ -200,5 +207,8 @@ def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes:
         f"SELECT count(*) FROM servers_serverevent WHERE message = 'Adopted the running process (PID {pid}).'"
     )
     assert adopted == "1"
-    starts = nodes.sql("SELECT count(*) FROM servers_serverevent WHERE to_state = 'starting'")
+    starts = nodes.sql(
+        "SELECT count(*) FROM servers_serverevent e JOIN servers_server s ON s.id = e.server_id"
+        f" WHERE s.profile_id = {nodes.profile_id} AND e.to_state = 'starting'"
+    )
     assert starts == "1", "started once, never again"

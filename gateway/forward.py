@@ -64,6 +64,12 @@ def signature(*, secret: str, at: str, method: str, path: str, user: str, key: s
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def _request_signature(request: HttpRequest, *, secret: str, at: str, user: str, key: str) -> str:
+    """The same on both nodes: the path below the gateway's mount point, the body as sent."""
+    method, path = request.method or "", request.path_info
+    return signature(secret=secret, at=at, method=method, path=path, user=user, key=key, body=request.body)
+
+
 def is_forwarded(request: HttpRequest) -> bool:
     """Claims to come from another node: then it must prove it, and is never forwarded again."""
     return any(header in request.headers for header in FORWARD_HEADERS)
@@ -75,15 +81,7 @@ def forwarded_caller(request: HttpRequest) -> Caller:
     if not secret:
         raise GatewayError(403, "This node accepts no forwarded requests: MLXM_NODE_SECRET is not set here.")
     at, user_id, key_id = (request.headers.get(h, "") for h in (AT_HEADER, USER_HEADER, KEY_HEADER))
-    expected = signature(
-        secret=secret,
-        at=at,
-        method=request.method or "",
-        path=request.path_info,
-        user=user_id,
-        key=key_id,
-        body=request.body,
-    )
+    expected = _request_signature(request, secret=secret, at=at, user=user_id, key=key_id)
     if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
         raise GatewayError(401, "Forwarded request refused: its node signature is missing or wrong (MLXM_NODE_SECRET).")
     if not at.isdigit() or abs(time.time() - int(at)) > SIGNATURE_MAX_AGE:
@@ -123,15 +121,7 @@ def forward_destination(request: HttpRequest, profile: ServerProfile) -> Forward
 
 def _signed_headers(request: HttpRequest, caller: Caller) -> dict[str, str]:
     at, user, key = str(int(time.time())), str(caller.user.pk), str(caller.key.pk) if caller.key else ""
-    sign = signature(
-        secret=settings.MLXM_NODE_SECRET,
-        at=at,
-        method=request.method or "",
-        path=request.path_info,
-        user=user,
-        key=key,
-        body=request.body,
-    )
+    sign = _request_signature(request, secret=settings.MLXM_NODE_SECRET, at=at, user=user, key=key)
     headers = {
         "Content-Type": "application/json",
         "Accept-Encoding": "identity",  # the bytes are relayed as they come, never re-encoded

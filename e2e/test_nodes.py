@@ -126,7 +126,9 @@ def start_from_node_a(nodes: Nodes, page: Any) -> int:
     return int(card.locator(".server-pid").inner_text())
 
 
-def test_start_at_a_requests_at_a_served_by_b_and_a_wrong_secret_refused(nodes: Nodes, page: Any, tmp_path: Path) -> None:
+def test_start_at_a_requests_at_a_served_by_b_and_a_wrong_secret_refused(
+    nodes: Nodes, page: Any, tmp_path: Path
+) -> None:
     pid = start_from_node_a(nodes, page)
     screenshot(page, "nodes-a-dashboard-b-running")
     assert [p.pid for p in stack_model_servers(nodes.b)] == [pid], "the server runs under node b"

@@ -164,16 +164,19 @@ def test_start_at_a_requests_at_a_served_by_b_and_a_wrong_secret_refused(
     rows = nodes.sql("SELECT user_id, api_key_id IS NOT NULL, status FROM gateway_usagerecord ORDER BY id")
     assert rows.splitlines() == [f"{nodes.member_id}|t|200"] * 3, rows
 
-    # A third web app with the wrong node secret: b refuses what it forwards; the client sees 401.
+    # A third web app with the wrong node secret: b refuses what it forwards (401 to c), and c tells
+    # its client that the nodes disagree (502), not that the key is bad.
     c = NodeStack(tmp_path / "c", name="c", database_url=nodes.a.database_url, secret="not-the-secret")
     try:
         c.start(supervisor=False)
         wrong = openai.OpenAI(base_url=f"{c.url}/v1", api_key=nodes.key, max_retries=0, timeout=60)
-        with pytest.raises(openai.AuthenticationError, match="node signature is missing or wrong"):
+        with pytest.raises(openai.InternalServerError, match="MLXM_NODE_SECRET differs between the nodes"):
             wrong.chat.completions.create(model="tiny-b", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
     finally:
         c.stop()
-    assert nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "3", "a refused forward is nobody's usage"
+    wait_for(lambda: nodes.sql("SELECT count(*) FROM gateway_usagerecord") == "4", timeout=30, what="c's record")
+    last = nodes.sql("SELECT user_id, status FROM gateway_usagerecord ORDER BY id DESC LIMIT 1")
+    assert last == f"{nodes.member_id}|502", "recorded once, by the node that forwarded it"
 
 
 def test_kill_9_of_b_supervisor_shows_b_offline_at_a_and_a_new_one_adopts(nodes: Nodes, page: Any) -> None:

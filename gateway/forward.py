@@ -7,13 +7,14 @@ Who checks what (node a receives the request, node b serves the model):
   same path, signed with `MLXM_NODE_SECRET`: an HMAC-SHA256 over the time, method, path, the
   caller's user and key ids and the body's hash. The secret itself and the API key never travel.
 - Node b refuses every forwarded request when it has no secret (403), or when the signature is
-  missing, wrong or more than `SIGNATURE_MAX_AGE` seconds old (401). Then it reads the user and
-  key from the shared database and checks them again (an approved user, a usable key of theirs)
-  and goes on as for any request: the key's model list and the profile's rules, the on-demand
+  missing, wrong or more than `SIGNATURE_MAX_AGE` seconds old (401), saying why in a header (node
+  a then answers its client 502 with that reason: the nodes disagree, the key is fine). Then b
+  reads the user and key from the shared database and checks them again (an approved user, a
+  usable key of theirs) and goes on as for any request: the key's model list and the profile's rules, the on-demand
   start (its own supervisor, woken on its own machine), its model server on loopback, and the
   usage record, written once, by b, for that person and key.
-- A forwarded request is never forwarded again; node a records usage only for a forward that
-  never reached b (the node is offline or does not answer).
+- A forwarded request is never forwarded again; node a records usage only for a forward that b
+  did not act on (b is offline, does not answer, or refused the node).
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ FORWARD_HEADERS = (FROM_HEADER, USER_HEADER, KEY_HEADER, AT_HEADER, SIGNATURE_HE
 # (which could only repeat the very same request for the same person).
 SIGNATURE_MAX_AGE = 300
 RELAYED_HEADERS = ("Retry-After", "Cache-Control", "X-Accel-Buffering")
+# On a refusal of the forwarding node itself (not of the person): why, so that node tells its
+# client what is wrong between the nodes instead of relaying a 401 that reads like a bad API key.
+REFUSED_HEADER = "X-Mlxm-Node-Refused"
+REFUSALS = {
+    "no-secret": "it accepts no forwarded requests (MLXM_NODE_SECRET is not set there)",
+    "signature": "this node's signature is wrong: MLXM_NODE_SECRET differs between the nodes",
+    "expired": "this node's signature is too old: check the nodes' clocks",
+}
 
 
 @dataclass(frozen=True)
@@ -79,13 +88,25 @@ def forwarded_caller(request: HttpRequest) -> Caller:
     """The person on whose behalf another node forwarded `request`, once its signature holds."""
     secret = settings.MLXM_NODE_SECRET
     if not secret:
-        raise GatewayError(403, "This node accepts no forwarded requests: MLXM_NODE_SECRET is not set here.")
+        raise GatewayError(
+            403,
+            "This node accepts no forwarded requests: MLXM_NODE_SECRET is not set here.",
+            headers={REFUSED_HEADER: "no-secret"},
+        )
     at, user_id, key_id = (request.headers.get(h, "") for h in (AT_HEADER, USER_HEADER, KEY_HEADER))
     expected = _request_signature(request, secret=secret, at=at, user=user_id, key=key_id)
     if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
-        raise GatewayError(401, "Forwarded request refused: its node signature is missing or wrong (MLXM_NODE_SECRET).")
+        raise GatewayError(
+            401,
+            "Forwarded request refused: its node signature is missing or wrong (MLXM_NODE_SECRET).",
+            headers={REFUSED_HEADER: "signature"},
+        )
     if not at.isdigit() or abs(time.time() - int(at)) > SIGNATURE_MAX_AGE:
-        raise GatewayError(401, "Forwarded request refused: its signature is too old (are the nodes' clocks right?).")
+        raise GatewayError(
+            401,
+            "Forwarded request refused: its signature is too old (are the nodes' clocks right?).",
+            headers={REFUSED_HEADER: "expired"},
+        )
     user = User.objects.filter(pk=int(user_id), status=UserStatus.APPROVED).first() if user_id.isdigit() else None
     if user is None:
         raise GatewayError(401, "The person this request was forwarded for is not an active user.")
@@ -151,6 +172,10 @@ async def forward_relay(request: HttpRequest, forward: Forward, caller: Caller, 
         raise GatewayError(
             503, f"Node '{forward.node}' did not answer at {forward.url} ({type(exc).__name__}).", retry_after=30
         ) from None
+    if refusal := answer.headers.get(REFUSED_HEADER):
+        await answer.aclose()
+        why = REFUSALS.get(refusal, "it refused this node")
+        raise GatewayError(502, f"Node '{forward.node}' did not accept the request this node forwarded: {why}.")
     headers = {h: answer.headers[h] for h in RELAYED_HEADERS if h in answer.headers}
     content_type = answer.headers.get("Content-Type", "application/json")
     if answer.status_code == 200 and content_type.startswith("text/event-stream"):

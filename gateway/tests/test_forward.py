@@ -71,17 +71,18 @@ def test_a_signed_forward_acts_for_that_person_and_key(approved_user: User) -> N
 
 
 @pytest.mark.parametrize(
-    ("secret_here", "change", "status", "words"),
+    ("secret_here", "change", "status", "words", "refusal"),
     [
-        (SECRET, {"secret": "not-the-secret"}, 401, "signature is missing or wrong"),
-        (SECRET, {forward.SIGNATURE_HEADER: ""}, 401, "signature is missing or wrong"),
-        (SECRET, {forward.USER_HEADER: "999"}, 401, "signature is missing or wrong"),  # someone else, same signature
-        (SECRET, {"at": str(int(time.time()) - 3600)}, 401, "too old"),
-        ("", {}, 403, "MLXM_NODE_SECRET is not set here"),
+        (SECRET, {"secret": "not-the-secret"}, 401, "signature is missing or wrong", "signature"),
+        (SECRET, {forward.SIGNATURE_HEADER: ""}, 401, "signature is missing or wrong", "signature"),
+        # someone else, with the signature made for this person
+        (SECRET, {forward.USER_HEADER: "999"}, 401, "signature is missing or wrong", "signature"),
+        (SECRET, {"at": str(int(time.time()) - 3600)}, 401, "too old", "expired"),
+        ("", {}, 403, "MLXM_NODE_SECRET is not set here", "no-secret"),
     ],
 )
 def test_a_bad_or_unexpected_forward_is_refused(
-    settings: Any, approved_user: User, secret_here: str, change: dict[str, str], status: int, words: str
+    settings: Any, approved_user: User, secret_here: str, change: dict[str, str], status: int, words: str, refusal: str
 ) -> None:
     settings.MLXM_NODE_SECRET = secret_here
     ServerProfile.objects.create(name="here", model="/m", port=free_port())
@@ -90,6 +91,7 @@ def test_a_bad_or_unexpected_forward_is_refused(
     assert answer.status_code == status, answer.content
     assert words in answer.json()["error"]["message"]
     assert answer.json()["error"]["type"] == ("authentication_error" if status == 401 else "permission_error")
+    assert answer[forward.REFUSED_HEADER] == refusal  # for the forwarding node: the nodes disagree, not the key
     # The Anthropic API answers in its own shape.
     anthropic_body = {"model": "here", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
     headers = _headers_with(approved_user, change, body=anthropic_body, path="/v1/messages")
@@ -148,6 +150,19 @@ def test_a_node_that_does_not_answer_is_503_naming_it(approved_user: User) -> No
         answer = post(ThreadClient(), CHAT, body, authorization=f"Bearer {secret}")
         assert answer.status_code == 503, answer.content
         assert "Node 'b' did not answer at http://127.0.0.1:" in answer.json()["error"]["message"]
+
+
+def test_a_node_refusing_this_one_is_a_502_that_says_why(approved_user: User, web_server: Any) -> None:
+    """Node b, a real gunicorn without MLXM_NODE_SECRET, refuses the forward: the client hears that
+    the nodes disagree (502), not that its key is bad; this node records the request."""
+    node = other_node(url=web_server.start().url)
+    ServerProfile.objects.create(name="there", model="/m", port=free_port(), node=node)
+    secret = key_create(user=approved_user, name="laptop").secret
+    answer = post(ThreadClient(), CHAT, {**BODY, "model": "there"}, authorization=f"Bearer {secret}")
+    assert answer.status_code == 502, answer.content
+    assert "Node 'b' did not accept" in answer.json()["error"]["message"]
+    assert "MLXM_NODE_SECRET is not set there" in answer.json()["error"]["message"]
+    wait_for(lambda: UsageRecord.objects.filter(status=502, user=approved_user).exists(), timeout=10, what="usage")
 
 
 def test_no_secret_here_means_no_forwarding(settings: Any, approved_user: User) -> None:

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test lint bench setup dev-setup browser systemd-analyze prometheus migrate clean
+.PHONY: run test test-postgresql lint bench setup dev-setup browser systemd-analyze prometheus postgresql migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,11 +55,33 @@ prometheus:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
-## Every test, browser ones included, on every core (TEST_WORKERS=0 runs them in one process).
+## Debian's postgresql: the throwaway clusters the tests start themselves (testing/postgres.py; no service).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "Installing Debian's postgresql for the database tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+## The tests that exercise the database (services, permissions, the supervisor's plumbing, the
+## gateway's records), run a second time on a throwaway PostgreSQL. Not again there: browser tests,
+## and servers/tests/test_postgres.py (it ran in the first pass, on clusters of its own).
+PG_TESTS ?= accounts profiles/tests/test_services.py profiles/tests/test_views.py \
+	library/tests/test_downloads.py library/tests/test_pages.py \
+	servers/tests/test_permissions.py servers/tests/test_supervisor_fake.py servers/tests/test_supervisor_process.py \
+	gateway/tests/test_keys.py gateway/tests/test_usage.py gateway/tests/test_live_ondemand.py \
+	api/tests/test_profiles.py api/tests/test_users.py
+
+## Every test, browser ones included, on every core (TEST_WORKERS=0 runs them in one process);
+## then the database tests again on PostgreSQL.
 TEST_WORKERS ?= auto
-test: dev-setup browser systemd-analyze prometheus
+test: dev-setup browser systemd-analyze prometheus postgresql
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-postgresql
+
+test-postgresql: dev-setup postgresql
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) -m testing.postgres run -- $(PY) -m pytest -n $(TEST_WORKERS) -m "not browser" $(PYTEST_ARGS) $(PG_TESTS)
 
 lint: dev-setup
 	$(VENV)/bin/ruff check .

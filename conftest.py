@@ -147,6 +147,30 @@ def web_server(tmp_path: Path) -> Iterator[Any]:
         web.stop()
 
 
+# --- PostgreSQL ---
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A real PostgreSQL cluster (testing/postgres.py): the one `python -m testing.postgres run`
+    started for this run, else a throwaway one started now and removed at the end. Fails (never
+    skips) when PostgreSQL is not installed. Tests that stop it use `PostgresCluster` themselves."""
+    from testing.postgres import PostgresCluster, PostgresMissing, attached
+
+    shared = attached()
+    if shared is not None:
+        yield shared
+        return
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
 # --- the browser ---
 
 
@@ -193,6 +217,17 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / (re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + ".png")
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def screenshots(page: Any, name: str) -> None:
+    """The page at 1280 and 390 px wide, light and dark: `name`-<width>-<scheme>.png in test-artifacts/."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            screenshot(page, f"{name}-{width}-{scheme}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

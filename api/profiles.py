@@ -22,14 +22,19 @@ router = Router(tags=["profiles"])
 
 class ProfileOut(ModelSchema):
     state: str
+    node: str  # the node's name, as ProfileIn takes it
 
     class Meta:
         model = ServerProfile
-        fields = ["id", *ProfileForm.Meta.fields, "created_at", "updated_at"]
+        fields = ["id", *(name for name in ProfileForm.Meta.fields if name != "node"), "created_at", "updated_at"]
 
     @staticmethod
     def resolve_state(profile: ServerProfile) -> str:
         return server_status(profile).state
+
+    @staticmethod
+    def resolve_node(profile: ServerProfile) -> str:
+        return profile.node.name
 
 
 class ProfileIn(Schema):
@@ -40,6 +45,7 @@ class ProfileIn(Schema):
     name: str | None = None
     aliases: str | None = None
     description: str | None = None
+    node: str | None = None  # a node's name; on create, leaving it out means the node that answers
     model: str | None = None
     host: str | None = None
     port: int | None = None

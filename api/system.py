@@ -11,7 +11,7 @@ from ninja import Router, Schema
 from api.auth import AdminKeyAuth
 from api.errors import ERROR_CODES, Error
 from mlxmanager.memory import for_models, mlx_device_info
-from servers.heartbeat import supervisor_status
+from nodes.status import supervisor_status
 from servers.selectors import system_memory as newest_memory
 from system import info
 from system.views import service_context

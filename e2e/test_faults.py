@@ -40,8 +40,9 @@ from accounts.models import User
 from library.downloads import repo_storage
 from library.models import Download, DownloadState
 from library.services import download_queue
+from nodes.models import Node
 from profiles.models import ServerProfile
-from servers.models import Server, ServerEvent, SupervisorHeartbeat
+from servers.models import Server, ServerEvent
 from servers.services import server_start
 from servers.states import State
 from servers.supervisor.core import server_marker
@@ -110,7 +111,7 @@ def alive(pid: int) -> bool:
 
 
 def beat_at() -> datetime | None:
-    return SupervisorHeartbeat.objects.filter(pk=1).values_list("beat_at", flat=True).first()
+    return Node.objects.filter(name=settings.MLXM_NODE_NAME).values_list("heartbeat_at", flat=True).first()
 
 
 @pytest.fixture

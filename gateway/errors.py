@@ -30,11 +30,14 @@ _KINDS: dict[int, tuple[str, str, str]] = {
 class GatewayError(Exception):
     """A request the gateway answers itself, with `status` and a message for people."""
 
-    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, retry_after: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 def error_body(flavour: Flavour, status: int, message: str) -> dict[str, object]:
@@ -45,7 +48,9 @@ def error_body(flavour: Flavour, status: int, message: str) -> dict[str, object]
 
 
 def error_response(flavour: Flavour, error: GatewayError) -> JsonResponse:
-    response = JsonResponse(error_body(flavour, error.status, error.message), status=error.status)
+    response = JsonResponse(
+        error_body(flavour, error.status, error.message), status=error.status, headers=error.headers
+    )
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
     return response

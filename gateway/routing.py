@@ -24,6 +24,14 @@ RETRY_AFTER_STOPPED = 30
 NAMES_IN_404 = 5
 
 
+class ForwardNeeded(Exception):
+    """The model runs on another node: the request goes to that node's gateway (gateway/forward.py)."""
+
+    def __init__(self, profile: ServerProfile) -> None:
+        super().__init__(profile.name)
+        self.profile = profile
+
+
 @dataclass(frozen=True)
 class Caller:
     user: User
@@ -72,14 +80,16 @@ def profile_may_use(caller: Caller, profile: ServerProfile) -> bool:
 def profiles_by_name() -> dict[str, ServerProfile]:
     """Every profile under its name and each alias, lowercased (names and aliases are unique)."""
     table: dict[str, ServerProfile] = {}
-    for profile in ServerProfile.objects.only("id", "name", "aliases", "host", "port", "on_demand"):
+    for profile in ServerProfile.objects.only("id", "name", "aliases", "host", "port", "on_demand", "node"):
         for name in [profile.name, *profile.alias_list]:
             table.setdefault(name.lower(), profile)
     return table
 
 
 def usable_profiles(caller: Caller) -> list[ServerProfile]:
-    return [p for p in ServerProfile.objects.select_related("server").order_by("name") if profile_may_use(caller, p)]
+    return [
+        p for p in ServerProfile.objects.select_related("server", "node").order_by("name") if profile_may_use(caller, p)
+    ]
 
 
 def target_resolve(caller: Caller, model: str) -> Target:
@@ -95,6 +105,8 @@ def target_resolve(caller: Caller, model: str) -> Target:
         raise GatewayError(404, f"No model named '{model[:100]}'.{hint} GET /v1/models lists them.")
     if not profile_may_use(caller, profile):
         raise GatewayError(403, f"This API key may not use '{profile.name}'.")
+    if not profile.node.is_local:
+        raise ForwardNeeded(profile)
     server = Server.objects.filter(profile=profile).only("state", "port", "last_error").first()
     state = State(server.state) if server else State.STOPPED
     if server is None or state not in ANSWERING:

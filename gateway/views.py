@@ -24,13 +24,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.middleware import public
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
+from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
-from gateway.routing import Caller, Target, caller_identify, target_resolve, usable_profiles
+from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, target_resolve, usable_profiles
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
 from library.local import local_model_path, read_config
+from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -85,7 +87,8 @@ def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
 class Prepared:
     body: dict[str, Any]
     upstream: dict[str, Any]
-    target: Target | None  # None: an on-demand model that must be started first
+    target: Target | None  # None: an on-demand model that must be started first, or another node's
+    forward: Forward | None = None  # another node serves the model: the request goes there
 
 
 def _vocabulary_size(model: str) -> int | None:
@@ -132,7 +135,7 @@ def _guard_prompt_fit(upstream: dict[str, Any], model: str) -> None:
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server;
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
-    meter.caller = caller_identify(request)
+    meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
     body = _parse_body(request)
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
@@ -140,6 +143,9 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
         target: Target | None = _target_in_use(meter, body["model"])
     except StartNeeded as needed:
         meter.profile, target = needed.profile, None
+    except ForwardNeeded as needed:  # that node checks the rest and records the usage
+        meter.profile = needed.profile
+        return Prepared(body=body, upstream=upstream, target=None, forward=forward_destination(request, needed.profile))
     assert meter.profile is not None
     _guard_top_k(upstream, meter.profile.model)
     _guard_prompt_fit(upstream, meter.profile.model)
@@ -187,6 +193,8 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         if request.method != "POST":
             raise GatewayError(405, "Use POST.")
         prepared = await sync_to_async(_prepare)(request, meter, api)
+        if prepared.forward is not None:
+            return await _forwarded(request, prepared.forward, meter, flavour)
         target = prepared.target or await _started_target(meter, prepared.body["model"])
         url = target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
         if meter.stream:
@@ -201,6 +209,18 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         meter.fail(499, "The client closed the connection before the answer began.")
         meter.record_soon()
         raise
+
+
+async def _forwarded(request: HttpRequest, forward: Forward, meter: Meter, flavour: Flavour) -> HttpResponseBase:
+    """Relay the other node's answer; its usage is recorded there, unless it could not be reached."""
+    caller, meter.caller = meter.caller, None
+    assert caller is not None
+    try:
+        response = await forward_relay(request, forward, caller, flavour)
+    except GatewayError:
+        meter.caller = caller
+        raise
+    return await _whole_under_wsgi(request, response)
 
 
 def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
@@ -378,9 +398,11 @@ def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
     if request.method != "GET":
         raise GatewayError(405, "Use GET.")
     listed = []
+    unknown = {status.node.pk for status in node_statuses() if status.states_unknown}  # as the dashboard
     for profile in usable_profiles(caller):
         server = getattr(profile, "server", None)
         created = profile.created_at
+        state = "unknown" if profile.node_id in unknown else server.state if server else "stopped"
         listed.append(
             {
                 "id": profile.name,
@@ -391,7 +413,8 @@ def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
                 "display_name": profile.name,
                 "owned_by": "mlx-manager",
                 "aliases": profile.alias_list,
-                "state": server.state if server else "stopped",
+                "state": state,
+                "node": profile.node.name,
             }
         )
     return listed

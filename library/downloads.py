@@ -36,7 +36,7 @@ import huggingface_hub.constants as hf_constants
 import psutil
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from huggingface_hub import HfApi, hf_hub_url, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -49,6 +49,7 @@ from audit.services import audit_record
 from library.local import disk_free
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
+from nodes.selectors import this_node_id
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 # The client reads a download in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default) and reports
@@ -331,8 +332,11 @@ def download_execute(download_id: int, *, runner_id: str, stop: threading.Event)
 
 
 class DownloadRunner:
+    """Runs this node's downloads only: another node's download goes into that node's cache."""
+
     def __init__(self, *, max_parallel: int = 2, stale_after: float = 30.0) -> None:
         self.runner_id = runner_identity()
+        self._node_id: int | None = None  # read at the first tick: the database may be away now
         self.max_parallel = max_parallel
         self.stale_after = stale_after
         self.stop = threading.Event()
@@ -350,13 +354,14 @@ class DownloadRunner:
     def _tick(self) -> None:
         self.jobs = {pk: job for pk, job in self.jobs.items() if job[1].is_alive()}
         now = timezone.now()
-        Download.objects.filter(runner=self.runner_id, state=DownloadState.DOWNLOADING).update(heartbeat_at=now)
+        self.ours().filter(runner=self.runner_id, state=DownloadState.DOWNLOADING).update(heartbeat_at=now)
         self._recover_orphans(now)
         self._cancel_queued()
         busy = {repo for repo, _ in self.jobs.values()}
         while len(self.jobs) < self.max_parallel:
             candidate = (
-                Download.objects.filter(state=DownloadState.QUEUED, cancel_requested=False)
+                self.ours()
+                .filter(state=DownloadState.QUEUED, cancel_requested=False)
                 .exclude(repo_id__in=busy)
                 .order_by("created_at", "pk")
                 .first()
@@ -376,11 +381,17 @@ class DownloadRunner:
             busy.add(candidate.repo_id)
             thread.start()
 
+    def ours(self) -> QuerySet[Download]:
+        """This node's downloads."""
+        if self._node_id is None:
+            self._node_id = this_node_id()
+        return Download.objects.filter(node_id=self._node_id)
+
     def _recover_orphans(self, now: Any) -> None:
         """Rows left `downloading` by a runner that died go back to the queue; their partial
         files are still in the cache, so they resume."""
         stale = now - timedelta(seconds=self.stale_after)
-        others = Download.objects.filter(state=DownloadState.DOWNLOADING).exclude(runner=self.runner_id)
+        others = self.ours().filter(state=DownloadState.DOWNLOADING).exclude(runner=self.runner_id)
         others.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)).update(
             state=DownloadState.QUEUED, runner="", speed_bps=None
         )
@@ -392,8 +403,8 @@ class DownloadRunner:
 
     def _cancel_queued(self) -> None:
         cache = Path(settings.HF_HUB_CACHE)
-        for download in Download.objects.filter(state=DownloadState.QUEUED, cancel_requested=True):
-            if not Download.objects.filter(repo_id=download.repo_id, state=DownloadState.DOWNLOADING).exists():
+        for download in self.ours().filter(state=DownloadState.QUEUED, cancel_requested=True):
+            if not self.ours().filter(repo_id=download.repo_id, state=DownloadState.DOWNLOADING).exists():
                 remove_partial(download.repo_id, cache)
             _finish(download.pk, DownloadState.CANCELLED)
 

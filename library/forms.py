@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from nodes.forms import NodeChoiceField
+
 GB = 1000**3
 MAX_SIZES = [("", "Any size"), *((str(n * GB), f"Up to {n} GB") for n in (2, 4, 8, 16, 32, 64, 128))]
 
@@ -26,3 +28,10 @@ class SearchForm(forms.Form):
     def clean_author(self) -> str:
         author = (self.cleaned_data.get("author") or "").strip()
         return "" if author.lower() in ("any", "*") else author
+
+
+class DownloadForm(forms.Form):
+    """A download for one node (blank: this one); the repo id is checked by the service."""
+
+    repo_id = forms.CharField(required=False, max_length=200)
+    node = NodeChoiceField()

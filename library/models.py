@@ -3,6 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from nodes.models import Node
+from nodes.selectors import this_node_id
+
 
 class DownloadState(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -18,6 +21,13 @@ class Download(models.Model):
 
     repo_id = models.CharField(max_length=200, db_index=True)
     revision = models.CharField(max_length=100, default="main")
+    node = models.ForeignKey(
+        Node,
+        on_delete=models.PROTECT,
+        default=this_node_id,
+        related_name="downloads",
+        help_text="The machine whose supervisor downloads it into its own cache.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

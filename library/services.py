@@ -18,6 +18,8 @@ from library.local import is_valid_repo_id
 from library.models import Download, DownloadState
 from library.selectors import model_uses
 from mlxmanager.wakeup import wake_supervisor
+from nodes.models import Node
+from nodes.selectors import this_node
 
 ACTIVE = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
 
@@ -27,21 +29,24 @@ class LibraryError(Exception):
 
 
 @transaction.atomic  # SQLite transactions are IMMEDIATE: two requests for one repo serialize here
-def download_queue(*, repo_id: str, revision: str = "main", by: User | None) -> Download:
-    """Queue a download, or join the one already queued or running for the same repo."""
+def download_queue(*, repo_id: str, revision: str = "main", by: User | None, node: Node | None = None) -> Download:
+    """Queue a download for `node` (default this one), or join the one already queued or running
+    there for the same repo. Only that node's supervisor runs it, into that node's cache."""
+    node = node or this_node()
     repo_id = repo_id.strip()
     if not is_valid_repo_id(repo_id):
         raise LibraryError(f"{repo_id!r} is not a Hugging Face repo id (like mlx-community/Qwen3-4B-4bit).")
     existing = (
-        Download.objects.filter(repo_id=repo_id, revision=revision, state__in=ACTIVE, cancel_requested=False)
+        Download.objects.filter(repo_id=repo_id, revision=revision, node=node, state__in=ACTIVE, cancel_requested=False)
         .order_by("created_at")
         .first()
     )
     if existing is not None:
         return existing
-    download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by)
-    audit_record(kind=AuditKind.DOWNLOAD, action="download", subject=repo_id, by=by, message=f"revision {revision}")
-    transaction.on_commit(wake_supervisor)
+    download = Download.objects.create(repo_id=repo_id, revision=revision, requested_by=by, node=node)
+    message = f"revision {revision} on {node.name}"
+    audit_record(kind=AuditKind.DOWNLOAD, action="download", subject=repo_id, by=by, message=message)
+    transaction.on_commit(lambda: wake_supervisor(node=node.name))
     return download
 
 
@@ -71,7 +76,7 @@ def download_cancel(*, download: Download, by: User | None = None) -> bool:
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
     if changed:
         audit_record(kind=AuditKind.DOWNLOAD, action="cancel", subject=download.repo_id, by=by)
-        wake_supervisor()
+        wake_supervisor(node=download.node.name)
     return bool(changed)
 
 
@@ -93,7 +98,7 @@ def download_retry(*, download: Download, by: User | None) -> Download:
     _require_change(download, by, "retry")
     if download.state not in (DownloadState.FAILED, DownloadState.CANCELLED):
         raise LibraryError(f"{download.repo_id}: only a failed or cancelled download can be tried again.")
-    queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by)
+    queued = download_queue(repo_id=download.repo_id, revision=download.revision, by=by, node=download.node)
     download_dismiss(download=download, by=by)
     return queued
 

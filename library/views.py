@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Q
 from django.http import HttpResponse
@@ -16,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from library.forms import SearchForm
+from library.forms import DownloadForm, SearchForm
 from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
 from library.local import is_valid_repo_id, local_model_path, model_facts
@@ -35,6 +36,7 @@ from library.services import (
 )
 from mlxmanager.memory import for_models
 from mlxmanager.types import AuthedRequest
+from nodes.models import Node
 
 RECENT_SHOWN = 5
 DONE_SHOWN_FOR = timedelta(minutes=10)  # a finished download's line, then the model's row says it all
@@ -49,13 +51,13 @@ class DownloadsQuery(forms.Form):
 
 def _downloads_context() -> dict[str, Any]:
     """Running downloads, failed ones until dismissed or retried, others for a few minutes."""
-    active = list(Download.objects.filter(state__in=ACTIVE).order_by("created_at"))
+    active = list(Download.objects.filter(state__in=ACTIVE).select_related("node").order_by("created_at"))
     recent = list(
         Download.objects.exclude(state__in=ACTIVE)
         .filter(Q(state=DownloadState.FAILED) | Q(finished_at__gte=timezone.now() - DONE_SHOWN_FOR))
         .order_by("-finished_at", "-created_at")[:RECENT_SHOWN]
     )
-    return {"active_downloads": active, "recent_downloads": recent}
+    return {"active_downloads": active, "recent_downloads": recent, "several_nodes": Node.objects.count() > 1}
 
 
 def _local_context() -> dict[str, Any]:
@@ -65,7 +67,25 @@ def _local_context() -> dict[str, Any]:
         {"model": m, "profiles": uses[m.name].profiles, "in_use": bool(m.in_cache and uses[m.name].busy_servers)}
         for m in models
     ]
-    return {"rows": rows, **_downloads_context()}
+    return {
+        "rows": rows,
+        "other_nodes": _other_nodes(),
+        "this_node_name": settings.MLXM_NODE_NAME,
+        **_downloads_context(),
+    }
+
+
+def _other_nodes() -> list[dict[str, Any]]:
+    """The other nodes' models, as their supervisors last listed them (their disks are not ours)."""
+    now = timezone.now()
+    return [
+        {
+            "node": node,
+            "online": node.is_online(now),
+            "models": sorted(node.local_models, key=lambda m: str(m.get("repo_id")).lower()),
+        }
+        for node in Node.objects.exclude(name=settings.MLXM_NODE_NAME).order_by("name")
+    ]
 
 
 @require_GET
@@ -138,9 +158,12 @@ def hub_model(request: AuthedRequest, repo_id: str) -> HttpResponse:
 
 @require_POST
 def download(request: AuthedRequest) -> HttpResponse:
-    repo_id = request.POST.get("repo_id", "")
+    asked = DownloadForm(request.POST)
     try:
-        queued = download_queue(repo_id=repo_id, by=request.user)
+        if not asked.is_valid():
+            raise LibraryError(" ".join(str(error) for errors in asked.errors.values() for error in errors))
+        data = asked.cleaned_data
+        queued = download_queue(repo_id=data["repo_id"], by=request.user, node=data["node"])
     except LibraryError as problem:
         if request.htmx:
             return HttpResponse(format_html('<span class="field-error">{}</span>', problem), status=400)

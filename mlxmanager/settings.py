@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from csp import constants as csp_constants
@@ -66,6 +67,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     "accounts",
     "audit",
+    "nodes",
     "profiles",
     "library",
     "servers",
@@ -234,12 +236,23 @@ MLXM_MEMORY_HEADROOM = env.int("MLXM_MEMORY_HEADROOM", default=2 * 1024**3)
 MLXM_START_TIMEOUT = env.float("MLXM_START_TIMEOUT", default=300.0)
 # Seconds a /v1/ request for a stopped on-demand model waits for it to start before a 504.
 MLXM_ON_DEMAND_TIMEOUT = env.float("MLXM_ON_DEMAND_TIMEOUT", default=600.0)
+# Seconds between an idle supervisor's looks at the database (and memory samples); a wake-up from
+# the web side (a datagram, or a PostgreSQL NOTIFY from another node) cuts the wait short.
+MLXM_SUPERVISOR_POLL = env.float("MLXM_SUPERVISOR_POLL", default=5.0)
 # Seconds after which the supervisor's heartbeat counts as stale.
 MLXM_HEARTBEAT_STALE = env.float("MLXM_HEARTBEAT_STALE", default=15.0)
 # Seconds a Hub search or model page may wait for the Hub before saying it cannot be reached.
 MLXM_HUB_TIMEOUT = env.float("MLXM_HUB_TIMEOUT", default=15.0)
-# This machine's name among the nodes: the `node` label of the metrics.
+# This machine's name among the nodes (machines sharing one database): its supervisor acts on
+# this node's servers and downloads only; the `node` label of the metrics.
 MLXM_NODE_NAME = env.str("MLXM_NODE_NAME", default=socket.gethostname())
+# Where the other nodes reach this node's web app (e.g. http://studio.local:8000); blank on one machine.
+MLXM_NODE_URL = env.str("MLXM_NODE_URL", default="")
+# Shared by the nodes: authenticates requests one node's gateway forwards to another's.
+MLXM_NODE_SECRET = env.str("MLXM_NODE_SECRET", default="")
+# Other nodes' gateways forward requests to MLXM_NODE_URL: its host name is one this app answers to.
+if _node_host := urlsplit(MLXM_NODE_URL).hostname:
+    ALLOWED_HOSTS.append(f"[{_node_host}]" if ":" in _node_host else _node_host)
 # Days the gateway keeps its usage records.
 MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
 # Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.

@@ -14,18 +14,21 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from library.models import Download, DownloadState
-from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+from nodes.models import Node
+from servers.models import Server, ServerState, SystemSample
 
 IN_FLIGHT = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
 SERVER_LABELS = ["profile", "node"]
 
 
 def node_name() -> str:
+    """This machine's node: the label of what has no node of its own (a usage record whose profile is gone)."""
     return str(settings.MLXM_NODE_NAME)
 
 
 class ManagerCollector:
-    """Servers, downloads, the supervisor and system memory of this installation."""
+    """Servers, downloads, supervisors and system memory of every node sharing the database, each
+    labelled with its node (any node's /metrics answers for all of them)."""
 
     def collect(self) -> Iterator[Metric]:
         yield from self.server_metrics()
@@ -34,7 +37,6 @@ class ManagerCollector:
         yield from self.system_metrics()
 
     def server_metrics(self) -> Iterator[Metric]:
-        node = node_name()
         state = GaugeMetricFamily(
             "mlxm_server_state", "1 for the state the server is in, 0 for the others.", labels=[*SERVER_LABELS, "state"]
         )
@@ -51,8 +53,8 @@ class ManagerCollector:
         restarts = CounterMetricFamily(
             "mlxm_server_restarts", "Restarts of the server by the supervisor.", labels=SERVER_LABELS
         )
-        for server in Server.objects.select_related("profile").order_by("profile__name"):
-            labels = [server.profile.name, node]
+        for server in Server.objects.select_related("profile__node").order_by("profile__name"):
+            labels = [server.profile.name, server.profile.node.name]
             for value in ServerState.values:
                 state.add_metric([*labels, value], 1.0 if server.state == value else 0.0)
             up.add_metric(labels, 1.0 if server.state == ServerState.RUNNING else 0.0)
@@ -79,37 +81,46 @@ class ManagerCollector:
             "Total size of the downloads in flight, where known.",
             labels=["node"],
         )
-        node = node_name()
-        for value in IN_FLIGHT:
-            in_flight.add_metric([node, value], float(Download.objects.filter(state=value).count()))
-        sums = Download.objects.filter(state__in=IN_FLIGHT).aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))
-        done.add_metric([node], float(sums["done"] or 0))
-        size.add_metric([node], float(sums["size"] or 0))
+        for node in Node.objects.order_by("name"):
+            ours = Download.objects.filter(node=node)
+            for value in IN_FLIGHT:
+                in_flight.add_metric([node.name, value], float(ours.filter(state=value).count()))
+            sums = ours.filter(state__in=IN_FLIGHT).aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))
+            done.add_metric([node.name], float(sums["done"] or 0))
+            size.add_metric([node.name], float(sums["size"] or 0))
         yield from (in_flight, done, size)
 
     def supervisor_metrics(self) -> Iterator[Metric]:
         age = GaugeMetricFamily(
-            "mlxm_supervisor_heartbeat_age_seconds", "Seconds since the supervisor's last heartbeat.", labels=["node"]
+            "mlxm_supervisor_heartbeat_age_seconds",
+            "Seconds since the node's supervisor's last heartbeat.",
+            labels=["node"],
         )
-        beat = SupervisorHeartbeat.objects.filter(pk=1).first()
-        if beat is not None and beat.beat_at is not None:
-            age.add_metric([node_name()], (timezone.now() - beat.beat_at).total_seconds())
+        now = timezone.now()
+        for node in Node.objects.filter(heartbeat_at__isnull=False).only("name", "heartbeat_at"):
+            if node.heartbeat_at is not None:
+                age.add_metric([node.name], (now - node.heartbeat_at).total_seconds())
         yield age
 
     def system_metrics(self) -> Iterator[Metric]:
-        sample = SystemSample.objects.order_by("-taken_at").first()
-        if sample is None:
-            return
-        labels = [node_name()]
-        for name, documentation, value in (
-            ("mlxm_system_memory_total_bytes", "Physical memory of the machine.", sample.memory_total),
-            ("mlxm_system_memory_available_bytes", "Memory available to new processes.", sample.memory_available),
-            (
-                "mlxm_system_memory_servers_bytes",
-                "Resident memory of all model servers.",
-                sample.memory_used_by_servers,
+        gauges = [
+            GaugeMetricFamily("mlxm_system_memory_total_bytes", "Physical memory of the machine.", labels=["node"]),
+            GaugeMetricFamily(
+                "mlxm_system_memory_available_bytes", "Memory available to new processes.", labels=["node"]
             ),
-        ):
-            gauge = GaugeMetricFamily(name, documentation, labels=["node"])
-            gauge.add_metric(labels, float(value))
-            yield gauge
+            GaugeMetricFamily(
+                "mlxm_system_memory_servers_bytes", "Resident memory of all model servers.", labels=["node"]
+            ),
+        ]
+        sampled = False
+        for node in Node.objects.order_by("name"):
+            sample = SystemSample.objects.filter(node=node).order_by("-taken_at").first()
+            if sample is None:
+                continue
+            sampled = True
+            for gauge, value in zip(
+                gauges, (sample.memory_total, sample.memory_available, sample.memory_used_by_servers), strict=True
+            ):
+                gauge.add_metric([node.name], float(value))
+        if sampled:
+            yield from gauges

@@ -6,7 +6,7 @@ are pruned a counter goes down, which Prometheus' rate() and increase() read as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db.models import Count, Q, Sum
@@ -26,8 +26,8 @@ def _histogram(name: str, documentation: str, field: str, buckets: Sequence[floa
     has_value = Q(**{f"{field}__isnull": False})
     rows = (
         UsageRecord.objects.filter(has_value)
-        .values("model_name", "api")
-        .order_by("model_name", "api")
+        .values("model_name", "api", "profile__node__name")
+        .order_by("model_name", "api", "profile__node__name")
         .annotate(
             count=Count("id"),
             total=Sum(field),
@@ -35,23 +35,26 @@ def _histogram(name: str, documentation: str, field: str, buckets: Sequence[floa
         )
     )
     histogram = HistogramMetricFamily(name, documentation, labels=LABELS)
-    node = node_name()
     for typed_row in rows:
         row: dict[str, Any] = dict(typed_row)  # a plain dict: the bucket columns are named at run time
         cumulative = [(floatToGoString(bound), float(row[f"le_{n}"])) for n, bound in enumerate(buckets)]
         histogram.add_metric(
-            [row["model_name"], row["api"], node],
+            [row["model_name"], row["api"], _node(row)],
             buckets=[*cumulative, ("+Inf", float(row["count"]))],
             sum_value=float(row["total"] or 0) / 1000,
         )
     return histogram
 
 
+def _node(row: Mapping[str, Any]) -> str:
+    """The node that serves the record's model (this node for a record whose profile is gone)."""
+    return str(row["profile__node__name"] or node_name())
+
+
 class GatewayCollector:
     """Requests by model, API and status; their durations and times to the first token; tokens."""
 
     def collect(self) -> Iterator[Metric]:
-        node = node_name()
         requests = CounterMetricFamily(
             "mlxm_gateway_requests", "Requests to /v1/ that named a model.", labels=[*LABELS, "status"]
         )
@@ -60,17 +63,18 @@ class GatewayCollector:
             "mlxm_gateway_completion_tokens", "Completion tokens of /v1/ requests.", labels=LABELS
         )
         by_status = (
-            UsageRecord.objects.values("model_name", "api", "status")
-            .order_by("model_name", "api", "status")
+            UsageRecord.objects.values("model_name", "api", "profile__node__name", "status")
+            .order_by("model_name", "api", "profile__node__name", "status")
             .annotate(count=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
         )
-        tokens: dict[tuple[str, str], list[float]] = {}
+        tokens: dict[tuple[str, str, str], list[float]] = {}
         for row in by_status:
+            node = _node(row)
             requests.add_metric([row["model_name"], row["api"], node, str(row["status"])], float(row["count"]))
-            sums = tokens.setdefault((row["model_name"], row["api"]), [0.0, 0.0])
+            sums = tokens.setdefault((row["model_name"], row["api"], node), [0.0, 0.0])
             sums[0] += row["prompt"] or 0
             sums[1] += row["completion"] or 0
-        for (model, api), (prompt_sum, completion_sum) in tokens.items():
+        for (model, api, node), (prompt_sum, completion_sum) in tokens.items():
             prompt.add_metric([model, api, node], prompt_sum)
             completion.add_metric([model, api, node], completion_sum)
         yield from (requests, prompt, completion)

@@ -14,6 +14,9 @@ from django.conf import settings
 
 from accounts.models import User
 from library.local import is_allowed_path
+from nodes.forms import NodeChoiceField
+from nodes.models import Node
+from nodes.selectors import this_node
 from profiles.argv import split_origins
 from profiles.modelinfo import (
     NOT_ALLOWED,
@@ -101,6 +104,7 @@ def _finite_float(text: str) -> float:
 
 class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     port = _int("Port", PORT_MIN, PORT_MAX, required=True)
+    node = NodeChoiceField(help_text="The Mac that runs this server; the model must be on that Mac's disk.")
     num_draft_tokens = _int("Draft tokens", 1, 64, help_text="Tokens the draft model proposes per step (mlx: 3).")
     temperature = _float("Temperature", 0.0, 10.0, help_text="0 always picks the most likely token (mlx: 0.0).")
     top_p = forms.FloatField(
@@ -160,6 +164,7 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "name",
             "aliases",
             "description",
+            "node",
             "model",
             "host",
             "port",
@@ -235,6 +240,12 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         for name, message in required.items():
             self.fields[name].error_messages["required"] = message
         self._describe_start_timeout()
+        # The select's options are node names (the initial value would otherwise be the row's id).
+        if self.instance.pk:
+            self.initial["node"] = self.instance.node.name
+        elif self.initial.get("node") is None:
+            self.initial["node"] = this_node().name
+        self.several_nodes = Node.objects.count() > 1
         args_initial = self.initial.get("chat_template_args")
         if isinstance(args_initial, dict):
             self.initial["chat_template_args"] = json.dumps(args_initial) if args_initial else ""

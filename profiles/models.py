@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from mlxmanager.formatting import host_port
+from nodes.models import Node
+from nodes.selectors import this_node_id
 
 
 class LogLevel(models.TextChoices):
@@ -43,6 +45,13 @@ class ServerProfile(models.Model):
         help_text="Other names clients may send as `model` to /v1/, comma-separated (e.g. gpt-4o, qwen).",
     )
     description = models.TextField(blank=True)
+    node = models.ForeignKey(
+        Node,
+        on_delete=models.PROTECT,
+        default=this_node_id,
+        related_name="profiles",
+        help_text="The machine whose supervisor runs this server (and whose disk holds the model).",
+    )
     model = models.CharField(
         max_length=500, help_text="A Hugging Face repo id (mlx-community/Qwen3-4B-4bit) or an absolute path."
     )

@@ -105,6 +105,19 @@ def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfi
     return profile
 
 
+def _refuse_move_while_running(profile: ServerProfile, fields: Mapping[str, Any]) -> None:
+    """A server belongs to the supervisor of its node: moving a profile whose server is not
+    stopped would leave that process without its owner."""
+    node = fields.get("node")
+    saved = ServerProfile.objects.filter(pk=profile.pk).select_related("node").first()  # the form has set it already
+    if node is None or saved is None or node.pk == saved.node_id or server_status(saved).stopped:
+        return
+    raise ProfileConflict(
+        f"“{saved.name}” has a server on {saved.node.name} that is not stopped: "
+        f"stop it before moving the profile to {node.name}."
+    )
+
+
 def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None = None) -> ServerProfile:
     """Write the changed fields of an existing profile. A running server keeps its old settings
     until it is restarted. The profile as it would be saved is checked, so a member cannot keep
@@ -112,6 +125,7 @@ def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: Use
     if by is not None and not profile_can_manage(user=by, profile=profile):
         raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can change it.")
     _refuse_unsafe(fields={**_current_fields(profile), **fields}, by=by)
+    _refuse_move_while_running(profile, fields)
     for name, value in fields.items():
         setattr(profile, name, value)
     try:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from library.local import cached_repo_ids
 from mlxmanager.types import AuthedRequest
+from nodes.models import Node
 from profiles import services
 from profiles.argv import OPTIONS, command_line
 from profiles.forms import ProfileForm, name_from_model
@@ -141,6 +142,9 @@ def _new_initial(request: AuthedRequest) -> dict[str, Any]:
     if query.is_valid() and (model := query.cleaned_data["model"].strip()):
         initial["model"] = model
         initial["name"] = name_from_model(model)
+    node = request.GET.get("node", "")
+    if Node.objects.filter(name=node).exists():  # "New profile" from another node's model list
+        initial["node"] = node
     try:
         initial["port"] = next_free_port()
     except NoFreePort as exc:

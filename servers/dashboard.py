@@ -1,6 +1,10 @@
 """What the dashboard shows, read from the database only (the supervisor's records) in a fixed
 number of queries whatever the number of servers: the profiles with their servers in one query,
-the last hour of samples (one point per server and minute) in another, the heartbeat in a third."""
+the last hour of samples (one point per server and minute) in another, the nodes in a third
+(with each node's newest memory sample: one more query per node).
+
+The cards are grouped by node. A node whose supervisor is offline (stale heartbeat) shows its
+servers' state as "unknown": nobody watches them, so "stopped" or "running" would be a guess."""
 
 from __future__ import annotations
 
@@ -24,9 +28,10 @@ from django.utils.safestring import SafeString, mark_safe
 from accounts.models import User
 from library.local import is_valid_repo_id, local_model_path
 from mlxmanager.formatting import human_bytes
+from nodes.models import Node
+from nodes.status import SupervisorStatus, node_statuses, supervisor_status
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
-from servers.heartbeat import SupervisorStatus, supervisor_status
 from servers.models import DesiredState, Server, ServerSample, ServerState
 from servers.selectors import system_memory
 from servers.services import server_can_operate
@@ -40,10 +45,11 @@ SPARK_MIN_POINTS = 3  # sampled buckets (minutes) before a sparkline is drawn
 # (state, RSS, CPU, health) are read fresh at every poll.
 SERIES_CACHE_SECONDS = 10
 SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
+UNKNOWN = "unknown"  # the state shown for a server whose node is offline
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
 # template would cost a query per card, which the query-count test would catch).
-CARD_FIELDS = ["name", "model", "host", "port", "owner", "on_demand", "idle_minutes", "keep_running"] + [
+CARD_FIELDS = ["name", "model", "host", "port", "owner", "on_demand", "idle_minutes", "keep_running", "node"] + [
     f"server__{name}"
     for name in (
         "desired_state",
@@ -129,6 +135,7 @@ class Card:
     note_level: str = "info"
     root: str = ""  # the dashboard's URL, the prefix of the card's links (reversed once per page)
     extras: list[CardExtra] = field(default_factory=list)
+    offline: bool = False  # its node's supervisor went away without stopping it: the state shown is "unknown"
 
     @cached_property
     def url(self) -> str:
@@ -146,8 +153,8 @@ class Card:
             "model": profile.model,
             "base_url": profile.base_url,
             "address": profile.address,
-            "state": server.state,
-            "state_label": server.get_state_display(),
+            "state": UNKNOWN if self.offline else server.state,
+            "state_label": "Unknown" if self.offline else server.get_state_display(),
             "desired": server.desired_state,
             "restarts": str(server.restart_count),
             "memory_points": series.memory_points if series.has_data else "",
@@ -162,7 +169,7 @@ class Card:
 
     @cached_property
     def is_up(self) -> bool:
-        return self.server.state in UP
+        return self.server.state in UP and not self.offline
 
     @cached_property
     def uptime(self) -> timedelta | None:
@@ -192,15 +199,22 @@ class Card:
     @cached_property
     def model_missing(self) -> bool:
         """A failed server whose model (a Hub repo id) is no longer on this machine: offer to download it."""
-        if self.server.state not in FAILED:
+        if self.server.state not in FAILED or self.offline:
             return False
-        model = self.profile.model
-        return is_valid_repo_id(model) and local_model_path(model) is None
+        model, node = self.profile.model, self.profile.node
+        if not is_valid_repo_id(model):
+            return False
+        if node.is_local:
+            return local_model_path(model) is None
+        return model not in node.local_repo_ids  # another Mac's disk, as its supervisor last listed it
 
     @cached_property
     def busy(self) -> bool:
-        """Something is about to change: a transient state or an intent not yet acted on."""
+        """Something is about to change: a transient state or an intent not yet acted on (nothing
+        changes on an offline node until its supervisor is back: no fast polling meanwhile)."""
         server = self.server
+        if self.offline:
+            return False
         if server.state in TRANSIENT or server.restart_requested != server.restart_handled:
             return True
         if server.desired_state == DesiredState.RUNNING:
@@ -211,6 +225,8 @@ class Card:
     def pending(self) -> str:
         """The user's request the supervisor has not acted on yet, in words."""
         server = self.server
+        if self.offline:
+            return "its node is offline: requests wait until its supervisor is back"
         if server.restart_requested != server.restart_handled and server.desired_state == DesiredState.RUNNING:
             return "restart requested"
         if server.desired_state == DesiredState.RUNNING and server.state == ServerState.STOPPED:
@@ -327,11 +343,42 @@ class MemoryBar:
 
 
 @dataclass
+class NodeGroup:
+    """One node's part of the dashboard: its supervisor, its memory bar and its servers."""
+
+    status: SupervisorStatus
+    memory: MemoryBar
+    cards: list[Card]
+    html: SafeString = field(default_factory=lambda: mark_safe(""))  # the cards, rendered by the view
+
+    @property
+    def node(self) -> Node:
+        return self.status.node
+
+    @property
+    def running_count(self) -> int:
+        return sum(1 for card in self.cards if card.is_up)
+
+
+@dataclass
 class Dashboard:
     cards: list[Card]
-    supervisor: SupervisorStatus
-    memory: MemoryBar
+    groups: list[NodeGroup]
     series_cached: bool = False  # the sparklines came from the few-second cache (Server-Timing says so)
+
+    @property
+    def several_nodes(self) -> bool:
+        """Headings per node only when there is more than one: one Mac looks as it always did."""
+        return len(self.groups) > 1
+
+    @property
+    def supervisor(self) -> SupervisorStatus:
+        """This machine's supervisor (the first group)."""
+        return self.groups[0].status
+
+    @property
+    def memory(self) -> MemoryBar:
+        return self.groups[0].memory
 
     @cached_property
     def busy(self) -> bool:
@@ -414,23 +461,43 @@ def _server_of(profile: ServerProfile) -> Server:
 
 
 def dashboard_data() -> Dashboard:
+    now = timezone.now()
+    statuses = node_statuses(now=now)
+    unknown = {status.node.pk for status in statuses if status.states_unknown}
     profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
     servers = [_server_of(profile) for profile in profiles]
-    since = timezone.now() - CHART_WINDOW
+    since = now - CHART_WINDOW
     series, cached = recent_sample_series([server.pk for server in servers if _charted(server, since)])
     root = reverse("servers:dashboard")
     extras = card_extras(profiles)
     cards = [
-        Card(profile, server, series.get(server.pk) or NO_SERIES, root=root, extras=extras.get(profile.pk, []))
+        Card(
+            profile,
+            server,
+            series.get(server.pk) or NO_SERIES,
+            root=root,
+            extras=extras.get(profile.pk, []),
+            offline=profile.node_id in unknown,
+        )
         for profile, server in zip(profiles, servers, strict=True)
     ]
-    ours = sum(card.server.rss_bytes or 0 for card in cards if card.is_up)
-    memory = system_memory()
-    return Dashboard(cards, supervisor_status(), MemoryBar(memory.total, memory.available, ours), series_cached=cached)
+    groups = []
+    for status in statuses:
+        mine = [card for card in cards if card.profile.node_id == status.node.pk]
+        ours = sum(card.server.rss_bytes or 0 for card in mine if card.server.state in UP)  # as last sampled
+        memory = system_memory(status.node)
+        groups.append(NodeGroup(status, MemoryBar(memory.total, memory.available, ours), mine))
+    return Dashboard(cards, groups, series_cached=cached)
 
 
 def card_for(profile: ServerProfile) -> Card:
     server = Server.objects.filter(profile=profile).first() or Server(profile=profile)
     server.profile = profile
     series = sample_series([server.pk]).get(server.pk) if server.pk else None
-    return Card(profile, server, series or _empty_series(), extras=card_extras([profile]).get(profile.pk, []))
+    return Card(
+        profile,
+        server,
+        series or _empty_series(),
+        extras=card_extras([profile]).get(profile.pk, []),
+        offline=supervisor_status(node=profile.node).states_unknown,
+    )

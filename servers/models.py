@@ -5,6 +5,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
+from nodes.models import Node
+from nodes.selectors import this_node_id
 from profiles.models import ServerProfile
 from servers.states import State
 
@@ -115,8 +117,9 @@ class ServerSample(models.Model):
 
 
 class SystemSample(models.Model):
-    """System memory at one moment, for the System page's chart."""
+    """One node's memory at one moment, for the System page's chart."""
 
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, default=this_node_id, related_name="samples")
     taken_at = models.DateTimeField(db_index=True)
     memory_total = models.PositiveBigIntegerField()
     memory_available = models.PositiveBigIntegerField()
@@ -124,18 +127,3 @@ class SystemSample(models.Model):
 
     class Meta:
         ordering = ["taken_at"]
-
-
-class SupervisorHeartbeat(models.Model):
-    """A single row the supervisor refreshes at every tick; the web reads its age."""
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    pid = models.PositiveIntegerField(null=True, blank=True)
-    hostname = models.CharField(max_length=255, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    beat_at = models.DateTimeField(null=True, blank=True)
-    stopped_at = models.DateTimeField(null=True, blank=True)
-    wake_address = models.CharField(max_length=500, blank=True, help_text="Where the web side wakes it.")
-    hub_cache_bytes = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="The Hugging Face cache's size on disk, as the supervisor last measured it."
-    )

@@ -8,6 +8,8 @@ from django.db.models import Q
 
 from library.selectors import ModelUse
 from mlxmanager.memory import Memory, memory, swap
+from nodes.models import Node
+from nodes.selectors import this_node
 from profiles.models import ServerProfile
 from profiles.selectors import ServerStatus
 from servers.models import DesiredState, Server, SystemSample
@@ -57,13 +59,19 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
     return uses
 
 
-def system_memory() -> Memory:
-    """This machine's memory as the supervisor last sampled it (every few seconds, through its Host),
-    so polled pages read only the database and every page shows the same figure. Read directly only
-    before the first sample."""
-    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
+def system_memory(node: Node | None = None) -> Memory:
+    """A node's memory (default: this machine's) as its supervisor last sampled it (every few
+    seconds, through its Host), so polled pages read only the database and every page shows the
+    same figure. Before the first sample: this machine's read directly, another's as unknown (0)."""
+    node = node or this_node()
+    newest = (
+        SystemSample.objects.filter(node=node)
+        .order_by("-taken_at")
+        .values_list("memory_total", "memory_available")
+        .first()
+    )
     if newest is None:
-        return memory()
+        return memory() if node.is_local else Memory(0, 0, 0, 0, 0, source="not sampled yet")
     total, available = newest
-    swap_total, swap_used = swap()
+    swap_total, swap_used = swap() if node.is_local else (0, 0)  # another machine's swap is not sampled
     return Memory(total, available, total - available, swap_total, swap_used, source="the supervisor's last sample")

@@ -44,8 +44,12 @@ def _require_operate(profile: ServerProfile, by: User | None, verb: str) -> None
 
 
 def server_for(profile: ServerProfile) -> Server:
-    server, _ = Server.objects.get_or_create(profile=profile)
-    return server
+    """The profile's server row, locked until the transaction ends (call inside one): concurrent
+    Start/Stop/Restart requests (gunicorn workers, other nodes) take turns, each reading what the
+    one before wrote, instead of all acting on the same old state. (A no-op on SQLite, whose
+    IMMEDIATE transactions already take turns.)"""
+    Server.objects.get_or_create(profile=profile)
+    return Server.objects.select_for_update().get(profile=profile)
 
 
 def _record_intent(server: Server, *, action: str, by: User | None, cause: str = "user", **desired: object) -> Server:
@@ -53,7 +57,8 @@ def _record_intent(server: Server, *, action: str, by: User | None, cause: str =
     Server.objects.filter(pk=server.pk).update(**desired)
     ServerEvent.objects.create(server=server, kind=ServerEvent.Kind.ACTION, action=action, by=by, cause=cause)
     audit_record(kind=AuditKind.SERVER, action=action, subject=server.profile.name, by=by, profile_id=server.profile_id)
-    transaction.on_commit(wake_supervisor)
+    node = server.profile.node.name  # the supervisor that acts may be on another machine
+    transaction.on_commit(lambda: wake_supervisor(node=node))
     server.refresh_from_db()
     return server
 
@@ -68,6 +73,8 @@ def server_start(*, profile: ServerProfile, by: User | None, cause: str = "user"
     server = server_for(profile)
     if server.desired_state == DesiredState.RUNNING and server.state in BUSY:
         raise ServerActionRefused(f"{profile.name} is already {server.get_state_display().lower()}.")
+    if server.desired_state == DesiredState.RUNNING and server.state == ServerState.STOPPED:
+        raise ServerActionRefused(f"{profile.name} is already asked to start; the supervisor starts it shortly.")
     updates: dict[str, object] = {"desired_state": DesiredState.RUNNING, "started_on_demand": cause == "gateway"}
     if server.state == ServerState.FATAL:
         if cause == "gateway":

@@ -20,12 +20,12 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from mlxmanager.types import AuthedRequest
+from nodes.status import supervisor_status
 from profiles.argv import command_line
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard import card_for, cards_html, dashboard_data
-from servers.heartbeat import supervisor_status
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
@@ -58,7 +58,9 @@ class ChatForm(forms.Form):
 def dashboard(request: AuthedRequest) -> HttpResponse:
     """The page, or (for htmx's poll) just its live part: banner, memory bar and cards."""
     dash, back_url = dashboard_data(), reverse("servers:dashboard")
-    context: dict[str, Any] = {"dash": dash, "cards": cards_html(dash.cards, request=request, back_url=back_url)}
+    for group in dash.groups:
+        group.html = cards_html(group.cards, request=request, back_url=back_url)
+    context: dict[str, Any] = {"dash": dash}
     if request.htmx:
         response = render(request, "servers/_live.html", context)
         # Visible in the browser's network panel, and how the benchmark tells cache hits from misses.
@@ -183,7 +185,7 @@ def _state_context(profile: ServerProfile) -> dict[str, Any]:
         "profile": profile,
         "card": card,
         "events": events,
-        "supervisor": supervisor_status(),
+        "supervisor": supervisor_status(node=profile.node),
         "command_line": command_line(profile),
         "back_url": reverse("servers:detail", args=[profile.pk]),
         "poll_seconds": 1 if card.busy else 5,

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from library.local import disk_free
 from library.models import Download, DownloadState
-from servers.models import Server, SupervisorHeartbeat, SystemSample
+from nodes.selectors import this_node
+from servers.models import Server, SystemSample
 from servers.states import WITH_PROCESS
 
 # When MLX does not say how much memory it may use for models, this share of RAM is shown instead.
@@ -37,8 +38,10 @@ def _run(argv: list[str]) -> str:
 
 
 def servers_memory() -> int:
-    """Resident memory of our model servers, as the supervisor last measured it."""
-    total = Server.objects.filter(state__in=WITH_PROCESS).aggregate(total=Sum("rss_bytes"))["total"]
+    """Resident memory of this node's model servers, as its supervisor last measured it."""
+    total = Server.objects.filter(state__in=WITH_PROCESS, profile__node=this_node()).aggregate(total=Sum("rss_bytes"))[
+        "total"
+    ]
     return int(total or 0)
 
 
@@ -103,7 +106,7 @@ class HubCache:
 def hub_cache() -> HubCache:
     path = Path(settings.HF_HUB_CACHE)
     exists = path.is_dir()
-    size = SupervisorHeartbeat.objects.filter(id=1).values_list("hub_cache_bytes", flat=True).first()
+    size = this_node().hub_cache_bytes
     return HubCache(path=path, exists=exists, size=size if exists else 0, free=disk_free(path))
 
 
@@ -111,13 +114,15 @@ def hub_cache() -> HubCache:
 
 
 def supervised_servers() -> list[Server]:
-    """The model servers the supervisor has a process for (or is bringing up or down)."""
-    return list(Server.objects.filter(state__in=WITH_PROCESS).select_related("profile"))
+    """The model servers this node's supervisor has a process for (or is bringing up or down)."""
+    return list(Server.objects.filter(state__in=WITH_PROCESS, profile__node=this_node()).select_related("profile"))
 
 
 def downloads_in_flight() -> list[Download]:
     return list(
-        Download.objects.filter(state__in=(DownloadState.QUEUED, DownloadState.DOWNLOADING)).order_by("created_at")
+        Download.objects.filter(node=this_node(), state__in=(DownloadState.QUEUED, DownloadState.DOWNLOADING)).order_by(
+            "created_at"
+        )
     )
 
 
@@ -132,7 +137,11 @@ class MemoryPoint(NamedTuple):
 
 def memory_samples(*, now: datetime | None = None, minutes: int = 60) -> list[MemoryPoint]:
     since = (now or timezone.now()) - timedelta(minutes=minutes)
-    rows = SystemSample.objects.filter(taken_at__gte=since).order_by("taken_at").values_list(*MemoryPoint._fields)
+    rows = (
+        SystemSample.objects.filter(node=this_node(), taken_at__gte=since)
+        .order_by("taken_at")
+        .values_list(*MemoryPoint._fields)
+    )
     return [MemoryPoint(*row) for row in rows]
 
 

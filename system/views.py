@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from mlxmanager.memory import for_models, mlx_device_info
 from mlxmanager.types import AuthedRequest
+from nodes.status import node_statuses, supervisor_status
 from servers.charts import sparkline_points
-from servers.heartbeat import supervisor_status
 from servers.selectors import system_memory
 from system import info as system_info
 from system.service_install import (
@@ -93,6 +93,7 @@ def live_context() -> dict[str, Any]:
         "recommended": recommended,
         "hub_cache": system_info.hub_cache(),
         "supervisor": supervisor_status(now=now),
+        "nodes": node_statuses(now=now),
         "servers": system_info.supervised_servers(),
         "downloads": system_info.downloads_in_flight(),
         "chart": memory_chart(samples, now=now, limit=recommended.bytes),

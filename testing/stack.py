@@ -41,6 +41,7 @@ class Stack:
     root: Path
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    processes: tuple[str, ...] = ()  # of the Procfile ("web", "supervisor"); none named: all
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,14 +84,15 @@ class Stack:
         self.manage("collectstatic", "--noinput", "-v", "0")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start"],  # what `make run` runs
+            [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start", *self.processes],  # as `make run`
             cwd=REPO,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for_http(f"{self.url}/healthz")
+        if "web" in self.processes or not self.processes:
+            wait_for_http(f"{self.url}/healthz")
         return self
 
     def stop(self) -> int | None:
@@ -122,3 +124,77 @@ def _kill_tree(pid: int) -> None:
     for process in family:
         with contextlib.suppress(psutil.Error):
             process.kill()
+
+
+@dataclass
+class NodeStack(Stack):
+    """One node of several sharing one database (`database_url`): its own data directory, Hugging
+    Face cache, name and address. gunicorn and the supervisor run as two processes, not under
+    honcho (which ends the other when one dies), so a test can kill -9 the supervisor alone and
+    start another, as a crash and a service manager's restart would."""
+
+    name: str = "node"
+    database_url: str = ""
+    secret: str = ""
+    web: subprocess.Popen[bytes] | None = None
+    supervisor: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "MLXM_NODE_NAME": self.name,
+                "MLXM_NODE_URL": self.url,
+                "MLXM_NODE_SECRET": self.secret,
+                "HF_HOME": str(self.root / "hf-home"),
+                "WEB_CONCURRENCY": "1",  # several nodes share the test machine's cores
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, *, supervisor: bool = True) -> NodeStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput", "-v", "0")
+        self.web = self._spawn(str(BIN / "gunicorn"), "mlxmanager.asgi:application", "--config", "gunicorn.conf.py")
+        if supervisor:
+            self.start_supervisor()
+        wait_for_http(f"{self.url}/healthz")
+        return self
+
+    def start_supervisor(self) -> subprocess.Popen[bytes]:
+        self.supervisor = self._spawn(sys.executable, "manage.py", "runsupervisor")
+        return self.supervisor
+
+    def kill_supervisor(self) -> None:
+        """kill -9 of the supervisor alone: its model servers and the web app keep running."""
+        assert self.supervisor is not None
+        self.supervisor.kill()
+        self.supervisor.wait(10)
+
+    def _spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def stop(self) -> int | None:
+        """SIGTERM to the supervisor (it stops its model servers) and to gunicorn; SIGKILL to what
+        is left after a minute. Returns the supervisor's exit status."""
+        status = None
+        for attribute in ("supervisor", "web"):
+            process: subprocess.Popen[bytes] | None = getattr(self, attribute)
+            if process is None:
+                continue
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                code = process.wait(timeout=60)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                _kill_tree(process.pid)
+                code = process.wait()
+            status = code if attribute == "supervisor" else status
+            setattr(self, attribute, None)
+        return status

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -65,12 +66,21 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
 
 
+def database_url() -> str:
+    """DATABASE_URL of the database this process uses (the test database, under pytest)."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user, password = (urllib.parse.quote(str(db[key] or ""), safe="") for key in ("USER", "PASSWORD"))
+        login = f"{user}:{password}@" if password else f"{user}@"
+        return f"postgres://{login}{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
 def supervisor_env() -> dict[str, str]:
     """The environment for a `manage.py` subprocess that uses the test database and data folder."""
-    db_name = connection.settings_dict["NAME"]
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{db_name}",
+        "DATABASE_URL": database_url(),
         "MLXM_DATA_DIR": str(settings.MLXM_DATA_DIR),
         "PYTHONUNBUFFERED": "1",
     }
@@ -103,12 +113,12 @@ class SupervisorProcesses:
         return proc
 
     def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-        from servers.models import SupervisorHeartbeat
+        from nodes.models import Node
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"the supervisor exited with {proc.returncode}: {self.output(proc)}")
-            return SupervisorHeartbeat.objects.filter(pid=proc.pid, beat_at__isnull=False).exists()
+            return Node.objects.filter(pid=proc.pid, heartbeat_at__isnull=False).exists()
 
         wait_for(ready, timeout=timeout, what="the supervisor's heartbeat")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from api.tests.conftest import ApiClient
+from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerState
 
@@ -86,3 +88,15 @@ def test_unsafe_options_by_a_member_are_refused_as_the_page_refuses_them(member_
     response = member_api.call("post", "/profiles/", {"name": "x", "model": model_dir, "trust_remote_code": True})
     assert response.status_code == 403
     assert "remote code" in response.json()["detail"].lower()
+
+
+def test_the_node_is_named_and_an_unknown_one_is_refused(admin_api: ApiClient, model_dir: str) -> None:
+    Node.objects.create(name="studio")
+    created = admin_api.call("post", "/profiles/", {"name": "on-studio", "model": model_dir, "node": "studio"})
+    assert created.status_code == 201, created.json()
+    assert created.json()["node"] == "studio"
+    here = admin_api.call("post", "/profiles/", {"name": "here", "model": model_dir})
+    assert here.json()["node"] == settings.MLXM_NODE_NAME
+    refused = admin_api.call("post", "/profiles/", {"name": "nowhere", "model": model_dir, "node": "no-such-mac"})
+    assert refused.status_code in (400, 422), refused.content
+    assert "There is no node with that name." in refused.content.decode()

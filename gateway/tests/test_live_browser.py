@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from conftest import browser_login, screenshot
+from conftest import browser_login, screenshots
 from gateway.models import UsageRecord
 from gateway.tests.conftest import Live
 from testing.supervisor import wait_for
@@ -18,13 +18,7 @@ pytestmark = [pytest.mark.mlx, pytest.mark.browser]
 
 
 def shots(page: Any, name: str) -> None:
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        for width in (1280, 390):
-            page.set_viewport_size({"width": width, "height": 900})
-            screenshot(page, f"gateway-{name}-{width}-{scheme}")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    screenshots(page, f"gateway-{name}")
 
 
 def test_quick_chat_streams_two_turns_through_v1(live: Live, page: Any) -> None:

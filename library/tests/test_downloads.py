@@ -21,6 +21,7 @@ from library.downloads import READ_CHUNK, DownloadRunner, read_chunk_size
 from library.local import cached_repo_ids, local_models
 from library.models import Download, DownloadState
 from library.services import download_cancel, download_queue
+from testing.supervisor import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,7 +145,7 @@ def test_killed_downloader_process_is_resumed_by_the_runner(hub: Any, empty_cach
     """`manage.py downloadmodel` runs the same code in its own process; kill -9 it halfway and the
     runner picks the orphaned row up again and resumes from the partial file."""
     hub.bytes_per_second = 1_500_000
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}"}
+    env = {**os.environ, "DATABASE_URL": database_url()}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "downloadmodel", MEDIUM],
         cwd=ROOT,

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # Lower layers first; an app may import its own layer and those below, never above.
-LAYERS = ["audit", "accounts", "library", "profiles", "servers", "system", "gateway", "monitoring", "api"]
+LAYERS = ["audit", "accounts", "nodes", "library", "profiles", "servers", "system", "gateway", "monitoring", "api"]
 SUPERVISOR = "servers.supervisor"
 SUPERVISOR_CLIENTS = {"servers.management.commands.runsupervisor"}
 

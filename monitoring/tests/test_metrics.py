@@ -21,8 +21,9 @@ from accounts.models import User, UserStatus
 from conftest import PASSWORD
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
-from servers.models import ServerState, SupervisorHeartbeat, SystemSample
+from servers.models import ServerState, SystemSample
 from servers.tests.factories import set_server
+from testing.nodes import set_node
 
 DASHBOARD = Path(settings.BASE_DIR) / "docs" / "grafana-dashboard.json"
 
@@ -53,7 +54,7 @@ def installation(make_profile: Callable[..., ServerProfile], admin_user: User) -
     )
     Download.objects.create(repo_id="mlx-community/B", state=DownloadState.QUEUED)
     Download.objects.create(repo_id="mlx-community/C", state=DownloadState.COMPLETED, bytes_done=5, bytes_total=5)
-    SupervisorHeartbeat.objects.create(pk=1, pid=1, beat_at=timezone.now() - timedelta(seconds=4))
+    set_node(pid=1, heartbeat_at=timezone.now() - timedelta(seconds=4))
     SystemSample.objects.create(
         taken_at=timezone.now(), memory_total=64_000_000_000, memory_available=40_000_000_000, memory_used_by_servers=1
     )

@@ -12,6 +12,7 @@ from unittest.mock import patch
 
 import pytest
 
+from nodes.models import Node
 from profiles.argv import build_server_argv, command_line
 from profiles.models import ServerProfile
 
@@ -76,7 +77,7 @@ def server_parser() -> argparse.ArgumentParser:
 
 def profile(**fields: Any) -> ServerProfile:
     base: dict[str, Any] = {"name": "p", "model": "mlx-community/Qwen3-4B-4bit", "host": "127.0.0.1", "port": 8123}
-    return ServerProfile(**{**base, **fields})
+    return ServerProfile(**{**base, "node": Node(name="here"), **fields})  # no database: the node is given
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import signal
-import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,15 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Field
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Field, QuerySet
 
+from library.local import local_models
+from mlxmanager.memory import for_models
+from nodes.models import Node
+from nodes.selectors import this_node
+from nodes.services import node_beat, node_publish_models, node_register, node_stop
+from nodes.versions import node_versions
 from profiles.argv import build_server_argv, one_line
 from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.logs import server_log_path
-from servers.models import DesiredState, Server, ServerSample, SupervisorHeartbeat, SystemSample
+from servers.models import DesiredState, Server, ServerSample, SystemSample
 from servers.states import PROBED, UP, WITH_PROCESS, State
 from servers.supervisor import checks, logfile
 from servers.supervisor.host import HealthAnswer, Host, Process
@@ -38,6 +43,9 @@ from servers.supervisor.transitions import save_fields, server_note, transition
 log = logging.getLogger("mlxmanager.supervisor")
 
 ArgvBuilder = Callable[[ServerProfile], list[str]]
+# What a database that went away (stopped, restarted, unreachable) raises: the first query on a
+# dead connection gives OperationalError, the next ones InterfaceError.
+DATABASE_AWAY = (OperationalError, InterfaceError)
 EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
@@ -79,6 +87,8 @@ class Policy:
         values: dict[str, Any] = {
             "start_timeout": settings.MLXM_START_TIMEOUT,
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
+            "idle_interval": settings.MLXM_SUPERVISOR_POLL,
+            "sample_interval": settings.MLXM_SUPERVISOR_POLL,
         }
         return cls(**{**values, **overrides})
 
@@ -162,37 +172,47 @@ class Supervisor:
         self.next_full = 0.0  # when the next pass over every server is due (a wake-up also asks for one)
         # Called from a probe's thread when its answer is in: the daemon makes it wake the loop.
         self.notify: Callable[[], None] = lambda: None
+        self._node: Node | None = None  # this machine's row, read at `begin` (the database may be away now)
+
+    @property
+    def node(self) -> Node:
+        """This machine: its servers and downloads are the only ones this supervisor touches."""
+        if self._node is None:
+            self._node = this_node()
+        return self._node
 
     # --- lifecycle ---
 
-    def begin(self, *, wake_address: str = "") -> None:
-        """At supervisor start: announce ourselves, adopt what still runs, ask for auto-starts."""
-        now = _dt(self.host.time())
-        SupervisorHeartbeat.objects.update_or_create(
-            id=1,
-            defaults={
-                "pid": os.getpid(),
-                "hostname": socket.gethostname(),
-                "started_at": now,
-                "beat_at": now,
-                "stopped_at": None,
-                "wake_address": wake_address,
-            },
+    def begin(self) -> None:
+        """At supervisor start: register this node, adopt what still runs, ask for auto-starts."""
+        total, available = self.host.memory()
+        self._node = node_register(
+            name=settings.MLXM_NODE_NAME,
+            url=settings.MLXM_NODE_URL,
+            now=_dt(self.host.time()),
+            memory_total=total,
+            memory_available=available,
+            memory_for_models=for_models(total).bytes,
+            versions=node_versions(),
         )
         self.adopt_all()
         self.request_auto_starts()
 
     def end(self) -> None:
         """After a clean shutdown: say so, so the web side need not wait for the beat to go stale."""
-        SupervisorHeartbeat.objects.filter(id=1, pid=os.getpid()).update(stopped_at=_dt(self.host.time()))
+        node_stop(node=self.node, now=_dt(self.host.time()))
 
     def beat(self, now: float) -> None:
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.policy.heartbeat_interval
-            SupervisorHeartbeat.objects.filter(id=1).update(beat_at=_dt(now), pid=os.getpid())
+            node_beat(node=self.node, now=_dt(now))
+
+    def servers(self) -> QuerySet[Server]:
+        """This node's servers: another node's supervisor owns the rest, even when it is away."""
+        return Server.objects.filter(profile__node=self.node).select_related("profile")
 
     def adopt_all(self) -> None:
-        for server in Server.objects.select_related("profile"):
+        for server in self.servers():
             self.adopt(server)
 
     def adopt(self, server: Server) -> None:
@@ -261,7 +281,7 @@ class Supervisor:
 
     def request_auto_starts(self) -> None:
         """Auto-start profiles want to run whenever the supervisor starts."""
-        for profile in ServerProfile.objects.filter(auto_start=True):
+        for profile in ServerProfile.objects.filter(auto_start=True, node=self.node):
             server, _ = Server.objects.get_or_create(profile=profile)
             if server.desired_state != DesiredState.RUNNING:
                 Server.objects.filter(pk=server.pk).update(desired_state=DesiredState.RUNNING)
@@ -278,12 +298,14 @@ class Supervisor:
         self.next_full = on_grid(now, self.policy.idle_interval)
         seen: set[int] = set()
         self.changed_this_tick.clear()
-        for server in Server.objects.select_related("profile"):
+        for server in self.servers():
             seen.add(server.pk)
             if server.pk in self.changed_this_tick:
                 server.refresh_from_db()
             try:
                 self.reconcile(server)
+            except DATABASE_AWAY:
+                raise  # not this server's fault: the daemon waits for the database (daemon.Outage)
             except Exception:
                 log.exception("reconciling %s failed", server.profile.name)
         self._save_health()
@@ -297,6 +319,8 @@ class Supervisor:
         if self.downloads is not None and not self.shutting_down:
             try:
                 self.downloads.tick()
+            except DATABASE_AWAY:
+                raise
             except Exception:
                 log.exception("the download runner failed")
 
@@ -305,7 +329,7 @@ class Supervisor:
         due = [pk for pk, rt in self.runtimes.items() if self._own_work_due(rt, now)]
         if due:
             self.changed_this_tick.clear()
-            for server in Server.objects.select_related("profile").filter(pk__in=due):
+            for server in self.servers().filter(pk__in=due):
                 if server.pk in self.changed_this_tick:
                     server.refresh_from_db()
                 try:
@@ -632,9 +656,10 @@ class Supervisor:
         return bool(rt.making_room)
 
     def _room_candidates(self, server: Server) -> list[Server]:
-        """Idle on-demand servers a request started, not kept running: least recently used first."""
+        """Idle on-demand servers of this node a request started, not kept running: least recently
+        used first (stopping another node's server frees nothing here)."""
         candidates = (
-            Server.objects.select_related("profile")
+            self.servers()
             .filter(
                 state__in=[s.value for s in UP],
                 desired_state=DesiredState.RUNNING,
@@ -814,9 +839,12 @@ class Supervisor:
     # --- samples ---
 
     def measure_hub_cache(self) -> None:
-        """The cache's size on disk, for the System page (walking it in a polled view would block)."""
+        """The cache's size on disk and the models in it, published on this node's row: for the
+        System page (walking it in a polled view would block) and for every node's Models page
+        (another node cannot read this disk)."""
         size = self.host.folder_size(Path(settings.HF_HUB_CACHE))
-        SupervisorHeartbeat.objects.filter(id=1).update(hub_cache_bytes=size)
+        models = [{"repo_id": model.name, "size": model.size} for model in local_models()]
+        node_publish_models(node=self.node, models=models, cache_bytes=size, now=_dt(self.host.time()))
 
     def sample(self, now: float, servers: set[int]) -> None:
         """Memory and CPU of each running server and of the system; one transaction for all."""
@@ -838,11 +866,13 @@ class Supervisor:
                 ["rss_bytes", "cpu_percent"],
             )
             SystemSample.objects.create(
+                node=self.node,
                 taken_at=at,
                 memory_total=total,
                 memory_available=available,
                 memory_used_by_servers=sum(rss for rss, _cpu in usages.values()),
             )
+        node_beat(node=self.node, now=at, memory_available=available)
         for profile_id in Server.objects.filter(pk__in=list(usages)).values_list("profile_id", flat=True):
             logfile.rotate_if_large(
                 server_log_path(profile_id), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
@@ -853,8 +883,8 @@ class Supervisor:
         if now >= self.next_prune:
             self.next_prune = now + 60
             cutoff = at - timedelta(seconds=self.policy.sample_retention)
-            ServerSample.objects.filter(taken_at__lt=cutoff).delete()
-            SystemSample.objects.filter(taken_at__lt=cutoff).delete()
+            ServerSample.objects.filter(server__profile__node=self.node, taken_at__lt=cutoff).delete()
+            SystemSample.objects.filter(node=self.node, taken_at__lt=cutoff).delete()
 
 
 def _refusal(answer: HealthAnswer) -> str:

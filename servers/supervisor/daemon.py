@@ -1,24 +1,27 @@
 """The supervisor process around the reconcile loop: one instance per data directory (a lock),
-a wake-up socket the web side nudges, signals that ask for a clean stop."""
+a wake-up socket the web side nudges (and, on PostgreSQL, a LISTEN for this node's name), signals
+that ask for a clean stop, and riding out a database that has gone away."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import select
 import signal
 import socket
+import time
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
+import psycopg
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import Error, connection
 
-from mlxmanager.wakeup import wake_socket_path
-from servers.supervisor.core import Supervisor
+from mlxmanager.wakeup import WAKE_CHANNEL, wake_socket_path
+from servers.supervisor.core import DATABASE_AWAY, Supervisor
 
 log = logging.getLogger("mlxmanager.supervisor")
 
@@ -90,20 +93,33 @@ class WakeSocket:
 
     def answered(self) -> None:
         """A probe's answer is in (called from its thread)."""
-        with contextlib.suppress(BlockingIOError, OSError):  # a full pipe wakes the loop just as well
+        with suppress(BlockingIOError, OSError):  # a full pipe wakes the loop just as well
             self.answers_w.send(b"a")
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to `timeout` seconds; True when woken by the web side or a signal (False for a
-        timeout or a probe's answer alone: those need no pass over every server)."""
-        ready, _, _ = select.select([self.sock, self.signal_r, self.answers_r], [], [], timeout)
-        for readable in ready:
-            try:
-                while readable.recv(512):
+    def wait(self, timeout: float, listener: NotifyListener | None = None) -> bool:
+        """Sleep up to `timeout` seconds; True when woken by the web side, a signal or (with a
+        `listener`) a NOTIFY for this node. False for a timeout or a probe's answer alone: those
+        need no pass over every server. A NOTIFY for another node sleeps on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sockets: list[Any] = [self.sock, self.signal_r, self.answers_r]
+            if listener is not None and listener.connected:
+                sockets.append(listener)
+            ready, _, _ = select.select(sockets, [], [], max(0.0, deadline - time.monotonic()))
+            woke = False
+            for readable in ready:
+                if readable is listener:
+                    woke = listener.drain() or woke
+                    continue
+                woke = woke or readable is not self.answers_r
+                try:
+                    while readable.recv(512):
+                        pass
+                except (BlockingIOError, InterruptedError):
                     pass
-            except (BlockingIOError, InterruptedError):
-                pass
-        return any(readable is not self.answers_r for readable in ready)
+            answered = self.answers_r in ready
+            if woke or answered or not ready or time.monotonic() >= deadline:
+                return woke
 
     def close(self) -> None:
         if self.signals_installed:
@@ -116,6 +132,88 @@ class WakeSocket:
         self.path.unlink(missing_ok=True)
 
 
+class NotifyListener:
+    """On PostgreSQL: `LISTEN` on the wake-up channel over a connection of its own (autocommit,
+    outside Django's), whose socket the wait selects on. Only NOTIFYs naming this node count.
+    When the database goes away the connection is dropped, and made again once it is back."""
+
+    def __init__(self, node: str, params: dict[str, Any]) -> None:
+        self.node = node
+        self.params = params  # psycopg.connect's keywords (Django's for its own database)
+        self.conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None
+
+    def fileno(self) -> int:
+        assert self.conn is not None
+        return self.conn.fileno()
+
+    def connect(self) -> bool:
+        """(Re)connect and LISTEN; False when the database cannot be reached (tried again later)."""
+        # A database machine that vanishes without closing the connection is noticed by keepalives.
+        keepalives: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10}
+        try:
+            self.conn = psycopg.connect(**{**self.params, **keepalives}, autocommit=True, connect_timeout=10)
+            self.conn.execute(f"LISTEN {WAKE_CHANNEL}")
+        except psycopg.Error as exc:
+            log.debug("LISTEN %s failed: %s", WAKE_CHANNEL, exc)
+            self.close()
+            return False
+        return True
+
+    def drain(self) -> bool:
+        """Read what arrived; True when a NOTIFY named this node, or when the connection broke
+        (the tick that follows finds out whether the database is away, or LISTENs again)."""
+        assert self.conn is not None
+        try:
+            return any(notify.payload == self.node for notify in self.conn.notifies(timeout=0))
+        except psycopg.Error:
+            self.close()
+            return True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with suppress(Exception):
+                self.conn.close()
+            self.conn = None
+
+
+class Outage:
+    """The database is unreachable: log it once, retry with growing delays, say when it is back.
+    Meanwhile the model servers are left exactly as they are."""
+
+    first_delay = 0.5
+    max_delay = 15.0
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, exc: Exception) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.error(
+                "the database cannot be reached (%s); the model servers keep running; trying again with growing delays",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+        self.failures += 1
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("the database is back after %.0f s; catching up", time.monotonic() - self.since)
+        self.since = None
+        self.failures = 0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def delay(self) -> float:
+        return min(self.first_delay * 2 ** max(self.failures - 1, 0), self.max_delay)
+
+
 class Daemon:
     """`runsupervisor`: `run()` loops `while not self.shutdown` and then stops every server."""
 
@@ -123,6 +221,8 @@ class Daemon:
         self.supervisor = supervisor
         self.once = once
         self.shutdown = False
+        self.outage = Outage()
+        self.listener: NotifyListener | None = None
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s; stopping the servers, then the supervisor", signal.Signals(signum).name)
@@ -147,32 +247,76 @@ class Daemon:
     def loop(self, wake: WakeSocket) -> None:
         sup = self.supervisor
         sup.notify = wake.answered
-        sup.begin(wake_address=str(wake.path))
+        if not self.begin(wake):
+            return  # asked to stop before the database was ever reached
         log.info("supervisor running (PID %s)", os.getpid())
-        full = True
-        while not self.shutdown:
-            self.safe_tick(full=full)
-            if self.once:
-                return
-            full = wake.wait(sup.seconds_until_next())
-        sup.begin_shutdown()
-        deadline = sup.host.time() + 2 * sup.policy.stop_timeout + 5
-        while True:
-            self.safe_tick()
-            if not sup.busy() or sup.host.time() > deadline:
-                break
-            wake.wait(min(sup.seconds_until_next(), 0.05))
-        if self.supervisor.downloads is not None:
-            self.supervisor.downloads.shutdown()
-        sup.end()
-        log.info("supervisor stopped")
+        if connection.vendor == "postgresql":
+            self.listener = NotifyListener(settings.MLXM_NODE_NAME, connection.get_connection_params())
+            self.listener.connect()
+        try:
+            full = True
+            while not self.shutdown:
+                healthy = self.safe_tick(full=full)
+                if self.once:
+                    return
+                if healthy and self.relisten():
+                    full = True
+                    continue  # LISTEN again: tick once more for what was missed without it
+                woken = wake.wait(sup.seconds_until_next() if healthy else self.outage.delay(), self.listener)
+                full = woken or not healthy
+            sup.begin_shutdown()
+            deadline = sup.host.time() + 2 * sup.policy.stop_timeout + 5
+            while True:
+                self.safe_tick()
+                if not sup.busy() or sup.host.time() > deadline:
+                    break
+                wake.wait(min(sup.seconds_until_next(), 0.05))
+            if self.supervisor.downloads is not None:
+                self.supervisor.downloads.shutdown()
+            with suppress(*DATABASE_AWAY):
+                sup.end()
+            log.info("supervisor stopped")
+        finally:
+            if self.listener is not None:
+                self.listener.close()
 
-    def safe_tick(self, *, full: bool = True) -> None:
+    def begin(self, wake: WakeSocket) -> bool:
+        """Announce this supervisor and adopt the servers, waiting for the database if it is away."""
+        while not self.shutdown:
+            try:
+                self.supervisor.begin()
+            except DATABASE_AWAY as exc:
+                self.database_away(exc)
+                wake.wait(self.outage.delay())
+                continue
+            self.outage.recovered()
+            return True
+        return False
+
+    def relisten(self) -> bool:
+        """After an outage: LISTEN again. True when it just did (NOTIFYs may have been missed)."""
+        if self.listener is None or self.listener.connected:
+            return False
+        return self.listener.connect()
+
+    def safe_tick(self, *, full: bool = True) -> bool:
+        """One tick (a pass over every server when `full`); False when the database was
+        unreachable (the caller then backs off)."""
         try:
             self.supervisor.tick(full=full)
-        except OperationalError:
-            log.exception("database error; trying again at the next tick")
-            connection.close()
+        except DATABASE_AWAY as exc:
+            self.database_away(exc)
+            return False
         except Exception:
             # One bad tick must not take the supervisor (and the servers' watch) down.
             log.exception("the tick failed; trying again at the next one")
+        self.outage.recovered()
+        return True
+
+    def database_away(self, exc: Exception) -> None:
+        self.outage.failed(exc)
+        # Drop the dead connections: Django makes a new one at the next query, the loop LISTENs again.
+        with suppress(Error):
+            connection.close()
+        if self.listener is not None:
+            self.listener.close()

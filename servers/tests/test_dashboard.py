@@ -15,8 +15,9 @@ from django.utils import timezone
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat, SystemSample
+from servers.models import DesiredState, Server, ServerEvent, ServerState, SystemSample
 from servers.tests.factories import add_samples, set_server
+from testing.nodes import set_node
 
 HTMX = {"HX-Request": "true"}
 # session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
@@ -151,10 +152,10 @@ def test_banner_when_heartbeat_is_missing_or_stale(
     make_profile()
     html = user_client.get("/servers/").content.decode()
     assert "supervisor-banner" in html and "python manage.py runsupervisor" in html and "make run" in html
-    SupervisorHeartbeat.objects.create(pk=1, beat_at=timezone.now() - timedelta(minutes=5))
+    set_node(heartbeat_at=timezone.now() - timedelta(minutes=5))
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "The supervisor is not running" in html
-    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now())
+    set_node(heartbeat_at=timezone.now())
     assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
 
 
@@ -164,12 +165,12 @@ def test_banner_and_system_page_agree_after_a_clean_stop(
     """A fresh heartbeat followed by a clean stop: not running, on both pages, at once."""
     make_profile()
     now = timezone.now()
-    SupervisorHeartbeat.objects.create(pk=1, beat_at=now, started_at=now - timedelta(hours=1), stopped_at=now)
+    set_node(heartbeat_at=now, started_at=now - timedelta(hours=1), stopped_at=now)
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "The supervisor is not running" in html and "It stopped cleanly." in html
     system = user_client.get("/system/").content.decode()
     assert re.search(r'id="supervisor-state" class="badge badge-bad">not running', system)
-    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() + timedelta(seconds=1))  # started again
+    set_node(heartbeat_at=timezone.now() + timedelta(seconds=1))  # started again
     assert "supervisor-banner" not in user_client.get("/servers/", headers=HTMX).content.decode()
     assert 'id="supervisor-state" class="badge badge-ok">running' in user_client.get("/system/").content.decode()
 

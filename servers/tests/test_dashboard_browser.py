@@ -14,9 +14,10 @@ from playwright.sync_api import expect
 from conftest import browser_login, screenshot
 from profiles.models import ServerProfile
 from servers.logs import server_log_path
-from servers.models import DesiredState, Server, ServerEvent, ServerState, SupervisorHeartbeat
+from servers.models import DesiredState, Server, ServerEvent, ServerState
 from servers.tests.conftest import RealServer
 from servers.tests.factories import add_samples, set_server
+from testing.nodes import set_node
 
 # What the supervisor writes (servers/supervisor/checks.py and core.py; the supervisor's tests
 # check it writes exactly these).
@@ -31,7 +32,7 @@ KILLED_FROM_OUTSIDE = (
 
 
 def beat() -> None:
-    SupervisorHeartbeat.objects.update_or_create(pk=1, defaults={"beat_at": timezone.now(), "pid": 1})
+    set_node(heartbeat_at=timezone.now(), pid=1)
 
 
 @pytest.mark.browser
@@ -115,7 +116,7 @@ def test_dashboard_and_server_page_live(
     assert page.evaluate("window.__noReload") is True
 
     # The supervisor stops beating: the banner appears, still without a reload.
-    SupervisorHeartbeat.objects.filter(pk=1).update(beat_at=timezone.now() - timedelta(minutes=2))
+    set_node(heartbeat_at=timezone.now() - timedelta(minutes=2))
     page.wait_for_selector("#supervisor-banner", timeout=30_000)
     assert "python manage.py runsupervisor" in page.locator("#supervisor-banner").inner_text()
     assert page.evaluate("window.__noReload") is True

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlxmanager.wakeup import wake_socket_path, wake_supervisor
+from mlxmanager.wakeup import wake_local, wake_socket_path, wake_supervisor
 from servers.supervisor.daemon import AlreadyRunning, InstanceLock, WakeSocket
 from servers.supervisor.logfile import append_line, rotate_if_large, tail
 
@@ -46,16 +46,37 @@ def test_tail_reads_the_last_lines(tmp_path: Path) -> None:
 
 def test_wake_datagram_ends_the_wait_at_once(settings: Any, tmp_path: Path) -> None:
     settings.MLXM_DATA_DIR = tmp_path
-    assert wake_supervisor() is False, "nobody listening yet"
+    assert wake_local() is False, "nobody listening yet"
     wake = WakeSocket(wake_socket_path())
     try:
         assert wake.wait(0.05) is False, "nothing to wake it: the wait times out"
-        assert wake_supervisor() is True
+        assert wake_local() is True
         assert wake.wait(60.0) is True, "the datagram ended the wait (a timeout returns False)"
         assert wake.wait(0.01) is False, "the datagram was drained"
     finally:
         wake.close()
     assert not wake_socket_path().exists()
+
+
+@pytest.mark.django_db
+def test_on_sqlite_only_this_nodes_supervisor_can_be_woken(settings: Any, tmp_path: Path) -> None:
+    """wake_supervisor(node=...) names the node; SQLite has no way to reach another machine."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite behaviour; PostgreSQL's NOTIFY is tested in servers/tests/test_postgres.py")
+    settings.MLXM_DATA_DIR = tmp_path
+    settings.MLXM_NODE_NAME = "studio"
+    wake = WakeSocket(wake_socket_path())
+    try:
+        assert wake_supervisor(node="mini") is False, "another node: nothing reaches it on SQLite"
+        assert wake.wait(0.05) is False
+        assert wake_supervisor(node="studio") is True, "this node by name"
+        assert wake.wait(60.0) is True
+        assert wake_supervisor() is True, "no name: this node"
+        assert wake.wait(60.0) is True
+    finally:
+        wake.close()
 
 
 def test_instance_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:

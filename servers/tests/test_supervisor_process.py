@@ -18,8 +18,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from nodes.selectors import this_node
 from profiles.models import ServerProfile
-from servers.models import DesiredState, Server, ServerEvent, SupervisorHeartbeat
+from servers.models import DesiredState, Server, ServerEvent
 from servers.services import ServerActionRefused, server_start
 from servers.states import State
 from testing.net import free_port
@@ -103,7 +104,9 @@ def test_twenty_concurrent_start_requests_make_one_process(
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(outcomes) == 20 and "accepted" in outcomes
+    # One accepted, nineteen refused ("already asked to start"): on PostgreSQL because server_start
+    # locks the row (SELECT ... FOR UPDATE), on SQLite because its IMMEDIATE transactions take turns.
+    assert len(outcomes) == 20 and outcomes.count("accepted") == 1, outcomes
     wait_for(lambda: state_of(profile) == State.RUNNING, timeout=120, what="running")
     supervisor_process.remember_servers()
     time.sleep(2)
@@ -153,7 +156,7 @@ def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     assert server.desired_state == DesiredState.RUNNING, "kept, so it starts again with the supervisor"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert server_processes(profile.port) == []
-    beat = SupervisorHeartbeat.objects.get()
+    beat = this_node()
     assert beat.stopped_at is not None
 
     # and the next supervisor brings it back

@@ -15,15 +15,16 @@ from accounts.models import User
 from conftest import browser_login, screenshot
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
-from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
+from servers.models import Server, ServerState, SystemSample
+from testing.nodes import set_node
 
 GB = 1024**3
 
 
 def seed_a_busy_hour() -> None:
     now = timezone.now()
-    SupervisorHeartbeat.objects.create(
-        pid=4321, hostname="studio", started_at=now - timedelta(minutes=47), beat_at=now - timedelta(seconds=1)
+    set_node(
+        pid=4321, hostname="studio", started_at=now - timedelta(minutes=47), heartbeat_at=now - timedelta(seconds=1)
     )
     for index, (name, rss) in enumerate((("Qwen3 4B", 3 * GB), ("Llama 3.2 1B", GB))):
         profile = ServerProfile.objects.create(name=name, model=f"mlx-community/model-{index}", port=8200 + index)
@@ -57,7 +58,7 @@ def test_system_page_in_a_browser(live_server: Any, page: Any, admin_user: User)
 
     # The live part refreshes itself: the supervisor restarts with a new PID and the page shows it.
     now = timezone.now()
-    SupervisorHeartbeat.objects.filter(pk=1).update(pid=8765, started_at=now, beat_at=now)
+    set_node(pid=8765, started_at=now, heartbeat_at=now)
     with page.expect_request(lambda r: r.url.endswith("/system/") and r.headers.get("hx-request") == "true"):
         pass
     expect(page.locator("#supervisor-pid")).to_have_text(re.compile(r"^\s*8765"), timeout=12_000)

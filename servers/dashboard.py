@@ -465,7 +465,7 @@ def dashboard_data() -> Dashboard:
     now = timezone.now()
     statuses = node_statuses(now=now)
     unknown = {status.node.pk for status in statuses if status.states_unknown}
-    nodes = {status.node.pk: status.node for status in statuses}
+    nodes: dict[int | None, Node] = {status.node.pk: status.node for status in statuses}
     profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
     servers = [_server_of(profile) for profile in profiles]
     since = now - CHART_WINDOW

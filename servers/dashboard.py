@@ -136,6 +136,7 @@ class Card:
     root: str = ""  # the dashboard's URL, the prefix of the card's links (reversed once per page)
     extras: list[CardExtra] = field(default_factory=list)
     offline: bool = False  # its node's supervisor went away without stopping it: the state shown is "unknown"
+    node: Node | None = None  # the profile's node, when the caller has it already (no query per card)
 
     @cached_property
     def url(self) -> str:
@@ -201,7 +202,7 @@ class Card:
         """A failed server whose model (a Hub repo id) is no longer on this machine: offer to download it."""
         if self.server.state not in FAILED or self.offline:
             return False
-        model, node = self.profile.model, self.profile.node
+        model, node = self.profile.model, self.node or self.profile.node
         if not is_valid_repo_id(model):
             return False
         if node.is_local:
@@ -464,6 +465,7 @@ def dashboard_data() -> Dashboard:
     now = timezone.now()
     statuses = node_statuses(now=now)
     unknown = {status.node.pk for status in statuses if status.states_unknown}
+    nodes: dict[int | None, Node] = {status.node.pk: status.node for status in statuses}
     profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
     servers = [_server_of(profile) for profile in profiles]
     since = now - CHART_WINDOW
@@ -478,6 +480,7 @@ def dashboard_data() -> Dashboard:
             root=root,
             extras=extras.get(profile.pk, []),
             offline=profile.node_id in unknown,
+            node=nodes.get(profile.node_id),
         )
         for profile, server in zip(profiles, servers, strict=True)
     ]
@@ -500,4 +503,5 @@ def card_for(profile: ServerProfile) -> Card:
         series or _empty_series(),
         extras=card_extras([profile]).get(profile.pk, []),
         offline=supervisor_status(node=profile.node).states_unknown,
+        node=profile.node,
     )

@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from nodes.models import Node
 from nodes.selectors import this_node
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerEvent
@@ -203,7 +204,7 @@ class HeartbeatWatch:
     def _watch(self) -> None:
         try:
             while not self.done.wait(0.25):
-                beat_at = SupervisorHeartbeat.objects.values_list("beat_at", flat=True).get(id=1)
+                beat_at = Node.objects.values_list("heartbeat_at", flat=True).get(name=settings.MLXM_NODE_NAME)
                 assert beat_at is not None
                 self.oldest = max(self.oldest, (datetime.now(UTC) - beat_at).total_seconds())
                 self.reads += 1

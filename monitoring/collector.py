@@ -6,7 +6,7 @@ answer without prometheus_client's multiprocess mode."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from django.conf import settings
 from django.db.models import Sum
@@ -17,11 +17,27 @@ from library.models import Download, DownloadState
 from servers.models import Server, ServerState, SupervisorHeartbeat, SystemSample
 
 IN_FLIGHT = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
-SERVER_LABELS = ["profile", "node"]
+Samples = Iterable[tuple[Sequence[str], float]]
 
 
 def node_name() -> str:
     return str(settings.MLXM_NODE_NAME)
+
+
+def node_family(
+    kind: type[GaugeMetricFamily | CounterMetricFamily],
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    samples: Samples,
+) -> Metric:
+    """A gauge or counter whose samples (label values, value) get this node's name as a last label,
+    so that the figures of several nodes in one Prometheus stay apart."""
+    node = node_name()
+    family = kind(name, documentation, labels=[*labels, "node"])
+    for values, value in samples:
+        family.add_metric([*values, node], value)
+    return family
 
 
 class ManagerCollector:
@@ -34,73 +50,105 @@ class ManagerCollector:
         yield from self.system_metrics()
 
     def server_metrics(self) -> Iterator[Metric]:
-        node = node_name()
-        state = GaugeMetricFamily(
-            "mlxm_server_state", "1 for the state the server is in, 0 for the others.", labels=[*SERVER_LABELS, "state"]
+        servers = list(Server.objects.select_related("profile").order_by("profile__name"))
+        # No process (stopped or fatal): no memory, CPU or probe figures.
+        live = [server for server in servers if server.state not in (ServerState.STOPPED, ServerState.FATAL)]
+
+        def per_server(field: str, scale: float = 1.0) -> Samples:
+            return [
+                ([server.profile.name], getattr(server, field) * scale)
+                for server in live
+                if getattr(server, field) is not None
+            ]
+
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_server_state",
+            "1 for the state the server is in, 0 for the others.",
+            ["profile", "state"],
+            [
+                ([server.profile.name, value], 1.0 if server.state == value else 0.0)
+                for server in servers
+                for value in ServerState.values
+            ],
         )
-        up = GaugeMetricFamily("mlxm_server_up", "1 while the server is running and healthy.", labels=SERVER_LABELS)
-        rss = GaugeMetricFamily(
-            "mlxm_server_resident_memory_bytes", "Resident memory of the server process.", labels=SERVER_LABELS
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_server_up",
+            "1 while the server is running and healthy.",
+            ["profile"],
+            [([server.profile.name], 1.0 if server.state == ServerState.RUNNING else 0.0) for server in servers],
         )
-        cpu = GaugeMetricFamily(
-            "mlxm_server_cpu_usage_ratio", "CPU use of the server process (1 = one core).", labels=SERVER_LABELS
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_server_resident_memory_bytes",
+            "Resident memory of the server process.",
+            ["profile"],
+            per_server("rss_bytes"),
         )
-        health = GaugeMetricFamily(
-            "mlxm_server_health_latency_seconds", "Duration of the last /health probe.", labels=SERVER_LABELS
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_server_cpu_usage_ratio",
+            "CPU use of the server process (1 = one core).",
+            ["profile"],
+            per_server("cpu_percent", 1 / 100),
         )
-        restarts = CounterMetricFamily(
-            "mlxm_server_restarts", "Restarts of the server by the supervisor.", labels=SERVER_LABELS
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_server_health_latency_seconds",
+            "Duration of the last /health probe.",
+            ["profile"],
+            per_server("last_health_ms", 1 / 1000),
         )
-        for server in Server.objects.select_related("profile").order_by("profile__name"):
-            labels = [server.profile.name, node]
-            for value in ServerState.values:
-                state.add_metric([*labels, value], 1.0 if server.state == value else 0.0)
-            up.add_metric(labels, 1.0 if server.state == ServerState.RUNNING else 0.0)
-            restarts.add_metric(labels, float(server.restart_count))
-            if server.state in (ServerState.STOPPED, ServerState.FATAL):
-                continue  # no process: no memory, CPU or probe figures
-            if server.rss_bytes is not None:
-                rss.add_metric(labels, float(server.rss_bytes))
-            if server.cpu_percent is not None:
-                cpu.add_metric(labels, server.cpu_percent / 100.0)
-            if server.last_health_ms is not None:
-                health.add_metric(labels, server.last_health_ms / 1000.0)
-        yield from (state, up, rss, cpu, health, restarts)
+        yield node_family(
+            CounterMetricFamily,
+            "mlxm_server_restarts",
+            "Restarts of the server by the supervisor.",
+            ["profile"],
+            [([server.profile.name], float(server.restart_count)) for server in servers],
+        )
 
     def download_metrics(self) -> Iterator[Metric]:
-        in_flight = GaugeMetricFamily(
-            "mlxm_downloads_in_flight", "Downloads queued or running.", labels=["node", "state"]
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_downloads_in_flight",
+            "Downloads queued or running.",
+            ["state"],
+            [([value], float(Download.objects.filter(state=value).count())) for value in IN_FLIGHT],
         )
-        done = GaugeMetricFamily(
-            "mlxm_downloads_in_flight_bytes", "Bytes fetched so far by the downloads in flight.", labels=["node"]
+        sums = Download.objects.filter(state__in=IN_FLIGHT).aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_downloads_in_flight_bytes",
+            "Bytes fetched so far by the downloads in flight.",
+            [],
+            [([], float(sums["done"] or 0))],
         )
-        size = GaugeMetricFamily(
+        yield node_family(
+            GaugeMetricFamily,
             "mlxm_downloads_in_flight_size_bytes",
             "Total size of the downloads in flight, where known.",
-            labels=["node"],
+            [],
+            [([], float(sums["size"] or 0))],
         )
-        node = node_name()
-        for value in IN_FLIGHT:
-            in_flight.add_metric([node, value], float(Download.objects.filter(state=value).count()))
-        sums = Download.objects.filter(state__in=IN_FLIGHT).aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))
-        done.add_metric([node], float(sums["done"] or 0))
-        size.add_metric([node], float(sums["size"] or 0))
-        yield from (in_flight, done, size)
 
     def supervisor_metrics(self) -> Iterator[Metric]:
-        age = GaugeMetricFamily(
-            "mlxm_supervisor_heartbeat_age_seconds", "Seconds since the supervisor's last heartbeat.", labels=["node"]
-        )
         beat = SupervisorHeartbeat.objects.filter(pk=1).first()
-        if beat is not None and beat.beat_at is not None:
-            age.add_metric([node_name()], (timezone.now() - beat.beat_at).total_seconds())
-        yield age
+        ages: Samples = (
+            [] if beat is None or beat.beat_at is None else [([], (timezone.now() - beat.beat_at).total_seconds())]
+        )
+        yield node_family(
+            GaugeMetricFamily,
+            "mlxm_supervisor_heartbeat_age_seconds",
+            "Seconds since the supervisor's last heartbeat.",
+            [],
+            ages,
+        )
 
     def system_metrics(self) -> Iterator[Metric]:
         sample = SystemSample.objects.order_by("-taken_at").first()
         if sample is None:
             return
-        labels = [node_name()]
         for name, documentation, value in (
             ("mlxm_system_memory_total_bytes", "Physical memory of the machine.", sample.memory_total),
             ("mlxm_system_memory_available_bytes", "Memory available to new processes.", sample.memory_available),
@@ -110,6 +158,4 @@ class ManagerCollector:
                 sample.memory_used_by_servers,
             ),
         ):
-            gauge = GaugeMetricFamily(name, documentation, labels=["node"])
-            gauge.add_metric(labels, float(value))
-            yield gauge
+            yield node_family(GaugeMetricFamily, name, documentation, [], [([], float(value))])

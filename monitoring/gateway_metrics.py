@@ -14,11 +14,11 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 from gateway.models import UsageRecord
-from monitoring.collector import node_name
+from monitoring.collector import node_family, node_name
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-LABELS = ["model", "api", "node"]
+LABELS = ["model", "api"]  # and "node", last
 
 
 def _histogram(name: str, documentation: str, field: str, buckets: Sequence[float]) -> HistogramMetricFamily:
@@ -34,7 +34,7 @@ def _histogram(name: str, documentation: str, field: str, buckets: Sequence[floa
             **{f"le_{n}": Count("id", filter=Q(**{f"{field}__lte": bound * 1000})) for n, bound in enumerate(buckets)},
         )
     )
-    histogram = HistogramMetricFamily(name, documentation, labels=LABELS)
+    histogram = HistogramMetricFamily(name, documentation, labels=[*LABELS, "node"])
     node = node_name()
     for typed_row in rows:
         row: dict[str, Any] = dict(typed_row)  # a plain dict: the bucket columns are named at run time
@@ -51,29 +51,37 @@ class GatewayCollector:
     """Requests by model, API and status; their durations and times to the first token; tokens."""
 
     def collect(self) -> Iterator[Metric]:
-        node = node_name()
-        requests = CounterMetricFamily(
-            "mlxm_gateway_requests", "Requests to /v1/ that named a model.", labels=[*LABELS, "status"]
-        )
-        prompt = CounterMetricFamily("mlxm_gateway_prompt_tokens", "Prompt tokens of /v1/ requests.", labels=LABELS)
-        completion = CounterMetricFamily(
-            "mlxm_gateway_completion_tokens", "Completion tokens of /v1/ requests.", labels=LABELS
-        )
-        by_status = (
+        by_status = list(
             UsageRecord.objects.values("model_name", "api", "status")
             .order_by("model_name", "api", "status")
             .annotate(count=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
         )
         tokens: dict[tuple[str, str], list[float]] = {}
         for row in by_status:
-            requests.add_metric([row["model_name"], row["api"], node, str(row["status"])], float(row["count"]))
             sums = tokens.setdefault((row["model_name"], row["api"]), [0.0, 0.0])
             sums[0] += row["prompt"] or 0
             sums[1] += row["completion"] or 0
-        for (model, api), (prompt_sum, completion_sum) in tokens.items():
-            prompt.add_metric([model, api, node], prompt_sum)
-            completion.add_metric([model, api, node], completion_sum)
-        yield from (requests, prompt, completion)
+        yield node_family(
+            CounterMetricFamily,
+            "mlxm_gateway_requests",
+            "Requests to /v1/ that named a model.",
+            [*LABELS, "status"],
+            [([row["model_name"], row["api"], str(row["status"])], float(row["count"])) for row in by_status],
+        )
+        yield node_family(
+            CounterMetricFamily,
+            "mlxm_gateway_prompt_tokens",
+            "Prompt tokens of /v1/ requests.",
+            LABELS,
+            [(list(key), sums[0]) for key, sums in tokens.items()],
+        )
+        yield node_family(
+            CounterMetricFamily,
+            "mlxm_gateway_completion_tokens",
+            "Completion tokens of /v1/ requests.",
+            LABELS,
+            [(list(key), sums[1]) for key, sums in tokens.items()],
+        )
         yield _histogram(
             "mlxm_gateway_request_duration_seconds", "Duration of /v1/ requests.", "duration_ms", DURATION_BUCKETS
         )

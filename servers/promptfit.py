@@ -27,6 +27,11 @@ class PromptFit:
             return None
         return self.context_length - self.prompt_tokens
 
+    def answer_tokens(self, asked: int) -> int:
+        """`asked` tokens for the answer, or fewer when the context has less room left (a server
+        asked for more would run past the context the model was trained for)."""
+        return asked if self.room is None else max(1, min(asked, self.room))
+
     def refusal(self) -> str:
         """Why the prompt cannot be sent ("" when it can)."""
         if self.room is None or self.room >= ANSWER_TOKENS_MIN:

@@ -159,7 +159,7 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
             reply = chat_complete(
                 url=chat_url(*listen_address(server)),
                 prompt=form.cleaned_data["prompt"],
-                max_tokens=min(CHAT_MAX_TOKENS, fit.room) if fit.room is not None else CHAT_MAX_TOKENS,
+                max_tokens=fit.answer_tokens(CHAT_MAX_TOKENS),
             )
         except ChatError as exc:
             error = str(exc)
@@ -195,6 +195,7 @@ def _page_context(profile: ServerProfile) -> dict[str, Any]:
         **_state_context(profile),
         "log": read_log(server_log_path(profile.pk)),
         "chat_form": ChatForm(),
+        "chat_max_tokens": CHAT_MAX_TOKENS,
     }
 
 

@@ -79,6 +79,7 @@ class Policy:
         values: dict[str, Any] = {
             "start_timeout": settings.MLXM_START_TIMEOUT,
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
+            "log_max_bytes": settings.MLXM_LOG_MAX_BYTES,
         }
         return cls(**{**values, **overrides})
 

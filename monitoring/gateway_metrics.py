@@ -68,20 +68,19 @@ class GatewayCollector:
             [*LABELS, "status"],
             [([row["model_name"], row["api"], str(row["status"])], float(row["count"])) for row in by_status],
         )
-        yield node_family(
-            CounterMetricFamily,
-            "mlxm_gateway_prompt_tokens",
-            "Prompt tokens of /v1/ requests.",
-            LABELS,
-            [(list(key), sums[0]) for key, sums in tokens.items()],
-        )
-        yield node_family(
-            CounterMetricFamily,
-            "mlxm_gateway_completion_tokens",
-            "Completion tokens of /v1/ requests.",
-            LABELS,
-            [(list(key), sums[1]) for key, sums in tokens.items()],
-        )
+        for index, (name, documentation) in enumerate(
+            (
+                ("mlxm_gateway_prompt_tokens", "Prompt tokens of /v1/ requests."),
+                ("mlxm_gateway_completion_tokens", "Completion tokens of /v1/ requests."),
+            )
+        ):
+            yield node_family(
+                CounterMetricFamily,
+                name,
+                documentation,
+                LABELS,
+                [(list(key), sums[index]) for key, sums in tokens.items()],
+            )
         yield _histogram(
             "mlxm_gateway_request_duration_seconds", "Duration of /v1/ requests.", "duration_ms", DURATION_BUCKETS
         )

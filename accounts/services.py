@@ -24,7 +24,9 @@ class AccountsError(Exception):
 
 class UnknownPermissionError(AccountsError):
     def __init__(self, permission: str) -> None:
-        super().__init__(f"“{permission}” is not a permission that can be granted; one of: {', '.join(GRANTABLE_RIGHTS)}.")
+        super().__init__(
+            f"“{permission}” is not a permission that can be granted; one of: {', '.join(GRANTABLE_RIGHTS)}."
+        )
 
 
 class LastAdminError(AccountsError):

@@ -61,9 +61,10 @@ def test_an_unknown_permission_is_400_naming_the_field(admin_api: ApiClient, app
     for permission in ("auth.add_user", "servers.no_such_thing", "", "operate_any_server"):
         response = admin_api.call("post", f"/users/{approved_user.pk}/grant-permission", {"permission": permission})
         assert response.status_code == 400, (permission, response.status_code)
-        assert response.json()["field"] == "permission" and "not a permission that can be granted" in response.json()[
-            "detail"
-        ]
+        assert (
+            response.json()["field"] == "permission"
+            and "not a permission that can be granted" in response.json()["detail"]
+        )
     missing = admin_api.call("post", f"/users/{approved_user.pk}/grant-permission", {})
     assert missing.status_code == 400 and missing.json()["field"] == "permission"
     assert not User.objects.get(pk=approved_user.pk).user_permissions.exists()

@@ -122,7 +122,12 @@ def test_the_log_view_follows_a_live_log_across_rotations_without_losing_or_repe
         stop.set()
         sender.join(timeout=30)
     last = sent[-1]
-    wait_for(lambda: view.poll() or last in view.marks(), timeout=30, what=f"mark {last} in the view")
+
+    def shows_the_last() -> bool:
+        view.poll()
+        return last in view.marks()
+
+    wait_for(shows_the_last, timeout=30, what=f"mark {last} in the view")
 
     log = server_log_path(profile.pk)
     assert log.with_name(log.name + ".3").exists(), "the supervisor did not rotate the log three times"

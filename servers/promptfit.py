@@ -53,6 +53,15 @@ def prompt_fit(*, model: str, text: str) -> PromptFit:
     return PromptFit(tokens, context)
 
 
+def chat_answer_tokens(*, model: str, cap: int) -> int:
+    """What one turn of the page's chat asks for: `cap`, or a quarter of the model's context when
+    that is less, so that a conversation keeps room for more turns (the gateway lowers it further
+    to the room a long prompt leaves)."""
+    folder = local_model_path(model)
+    context = model_facts(read_config(folder)).context_length if folder is not None else None
+    return cap if context is None else max(ANSWER_TOKENS_MIN, min(cap, context // 4))
+
+
 @functools.lru_cache(maxsize=8)
 def _tokenizer(path: Path) -> Tokenizer | None:
     """The model's fast tokenizer (the `tokenizers` library mlx-lm brings), loaded once per file."""

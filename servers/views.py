@@ -29,7 +29,7 @@ from servers.heartbeat import supervisor_status
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
-from servers.promptfit import prompt_fit
+from servers.promptfit import chat_answer_tokens, prompt_fit
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
 from servers.states import UP
 
@@ -195,7 +195,7 @@ def _page_context(profile: ServerProfile) -> dict[str, Any]:
         **_state_context(profile),
         "log": read_log(server_log_path(profile.pk)),
         "chat_form": ChatForm(),
-        "chat_max_tokens": CHAT_MAX_TOKENS,
+        "chat_max_tokens": chat_answer_tokens(model=profile.model, cap=CHAT_MAX_TOKENS),
     }
 
 

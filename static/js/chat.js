@@ -12,7 +12,8 @@
   const result = document.getElementById("chat-result");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const history = [];
-  // The server-side chat's cap; the gateway lowers it to the room the model's context has left.
+  // The server-side chat's cap, or a quarter of the context (servers/promptfit.py); the gateway
+  // lowers it to the room the model's context has left.
   const maxTokens = Number(form.dataset.maxTokens) || 256;
 
   function bubble(role, text) {

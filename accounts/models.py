@@ -31,6 +31,7 @@ GRANTABLE_RIGHTS = {
     "profiles.manage_any_profile": "manage every profile",
     "library.delete_any_model": "delete any model",
     "profiles.use_unsafe_options": "use unsafe server options",
+    "gateway.read_metrics": "read the Prometheus metrics",
 }
 
 

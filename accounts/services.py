@@ -9,16 +9,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import User, UserStatus, canonical_email
+from accounts.models import GRANTABLE_RIGHTS, User, UserStatus, canonical_email
 from audit.models import AuditKind
 from audit.services import audit_record
 
 
 class AccountsError(Exception):
     """A refused change to an account; `str(error)` is the message for the person who asked."""
+
+
+class UnknownPermissionError(AccountsError):
+    def __init__(self, permission: str) -> None:
+        super().__init__(
+            f"“{permission}” is not a permission that can be granted; one of: {', '.join(GRANTABLE_RIGHTS)}."
+        )
 
 
 class LastAdminError(AccountsError):
@@ -110,6 +118,27 @@ def user_set_admin(*, user: User, is_admin: bool, by: User) -> None:
     user.is_superuser = is_admin
     user.save(update_fields=["is_staff", "is_superuser"])
     audit_record(kind=AuditKind.USER, action="make admin" if is_admin else "revoke admin", subject=user.email, by=by)
+
+
+def _grantable(permission: str) -> Permission:
+    app_label, _, codename = permission.partition(".")
+    found = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+    if permission not in GRANTABLE_RIGHTS or found is None:
+        raise UnknownPermissionError(permission)
+    return found
+
+
+@transaction.atomic
+def user_set_permission(*, user: User, permission: str, granted: bool, by: User) -> None:
+    """Grant or revoke one of the grantable permissions (`app_label.codename`) to the account
+    itself (a group's grant is the group's affair and stays)."""
+    found = _grantable(permission)
+    if granted:
+        user.user_permissions.add(found)
+    else:
+        user.user_permissions.remove(found)
+    action = "grant permission" if granted else "revoke permission"
+    audit_record(kind=AuditKind.USER, action=action, subject=user.email, by=by, message=permission)
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@ the System page's own functions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
@@ -10,7 +11,7 @@ from ninja import Router, Schema
 
 from api.auth import AdminKeyAuth
 from api.errors import ERROR_CODES, Error
-from mlxmanager.memory import for_models, mlx_device_info
+from mlxmanager.memory import Memory, for_models, mlx_device_info
 from nodes.status import supervisor_status
 from servers.selectors import system_memory as newest_memory
 from system import info
@@ -19,13 +20,10 @@ from system.views import service_context
 router = Router(tags=["system"])
 
 
-class MemoryOut(Schema):
-    total: int
-    available: int
-    used: int
-    swap_total: int
-    swap_used: int
-    source: str
+@dataclass(frozen=True)
+class MemoryOut(Memory):
+    """mlxmanager.memory's figure as the pages show it, with what servers use and what models may."""
+
     used_by_servers: int
     recommended_for_models: int
     recommended_note: str
@@ -61,12 +59,12 @@ class ServicesOut(Schema):
 def system_memory(request: HttpRequest) -> Any:
     memory = newest_memory()
     recommended = for_models(memory.total)
-    return {
+    return MemoryOut(
         **vars(memory),
-        "used_by_servers": info.servers_memory(),
-        "recommended_for_models": recommended.bytes,
-        "recommended_note": recommended.note,
-    }
+        used_by_servers=info.servers_memory(),
+        recommended_for_models=recommended.bytes,
+        recommended_note=recommended.note,
+    )
 
 
 @router.get("/machine", response={200: MachineOut, ERROR_CODES: Error}, summary="Machine and versions")

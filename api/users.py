@@ -9,10 +9,10 @@ from typing import Any
 
 from django.contrib.auth.forms import SetPasswordForm
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from accounts import services
-from accounts.models import User, UserStatus
+from accounts.models import GRANTABLE_RIGHTS, User, UserStatus
 from accounts.users_views import STATUS_FILTERS, _users
 from api.auth import AdminKeyAuth, user_of
 from api.errors import ERROR_CODES, ApiError, Error, not_found
@@ -70,39 +70,73 @@ def user_get(request: HttpRequest, user_id: int) -> Any:
     return _user(user_id)
 
 
-def _act(request: HttpRequest, user_id: int, change: Callable[[User, User], None]) -> User:
+def _act(request: HttpRequest, user_id: int, change: Callable[[User, User], None], field: str | None = None) -> User:
     by = user_of(request)
     user = _user(user_id)
     try:
         change(user, by)
+    except services.UnknownPermissionError as exc:
+        raise ApiError(400, str(exc), field=field) from None
     except services.AccountsError as exc:
-        raise ApiError(409, str(exc)) from None
+        raise ApiError(409, str(exc), field=field) from None
     user.refresh_from_db()
     return user
 
 
-ACTIONS: dict[str, tuple[str, Callable[[User, User], None]]] = {
-    "approve": ("Approve", lambda user, by: services.user_approve(user=user, by=by)),
-    "disable": ("Disable", lambda user, by: services.user_disable(user=user, by=by)),
-    "enable": ("Enable again", lambda user, by: services.user_enable(user=user, by=by)),
-    "grant-admin": ("Make administrator", lambda user, by: services.user_set_admin(user=user, is_admin=True, by=by)),
+# action in the path: (summary, the field a refusal names, the change)
+ACTIONS: dict[str, tuple[str, str, Callable[[User, User], None]]] = {
+    "approve": ("Approve", "status", lambda user, by: services.user_approve(user=user, by=by)),
+    "disable": ("Disable", "status", lambda user, by: services.user_disable(user=user, by=by)),
+    "enable": ("Enable again", "status", lambda user, by: services.user_enable(user=user, by=by)),
+    "grant-admin": (
+        "Make administrator",
+        "is_admin",
+        lambda user, by: services.user_set_admin(user=user, is_admin=True, by=by),
+    ),
     "revoke-admin": (
-        "Revoke administrator",
+        "Revoke administrator (refused for the last active administrator, yourself included)",
+        "is_admin",
         lambda user, by: services.user_set_admin(user=user, is_admin=False, by=by),
     ),
 }
 
 
-def _register_action(action: str, summary: str, change: Callable[[User, User], None]) -> None:
+def _register_action(action: str, summary: str, field: str, change: Callable[[User, User], None]) -> None:
     def view(request: HttpRequest, user_id: int) -> Any:
-        return _act(request, user_id, change)
+        return _act(request, user_id, change, field)
 
     view.__name__ = f"user_{action.replace('-', '_')}"
     router.post(f"/{{int:user_id}}/{action}", response={200: UserOut, ERROR_CODES: Error}, summary=summary)(view)
 
 
-for _action, (_summary, _change) in ACTIONS.items():
-    _register_action(_action, _summary, _change)
+for _action, (_summary, _field, _change) in ACTIONS.items():
+    _register_action(_action, _summary, _field, _change)
+
+
+class PermissionIn(Schema):
+    permission: str = Field(description=f"One of: {', '.join(GRANTABLE_RIGHTS)}.")
+
+
+def _set_permission(request: HttpRequest, user_id: int, permission: str, *, granted: bool) -> User:
+    def change(user: User, by: User) -> None:
+        services.user_set_permission(user=user, permission=permission, granted=granted, by=by)
+
+    return _act(request, user_id, change, "permission")
+
+
+@router.post(
+    "/{int:user_id}/grant-permission", response={200: UserOut, ERROR_CODES: Error}, summary="Grant a permission"
+)
+def user_grant_permission(request: HttpRequest, user_id: int, body: PermissionIn) -> Any:
+    return _set_permission(request, user_id, body.permission, granted=True)
+
+
+@router.post(
+    "/{int:user_id}/revoke-permission", response={200: UserOut, ERROR_CODES: Error}, summary="Revoke a permission"
+)
+def user_revoke_permission(request: HttpRequest, user_id: int, body: PermissionIn) -> Any:
+    """Revokes the account's own grant; a permission held through a group stays (see `permissions`)."""
+    return _set_permission(request, user_id, body.permission, granted=False)
 
 
 @router.post("/{int:user_id}/password", response={200: UserOut, ERROR_CODES: Error}, summary="Set a new password")

@@ -127,9 +127,15 @@ def _prompt_text(upstream: dict[str, Any]) -> str:
 
 def _guard_prompt_fit(upstream: dict[str, Any], model: str) -> None:
     """The same rule as the server page's chat: a prompt the context cannot hold is refused here
-    with a clear message, not cut or mangled by the model server."""
-    if refusal := prompt_fit(model=model, text=_prompt_text(upstream)).refusal():
+    with a clear message, not cut or mangled by the model server, and an answer asked longer than
+    the room the context leaves is capped to that room."""
+    fit = prompt_fit(model=model, text=_prompt_text(upstream))
+    if refusal := fit.refusal():
         raise GatewayError(400, refusal)
+    for limit in ("max_tokens", "max_completion_tokens"):
+        asked = upstream.get(limit)
+        if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
+            upstream[limit] = fit.answer_tokens(asked)
 
 
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:

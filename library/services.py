@@ -12,6 +12,7 @@ from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
 from accounts.models import User
+from accounts.permissions import may_act
 from audit.models import AuditKind
 from audit.services import audit_record
 from library.local import is_valid_repo_id
@@ -58,9 +59,7 @@ def download_can_change(*, user: User, download: Download) -> bool:
     """Whether `user` may cancel, retry or dismiss `download`: who asked for it, an administrator,
     or whoever may delete any model (a member must not stop or erase another's download record,
     which is also what lets its requester delete the model later)."""
-    if not user.is_approved:
-        return False
-    return user.is_admin or user.has_perm("library.delete_any_model") or download.requested_by_id == user.pk
+    return may_act(user, perm="library.delete_any_model", owner_id=download.requested_by_id)
 
 
 def _require_change(download: Download, by: User | None, verb: str) -> None:

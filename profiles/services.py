@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from accounts.permissions import may_act
 from audit.models import AuditKind
 from audit.services import audit_record
 from library.local import is_allowed_path, is_local_path
@@ -54,9 +55,7 @@ def profile_can_use(*, user: User, profile: ServerProfile) -> bool:
 
 def profile_can_manage(*, user: User, profile: ServerProfile) -> bool:
     """Whether `user` may edit or delete this profile: its owner, or whoever may manage every profile."""
-    if not user.is_approved:
-        return False
-    return user.is_admin or user.has_perm("profiles.manage_any_profile") or profile.owner_id == user.pk
+    return may_act(user, perm="profiles.manage_any_profile", owner_id=profile.owner_id)
 
 
 def profile_unsafe_problems(*, fields: Mapping[str, Any]) -> dict[str, str]:

@@ -27,6 +27,11 @@ class PromptFit:
             return None
         return self.context_length - self.prompt_tokens
 
+    def answer_tokens(self, asked: int) -> int:
+        """`asked` tokens for the answer, or fewer when the context has less room left (a server
+        asked for more would run past the context the model was trained for)."""
+        return asked if self.room is None else max(1, min(asked, self.room))
+
     def refusal(self) -> str:
         """Why the prompt cannot be sent ("" when it can)."""
         if self.room is None or self.room >= ANSWER_TOKENS_MIN:
@@ -46,6 +51,15 @@ def prompt_fit(*, model: str, text: str) -> PromptFit:
     tokenizer = _tokenizer(folder / "tokenizer.json")
     tokens = len(tokenizer.encode(text).ids) if tokenizer is not None else None
     return PromptFit(tokens, context)
+
+
+def chat_answer_tokens(*, model: str, cap: int) -> int:
+    """What one turn of the page's chat asks for: `cap`, or a quarter of the model's context when
+    that is less, so that a conversation keeps room for more turns (the gateway lowers it further
+    to the room a long prompt leaves)."""
+    folder = local_model_path(model)
+    context = model_facts(read_config(folder)).context_length if folder is not None else None
+    return cap if context is None else max(ANSWER_TOKENS_MIN, min(cap, context // 4))
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.permissions import may_act
 from audit.models import AuditKind
 from audit.services import audit_record
 from mlxmanager.wakeup import wake_supervisor
@@ -31,9 +32,7 @@ class ServerOperationRefused(PermissionDenied):
 def server_can_operate(*, user: User, profile: ServerProfile) -> bool:
     """Whether `user` may stop or restart the server of `profile`: the profile's owner, or
     whoever may operate every server. (Starting is open to everyone who may use the profile.)"""
-    if not user.is_approved:
-        return False
-    return user.is_admin or user.has_perm("servers.operate_any_server") or profile.owner_id == user.pk
+    return may_act(user, perm="servers.operate_any_server", owner_id=profile.owner_id)
 
 
 def _require_operate(profile: ServerProfile, by: User | None, verb: str) -> None:

@@ -29,7 +29,7 @@ from servers.dashboard import card_for, cards_html, dashboard_data
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
-from servers.promptfit import prompt_fit
+from servers.promptfit import chat_answer_tokens, prompt_fit
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
 from servers.states import UP
 
@@ -161,7 +161,7 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
             reply = chat_complete(
                 url=chat_url(*listen_address(server)),
                 prompt=form.cleaned_data["prompt"],
-                max_tokens=min(CHAT_MAX_TOKENS, fit.room) if fit.room is not None else CHAT_MAX_TOKENS,
+                max_tokens=fit.answer_tokens(CHAT_MAX_TOKENS),
             )
         except ChatError as exc:
             error = str(exc)
@@ -197,6 +197,7 @@ def _page_context(profile: ServerProfile) -> dict[str, Any]:
         **_state_context(profile),
         "log": read_log(server_log_path(profile.pk)),
         "chat_form": ChatForm(),
+        "chat_max_tokens": chat_answer_tokens(model=profile.model, cap=CHAT_MAX_TOKENS),
     }
 
 

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,28 @@ class LiveApi:
     secret: str
     http: httpx.Client
 
+    def env(self, key: str | None = None) -> dict[str, str]:
+        return {**os.environ, "MLXM_URL": self.web.url, "MLXM_API_KEY": key or self.secret, "MLXM_CONFIG": "/dev/null"}
+
     def mlxm(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MLXM_URL": self.web.url, "MLXM_API_KEY": key or self.secret, "MLXM_CONFIG": "/dev/null"}
         return subprocess.run(
-            [sys.executable, "-m", "api.cli", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "api.cli", *args],
+            cwd=BASE_DIR,
+            env=self.env(key),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def mlxm_process(self, *args: str) -> subprocess.Popen[str]:
+        """`mlxm` left running (`logs -f`), its output read line by line as it comes."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *args],
+            cwd=BASE_DIR,
+            env={**self.env(), "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
 
 
@@ -93,7 +114,9 @@ def test_a_script_makes_a_profile_starts_it_reads_health_and_stops_it(
     assert {"action": "start", "by": "admin@example.com"}.items() <= events[-1].items()
 
     logs = live_api.mlxm("logs", "TINY")  # names ignore case
-    assert logs.returncode == 0 and logs.stdout == log["text"][: len(logs.stdout)] and logs.stdout
+    # The log only grows (a health probe may have added a line since it was read above).
+    assert logs.returncode == 0 and logs.stdout.startswith(log["text"]), logs.stdout[-500:]
+    _mlxm_logs_follows_what_a_chat_request_makes_the_server_log(live_api, first_line=log["text"].splitlines()[0])
 
     stop = live_api.mlxm("stop", "tiny")
     assert (stop.returncode, stop.stdout) == (0, "tiny: stopping\n"), stop.stderr
@@ -101,6 +124,43 @@ def test_a_script_makes_a_profile_starts_it_reads_health_and_stops_it(
     wait_for(lambda: http.get(f"/servers/{pk}").json()["state"] == "stopped", timeout=60, what="tiny to stop")
     again = http.post(f"/servers/{pk}/stop")
     assert again.status_code == 409 and again.json()["detail"] == "tiny is not running, so there is nothing to stop."
+
+
+def _mlxm_logs_follows_what_a_chat_request_makes_the_server_log(live_api: LiveApi, *, first_line: str) -> None:
+    """`mlxm logs tiny -f` prints the log so far, then, as a chat request makes the server write
+    its request line, that line too; it runs until stopped (Ctrl-C)."""
+    follow = live_api.mlxm_process("logs", "tiny", "-f")
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in follow.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def next_line() -> str:
+        try:
+            return lines.get(timeout=60)
+        except queue.Empty:
+            follow.kill()
+            raise AssertionError("mlxm logs -f printed nothing new for 60 s") from None
+
+    try:
+        assert next_line().rstrip("\n") == first_line  # the lines written before it ran
+        chat = httpx.post(
+            live_api.web.url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {live_api.secret}"},
+            json={"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3},
+            timeout=60,
+        )
+        assert chat.status_code == 200, chat.text
+        while '"POST /v1/chat/completions HTTP/1.1" 200' not in next_line():
+            pass
+        assert follow.poll() is None, "mlxm logs -f ended by itself"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        status = follow.wait(timeout=30)
+    assert status == 130  # Ctrl-C: stopped quietly, as `tail -f` is
 
 
 def test_mlxm_pull_shows_progress_and_ls_lists_the_model(live_api: LiveApi) -> None:
@@ -155,4 +215,5 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_schema(
     cases = report.findall(".//testcase")
     names = {case.get("name", "") for case in cases}
     assert len(cases) >= 35 and any("/servers/{profile_id}/start" in name for name in names), names
+    assert any("/users/{user_id}/grant-permission" in name for name in names), names
     assert not report.findall(".//failure") and not report.findall(".//error")

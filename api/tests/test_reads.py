@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from api.tests.conftest import ApiClient
 from library.models import Download
+from mlxmanager.memory import Memory
 from profiles.models import ServerProfile
 
 
 def test_system_reads(admin_api: ApiClient, member_api: ApiClient) -> None:
     memory = admin_api.call("get", "/system/memory").json()
     assert memory["total"] > memory["available"] > 0 and memory["recommended_for_models"] > 0
+    assert {field.name for field in fields(Memory)} | {"used_by_servers", "recommended_note"} <= memory.keys()
     machine = admin_api.call("get", "/system/machine").json()
     assert "3." in machine["python"] and machine["versions"]
     services = admin_api.call("get", "/system/services")

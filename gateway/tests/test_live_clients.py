@@ -264,3 +264,15 @@ def test_a_top_k_beyond_the_vocabulary_cannot_take_the_model_down(live: Live) ->
         )
     profile = ServerProfile.objects.get(name="tiny")
     assert profile.server.state == "running" and profile.server.restart_count == 0
+
+
+def test_an_answer_asked_longer_than_the_context_leaves_is_capped_to_that_room(live: Live) -> None:
+    """The tiny model's context is 256 tokens and "hello" is one token: after a 200-token prompt an
+    answer has 56 left, whatever max_tokens says (the server would run on past its context)."""
+    client = oai(live)
+    completion = client.completions.create(
+        model="tiny", prompt=" ".join(["hello"] * 200), max_tokens=1000, temperature=0.0
+    )
+    assert completion.usage is not None and 0 < completion.usage.completion_tokens <= 56, completion.usage
+    short = client.completions.create(model="tiny", prompt="hello", max_tokens=3, temperature=0.0)
+    assert short.usage is not None and short.usage.completion_tokens <= 3

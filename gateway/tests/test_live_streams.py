@@ -116,16 +116,20 @@ def test_32_streams_complete_while_pages_answer(live: Live) -> None:
     started.wait()
     time.sleep(1.0)  # the streams are open and relaying
     timings: list[float] = []
+    during: list[bool] = []  # each page answered while streams were still open
     while any(t.is_alive() for t in threads) and len(timings) < 5:
         began = time.perf_counter()
         answer = browser.get("/servers/", timeout=30)
         timings.append(time.perf_counter() - began)
+        during.append(any(t.is_alive() for t in threads))
         assert answer.status == 200
     for thread in threads:
         thread.join(timeout=300)
     assert not errors, errors[:3]
     assert len(results) == 32 and all(n > 100 for n in results), results
     assert timings, "the streams ended before a page was asked for"
-    # One page load on two shared cores can be unlucky; the median is what a person feels.
-    assert statistics.median(timings) < 1.0, timings
+    # Ordering, not speed (how fast is `make bench`'s figure): pages answered while the streams
+    # were still being relayed, so the streams do not hold the workers. 10 s only bounds a hang.
+    assert sum(during) >= 3, (during, timings)
+    assert statistics.median(timings) < 10.0, timings
     wait_for(lambda: UsageRecord.objects.filter(status=200).count() >= 32, timeout=30, what="32 usage records")

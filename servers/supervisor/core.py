@@ -89,6 +89,7 @@ class Policy:
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
             "idle_interval": settings.MLXM_SUPERVISOR_POLL,
             "sample_interval": settings.MLXM_SUPERVISOR_POLL,
+            "log_max_bytes": settings.MLXM_LOG_MAX_BYTES,
         }
         return cls(**{**values, **overrides})
 

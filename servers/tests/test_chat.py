@@ -15,8 +15,9 @@ import pytest
 from django.test import Client
 
 from profiles.models import ServerProfile
-from servers.chat import ChatError, chat_complete, chat_url
+from servers.chat import CHAT_MAX_TOKENS, ChatError, chat_complete, chat_url
 from servers.models import ServerState
+from servers.promptfit import PromptFit, chat_answer_tokens
 from servers.tests.conftest import RealServer, real_server
 from servers.tests.factories import set_server
 from testing.net import free_port
@@ -186,3 +187,12 @@ def test_chat_after_the_host_is_edited_reaches_the_running_process(
     assert (profile.host, profile.port) != ("127.0.0.1", mlx_server.port)  # nothing listens where it now says
     html = admin_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "still there?"}, headers=HTMX).content.decode()
     assert 'class="chat-answer"' in html and "chat-error" not in html, html
+
+
+def test_a_chat_turn_asks_for_at_most_a_quarter_of_the_context(tiny_model: Path) -> None:
+    """The tiny model's context is 256 tokens: a turn asks for 64, so a conversation has room for
+    more turns; a model whose context is unknown here gets the cap."""
+    assert PromptFit(10, 256).answer_tokens(1000) == 246
+    assert chat_answer_tokens(model=str(tiny_model), cap=CHAT_MAX_TOKENS) == 64
+    assert chat_answer_tokens(model=str(tiny_model), cap=32) == 32
+    assert chat_answer_tokens(model="mlx-community/Not-Here-4bit", cap=CHAT_MAX_TOKENS) == CHAT_MAX_TOKENS

@@ -15,6 +15,7 @@ from django.utils import timezone
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
+from servers.chat import CHAT_MAX_TOKENS
 from servers.models import DesiredState, Server, ServerEvent, ServerState, SystemSample
 from servers.tests.factories import add_samples, set_server
 from testing.nodes import set_node
@@ -320,6 +321,8 @@ def test_server_page_shows_state_command_and_timeline(
     assert "alice@example.com" in html and "<strong>Start</strong>" in html
     assert re.search(r"state-starting\">starting</span> → <span class=\"badge state-backoff\">backoff", html)
     assert "exited during start" in html and "Killed (exit code 3)" in html
+    # The streamed chat asks for the server-side chat's cap; the gateway lowers it to the room left.
+    assert f'data-model="{profile.name}" data-max-tokens="{CHAT_MAX_TOKENS}"' in html
     state = user_client.get(f"/servers/{profile.pk}/state/", headers=HTMX).content.decode()
     assert 'id="server-state"' in state and 'hx-swap-oob="true"' in state and "exited during start" in state
 

@@ -12,6 +12,9 @@
   const result = document.getElementById("chat-result");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const history = [];
+  // The server-side chat's cap, or a quarter of the context (servers/promptfit.py); the gateway
+  // lowers it to the room the model's context has left.
+  const maxTokens = Number(form.dataset.maxTokens) || 256;
 
   function bubble(role, text) {
     const item = document.createElement("div");
@@ -42,7 +45,7 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify({ model: form.dataset.model, messages: history, stream: true, max_tokens: 128 }),
+        body: JSON.stringify({ model: form.dataset.model, messages: history, stream: true, max_tokens: maxTokens }),
       });
       if (!response.ok) {
         let message = `The gateway answered ${response.status}.`;

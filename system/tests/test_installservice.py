@@ -10,10 +10,12 @@ to a temporary home, the plist is read back with plistlib, the units are checked
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import plistlib
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -472,3 +474,80 @@ def test_the_web_unit_runs_as_systemd_would_start_it(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _start_as_systemd_would(service: configparser.SectionProxy, env: dict[str, str], home: Path) -> Any:
+    """ExecStart in WorkingDirectory with the unit's Environment= (and the HOME systemd's user
+    manager adds), its output appended to the unit's StandardOutput= file. No systemd runs here
+    (PID 1 is not systemd, and `systemd --user` refuses to start without it)."""
+    output = Path(service["StandardOutput"].removeprefix("append:"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("ab") as log:
+        return subprocess.Popen(
+            shlex.split(service["ExecStart"]),
+            cwd=service["WorkingDirectory"],
+            env={**env, "HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,  # StandardError=inherit
+        )
+
+
+def _db_row(database: Path, sql: str, *params: object) -> tuple[Any, ...] | None:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(database, timeout=5) as db:
+            row: tuple[Any, ...] | None = db.execute(sql, params).fetchone()
+            return row
+    except sqlite3.OperationalError:  # the table is not there yet
+        return None
+
+
+@pytest.mark.mlx
+@pytest.mark.timeout(300)
+def test_the_supervisor_unit_runs_as_systemd_would_start_it(tmp_path: Path, tiny_model: Path) -> None:
+    """The supervisor unit's ExecStart, WorkingDirectory and Environment= alone give a supervisor
+    that beats its heartbeat into the data directory's database and starts a real model server
+    when a Start is recorded; systemctl stop's SIGTERM (KillMode=process) ends it cleanly."""
+    target = make_target(tmp_path, "linux")
+    supervisor = app_services(target)[1]
+    unit, env = read_unit(Systemd(target).render(supervisor).decode())
+    service = unit["Service"]
+    home = tmp_path / "home"
+    manage = [PYTHON, "manage.py"]
+    unit_env = {**env, "HOME": str(home)}
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=service["WorkingDirectory"], env=unit_env, check=True)
+    database = tmp_path / "data dir" / "db.sqlite3"
+    process = _start_as_systemd_would(service, env, home)
+    server_pid = None
+    try:
+        beat = "SELECT beat_at FROM servers_supervisorheartbeat WHERE pid = ? AND beat_at IS NOT NULL"
+        deadline = time.monotonic() + 60
+        while _db_row(database, beat, process.pid) is None:
+            assert process.poll() is None, (tmp_path / "data dir" / "logs" / "supervisor.log").read_text()
+            assert time.monotonic() < deadline, "no heartbeat from the supervisor unit within 60 s"
+            time.sleep(0.2)
+
+        port = free_port()
+        start = (
+            "from profiles.models import ServerProfile; from servers.services import server_start; "
+            f"server_start(profile=ServerProfile.objects.create(name='tiny', model={str(tiny_model)!r}, port={port}), "
+            "by=None)"
+        )
+        subprocess.run([*manage, "shell", "-c", start], cwd=service["WorkingDirectory"], env=unit_env, check=True)
+        state = "SELECT state, pid FROM servers_server"
+        deadline = time.monotonic() + 150
+        while (row := _db_row(database, state)) is None or row[0] != "running":
+            assert row is None or row[0] in ("stopped", "starting"), row
+            assert time.monotonic() < deadline, f"the server is {row} after 150 s"
+            time.sleep(0.5)
+        server_pid = row[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        status = process.wait(timeout=90)
+        if server_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server_pid, signal.SIGKILL)
+    assert status == 0

@@ -58,12 +58,17 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
 
 
 def system_memory() -> Memory:
-    """This machine's memory as the supervisor last sampled it (every few seconds, through its Host),
-    so polled pages read only the database and every page shows the same figure. Read directly only
-    before the first sample."""
-    newest = SystemSample.objects.order_by("-taken_at").values_list("memory_total", "memory_available").first()
+    """This machine's memory and swap as the supervisor last sampled them (every few seconds, through
+    its Host), so polled pages read only the database and every page shows the same figure. Read
+    directly only before the first sample."""
+    newest = (
+        SystemSample.objects.order_by("-taken_at")
+        .values_list("memory_total", "memory_available", "swap_total", "swap_used")
+        .first()
+    )
     if newest is None:
         return memory()
-    total, available = newest
-    swap_total, swap_used = swap()
+    total, available, swap_total, swap_used = newest
+    if swap_total is None or swap_used is None:  # sampled by a supervisor from before swap was sampled
+        swap_total, swap_used = swap()
     return Memory(total, available, total - available, swap_total, swap_used, source="the supervisor's last sample")

@@ -15,8 +15,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import django
 from asgiref.sync import sync_to_async
-from django.core.asgi import get_asgi_application
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
@@ -29,7 +30,33 @@ ASYNC_PREFIXES = ("/v1/",)  # the paths whose views are async (gateway/urls.py)
 PAGE_THREADS = int(os.environ.get("WEB_PAGE_THREADS", "4"))
 
 
-class SyncPagesHandler(ASGIHandler):
+class OneThreadHandler(ASGIHandler):
+    """Django's ASGI handler without its per-request ThreadSensitiveContext, which starts a thread,
+    hence opens a database connection, for each request: the `/v1/` views' hops to the ORM go to
+    asgiref's one sync thread of the worker, whose connection is kept (and checked by the request
+    signals, which run there too)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+
+class GatewayHandler(OneThreadHandler):
+    """`/v1/`: async, with the short middleware list settings.GATEWAY_MIDDLEWARE."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django builds the chain from settings.MIDDLEWARE only: lend it the gateway's list while
+        # this handler is built (once, at start, before any request).
+        pages_list = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.GATEWAY_MIDDLEWARE
+        try:
+            super().load_middleware(is_async=True)
+        finally:
+            settings.MIDDLEWARE = pages_list
+
+
+class SyncPagesHandler(OneThreadHandler):
     """Django's ASGI handler with the middleware chain and the view run synchronously in one hop."""
 
     def __init__(self, *, threads: int) -> None:
@@ -38,11 +65,6 @@ class SyncPagesHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Without Django's per-request ThreadSensitiveContext: it would start a thread (and with it
-        # a database connection) per request, and this handler's hop goes to its own pool anyway.
-        await self.handle(scope, receive, send)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self._respond, thread_sensitive=False, executor=self.pool)(request)
@@ -55,7 +77,8 @@ class SyncPagesHandler(ASGIHandler):
 
 
 def _router() -> Any:
-    gateway = get_asgi_application()  # sets Django up first
+    django.setup(set_prefix=False)
+    gateway = GatewayHandler()
     pages = SyncPagesHandler(threads=PAGE_THREADS)
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -101,6 +101,15 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
 ]
 
+# `/v1/` (served by its own handler, mlxmanager/asgi.py) runs only what the gateway needs: the
+# session and user for a signed-in browser (its CSRF token is checked by the gateway itself).
+# Under ASGI each of these is a thread hop per request, so the page-only ones are left out.
+GATEWAY_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
 # Content-Security-Policy on every page: scripts and styles from this site only, no inline code.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -219,6 +228,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # a line per upstream request of the gateway otherwise
         "django.request": {"filters": ["client_errors"]},
     },
 }

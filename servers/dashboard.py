@@ -408,11 +408,16 @@ def _charted(server: Server, since: datetime) -> bool:
     )
 
 
+# What a card shows for a profile never started (no Server row): one shared, never saved, never
+# changed instance, since making a model instance computes every field's default (30 of them a poll).
+NEVER_STARTED = Server(state=ServerState.STOPPED, desired_state=DesiredState.STOPPED)
+
+
 def _server_of(profile: ServerProfile) -> Server:
     try:
         return profile.server
     except Server.DoesNotExist:
-        return Server(profile=profile)  # never started: shown as stopped
+        return NEVER_STARTED
 
 
 def dashboard_data() -> Dashboard:

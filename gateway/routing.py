@@ -86,7 +86,17 @@ def profiles_by_name() -> dict[str, ServerProfile]:
 
 
 # What a request needs of the profile it names and of its server (one query for both).
-ROUTE_FIELDS = ("name", "aliases", "model", "host", "port", "on_demand", "server__state", "server__port", "server__last_error")
+ROUTE_FIELDS = (
+    "name",
+    "aliases",
+    "model",
+    "host",
+    "port",
+    "on_demand",
+    "server__state",
+    "server__port",
+    "server__last_error",
+)
 
 
 def profile_named(model: str) -> ServerProfile | None:

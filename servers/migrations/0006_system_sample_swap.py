@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('servers', '0005_on_demand'),
+        ("servers", "0005_on_demand"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='systemsample',
-            name='swap_total',
+            model_name="systemsample",
+            name="swap_total",
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='systemsample',
-            name='swap_used',
+            model_name="systemsample",
+            name="swap_used",
             field=models.PositiveBigIntegerField(blank=True, null=True),
         ),
     ]

@@ -5,8 +5,9 @@ and curl). Registered with `servers.dashboard.CARD_EXTRA_PROVIDERS` when the app
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.core.cache import cache
 from django.db.models import Count
 from django.utils import timezone
 
@@ -17,13 +18,35 @@ from servers.dashboard import CardExtra
 TEMPLATE = "gateway/_card_usage.html"
 RECENT = timedelta(hours=1)
 LAST_SPEED_WINDOW = timedelta(days=1)
+CACHE_SECONDS = 120  # a safety bound: the key below changes first
 
 
 def card_usage(profiles: Sequence[ServerProfile]) -> dict[int, CardExtra]:
     ids = [p.pk for p in profiles]
     if not ids:
         return {}
+    figures = _usage_figures(ids)
+    return {
+        p.pk: CardExtra(TEMPLATE, {"model": p.name, **figures.get(p.pk, {"requests_hour": 0, "last_speed": None})})
+        for p in profiles
+    }
+
+
+def _usage_figures(ids: list[int]) -> dict[int, dict[str, float | int | None]]:
+    """Requests in the last hour and the last speed per profile, computed again only when a request
+    was recorded (records are only added: the newest id says so, in any worker) or a minute passed
+    (requests leave the hour): the dashboard polls every few seconds and most polls change nothing."""
     now = timezone.now()
+    newest = UsageRecord.objects.order_by("-pk").values_list("pk", flat=True).first()
+    key = f"gateway:card-usage:{newest}:{int(now.timestamp()) // 60}:{','.join(map(str, ids))}"
+    figures: dict[int, dict[str, float | int | None]] | None = cache.get(key)
+    if figures is None:
+        figures = _usage_figures_now(ids, now)
+        cache.set(key, figures, CACHE_SECONDS)
+    return figures
+
+
+def _usage_figures_now(ids: list[int], now: datetime) -> dict[int, dict[str, float | int | None]]:
     counts = dict(
         UsageRecord.objects.filter(profile_id__in=ids, created_at__gte=now - RECENT)
         .values_list("profile_id")
@@ -41,9 +64,4 @@ def card_usage(profiles: Sequence[ServerProfile]) -> dict[int, CardExtra]:
     for profile_id, speed in recent_speeds:
         if speed is not None:
             speeds.setdefault(profile_id, speed)
-    return {
-        p.pk: CardExtra(
-            TEMPLATE, {"model": p.name, "requests_hour": counts.get(p.pk, 0), "last_speed": speeds.get(p.pk)}
-        )
-        for p in profiles
-    }
+    return {pk: {"requests_hour": counts.get(pk, 0), "last_speed": speeds.get(pk)} for pk in ids}

@@ -4,7 +4,9 @@ server's state and loopback address. Synchronous (ORM); the async views call it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+from django.db.models import Q
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 
@@ -36,6 +38,13 @@ class ForwardNeeded(Exception):
 class Caller:
     user: User
     key: ApiKey | None  # None: a signed-in browser (session + CSRF token)
+
+    @cached_property
+    def allowed_profile_ids(self) -> frozenset[int] | None:
+        """The profiles the key is limited to (read once per request), or None: every profile."""
+        if self.key is None:
+            return None
+        return frozenset(self.key.profiles.values_list("pk", flat=True)) or None
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,8 @@ def profile_may_use(caller: Caller, profile: ServerProfile) -> bool:
     pages), and a key limited to some profiles only those."""
     if not profile_can_use(user=caller.user, profile=profile):
         return False
-    if caller.key is None:
-        return True
-    allowed = {p.pk for p in caller.key.profiles.all()}
-    return not allowed or profile.pk in allowed
+    allowed = caller.allowed_profile_ids
+    return allowed is None or profile.pk in allowed
 
 
 def profiles_by_name() -> dict[str, ServerProfile]:
@@ -86,6 +93,49 @@ def profiles_by_name() -> dict[str, ServerProfile]:
     return table
 
 
+# What a request needs of the profile it names, its server and its node (one query for all).
+ROUTE_FIELDS = (
+    "name",
+    "aliases",
+    "model",
+    "host",
+    "port",
+    "on_demand",
+    "server__state",
+    "server__port",
+    "server__last_error",
+    "node__name",
+    "node__url",
+    "node__heartbeat_at",
+    "node__stopped_at",
+)
+
+
+def profile_named(model: str) -> ServerProfile | None:
+    """The profile whose name or alias is `model` (any case), its server loaded, in one query that
+    reads only the candidates, not the whole table. None when the database's case folding finds
+    none (it folds ASCII only: `target_resolve` then looks through every name)."""
+    wanted = model.strip().lower()
+    if not wanted:
+        return None
+    candidates = (
+        ServerProfile.objects.select_related("server", "node")
+        .only(*ROUTE_FIELDS)
+        .filter(Q(name__iexact=wanted) | Q(aliases__icontains=wanted))
+    )
+    for profile in candidates:
+        if wanted in (name.lower() for name in [profile.name, *profile.alias_list]):
+            return profile
+    return None
+
+
+def _server_of(profile: ServerProfile) -> Server | None:
+    """The profile's server: loaded with it by `profile_named`, else read now."""
+    if ServerProfile.server.is_cached(profile):  # type: ignore[attr-defined]
+        return getattr(profile, "server", None)
+    return Server.objects.filter(profile=profile).only("state", "port", "last_error").first()
+
+
 def usable_profiles(caller: Caller) -> list[ServerProfile]:
     return [
         p for p in ServerProfile.objects.select_related("server", "node").order_by("name") if profile_may_use(caller, p)
@@ -93,27 +143,34 @@ def usable_profiles(caller: Caller) -> list[ServerProfile]:
 
 
 def target_resolve(caller: Caller, model: str) -> Target:
-    table = profiles_by_name()
-    profile = table.get(model.strip().lower())
-    if profile is None:
-        known = sorted({p.name for p in table.values() if profile_may_use(caller, p)})
-        hint = (
-            f" Known models: {', '.join(known[:NAMES_IN_404])}{', …' if len(known) > NAMES_IN_404 else ''}."
-            if known
-            else ""
-        )
-        raise GatewayError(404, f"No model named '{model[:100]}'.{hint} GET /v1/models lists them.")
+    profile = profile_named(model) or _profile_in_table(caller, model)
     if not profile_may_use(caller, profile):
         raise GatewayError(403, f"This API key may not use '{profile.name}'.")
     if not profile.node.is_local:
         raise ForwardNeeded(profile)
-    server = Server.objects.filter(profile=profile).only("state", "port", "last_error").first()
+    server = _server_of(profile)
     state = State(server.state) if server else State.STOPPED
     if server is None or state not in ANSWERING:
         if profile.on_demand and state in WAKES_ON:
             raise StartNeeded(profile)
         raise _not_running(profile, state, server.last_error if server else "")
     return Target(profile=profile, base_url=loopback_url(profile.host, server.port or profile.port))
+
+
+def _profile_in_table(caller: Caller, model: str) -> ServerProfile:
+    """The profile named `model` among every name, for the names `profile_named` cannot find; a 404
+    naming a few known models when there is none."""
+    table = profiles_by_name()
+    profile = table.get(model.strip().lower())
+    if profile is not None:
+        return profile
+    known = sorted({p.name for p in table.values() if profile_may_use(caller, p)})
+    hint = (
+        f" Known models: {', '.join(known[:NAMES_IN_404])}{', …' if len(known) > NAMES_IN_404 else ''}."
+        if known
+        else ""
+    )
+    raise GatewayError(404, f"No model named '{model[:100]}'.{hint} GET /v1/models lists them.")
 
 
 def _not_running(profile: ServerProfile, state: State, last_error: str) -> GatewayError:

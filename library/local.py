@@ -6,6 +6,7 @@ pages all ask here. Reads files only: never reaches the Hub.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from dataclasses import dataclass
@@ -67,9 +68,21 @@ def weights_bytes(folder: Path) -> int:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """The model's config.json, or {} when it is missing or not a JSON object."""
+    """The model's config.json, or {} when it is missing or not a JSON object. Parsed once per
+    version of the file (its path, modification time and size): the gateway asks at every request.
+    The dict is shared between callers: read it, do not change it."""
+    path = folder / "config.json"
     try:
-        data = json.loads((folder / "config.json").read_text())
+        stat = path.stat()
+    except OSError:
+        return {}
+    return _parsed_config(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_config(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -103,6 +103,15 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
 ]
 
+# `/v1/` (served by its own handler, mlxmanager/asgi.py) runs only what the gateway needs: the
+# session and user for a signed-in browser (its CSRF token is checked by the gateway itself).
+# Under ASGI each of these is a thread hop per request, so the page-only ones are left out.
+GATEWAY_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
 # Content-Security-Policy on every page: scripts and styles from this site only, no inline code.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -152,6 +161,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a supervisor started by a test sees the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(MLXM_DATA_DIR / "test-db.sqlite3")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# One connection per worker thread, kept between requests: opening one costs more than a whole
+# polled partial (SQLite re-reads the schema and re-runs the PRAGMAs), checked before reuse.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -217,6 +230,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # a line per upstream request of the gateway otherwise
         "django.request": {"filters": ["client_errors"]},
     },
 }

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -15,6 +16,9 @@ from profiles.selectors import profile_serving
 
 PORT_MIN = 1024
 PORT_MAX = 65535
+# The form checks the port as it is typed: one scan of the machine's sockets serves the keystrokes
+# of a few seconds (the scan lists every socket of every process, the costliest part of a check).
+TYPING_SCAN_SECONDS = 5.0
 
 
 class NoFreePort(Exception):
@@ -53,15 +57,29 @@ def _listening() -> list[tuple[int, int | None]]:
         return found
 
 
+_last_scan: tuple[float, list[tuple[int, int | None]]] = (float("-inf"), [])
+
+
+def _listening_within(max_age: float) -> list[tuple[int, int | None]]:
+    """`_listening()`, or the last scan of this process if it is at most `max_age` seconds old."""
+    global _last_scan
+    taken_at, found = _last_scan
+    if max_age <= 0 or time.monotonic() - taken_at > max_age:
+        found = _listening()
+        _last_scan = (time.monotonic(), found)
+    return found
+
+
 def listening_ports() -> set[int]:
     """Ports some process on this machine listens on right now."""
     return {port for port, _ in _listening()}
 
 
-def port_holder(port: int) -> PortHolder | None:
-    """The process listening on `port`, or None when nothing does. The name is "an unknown process"
-    when the operating system does not tell us whose socket it is (another user's, say)."""
-    pids = [pid for listened, pid in _listening() if listened == port]
+def port_holder(port: int, *, max_age: float = 0.0) -> PortHolder | None:
+    """The process listening on `port`, or None when nothing does (from a scan at most `max_age`
+    seconds old). The name is "an unknown process" when the operating system does not tell us
+    whose socket it is (another user's, say)."""
+    pids = [pid for listened, pid in _listening_within(max_age) if listened == port]
     if not pids:
         return None
     pid = next((pid for pid in pids if pid), None)
@@ -102,9 +120,10 @@ class PortStatus:
     message: str
 
 
-def port_status(value: str, *, exclude: ServerProfile | None = None) -> PortStatus:
+def port_status(value: str, *, exclude: ServerProfile | None = None, max_age: float = 0.0) -> PortStatus:
     """What the form says about a port as it is typed: taken by another profile (error), held by a
-    process that is not one of our servers (warning, with its name and PID), or free."""
+    process that is not one of our servers (warning, with its name and PID), or free; processes
+    from a scan of the sockets at most `max_age` seconds old."""
     try:
         port = int(value.strip())
     except ValueError:
@@ -116,7 +135,7 @@ def port_status(value: str, *, exclude: ServerProfile | None = None) -> PortStat
         others = others.exclude(pk=exclude.pk)
     if clash := others.first():
         return PortStatus("error", f"Port {port} is already used by the profile “{clash.name}”.")
-    holder = port_holder(port)
+    holder = port_holder(port, max_age=max_age)
     if holder is None:
         return PortStatus("ok", f"Port {port} is free.")
     ours = profile_serving(holder.pid) if holder.pid else None

@@ -20,7 +20,7 @@ from profiles.argv import OPTIONS, command_line
 from profiles.forms import ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
 from profiles.models import ServerProfile
-from profiles.ports import NoFreePort, next_free_port, port_status
+from profiles.ports import TYPING_SCAN_SECONDS, NoFreePort, next_free_port, port_status
 from profiles.selectors import server_status, server_statuses
 
 
@@ -204,7 +204,7 @@ def check_port(request: AuthedRequest) -> HttpResponse:
         return HttpResponseBadRequest("Bad query: " + "; ".join(f"{k}: {v[0]}" for k, v in query.errors.items()))
     pk = query.cleaned_data["profile"]
     exclude = ServerProfile.objects.filter(pk=pk).first() if pk else None
-    status = port_status(query.cleaned_data["port"], exclude=exclude)
+    status = port_status(query.cleaned_data["port"], exclude=exclude, max_age=TYPING_SCAN_SECONDS)
     return render(request, "profiles/_port_status.html", {"port_status": status})
 
 

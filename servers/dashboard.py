@@ -46,6 +46,7 @@ SPARK_MIN_POINTS = 3  # sampled buckets (minutes) before a sparkline is drawn
 SERIES_CACHE_SECONDS = 10
 SPARK_WIDTH, SPARK_HEIGHT = 120.0, 28.0
 UNKNOWN = "unknown"  # the state shown for a server whose node is offline
+STATE_LABELS = dict(ServerState.choices)  # get_state_display() costs more, 50 times a poll
 FAST_POLL, SLOW_POLL = 1, 5
 # What a card shows: loading only these keeps the 50-card query cheap (a deferred field read in a
 # template would cost a query per card, which the query-count test would catch).
@@ -155,7 +156,7 @@ class Card:
             "base_url": profile.base_url,
             "address": profile.address,
             "state": UNKNOWN if self.offline else server.state,
-            "state_label": "Unknown" if self.offline else server.get_state_display(),
+            "state_label": "Unknown" if self.offline else STATE_LABELS.get(server.state, server.state),
             "desired": server.desired_state,
             "restarts": str(server.restart_count),
             "memory_points": series.memory_points if series.has_data else "",
@@ -290,7 +291,8 @@ def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
         operable,
         card.on_demand,
     )
-    return (card.profile.pk, back_url, *card.text.items(), *shown)
+    extras = tuple((extra.template, *sorted(extra.data.items())) for extra in card.extras)
+    return (card.profile.pk, back_url, *card.text.items(), *shown, *extras)
 
 
 def cards_html(cards: Sequence[Card], *, request: HttpRequest, back_url: str) -> SafeString:
@@ -454,11 +456,16 @@ def _charted(server: Server, since: datetime) -> bool:
     )
 
 
+# What a card shows for a profile never started (no Server row): one shared, never saved, never
+# changed instance, since making a model instance computes every field's default (30 of them a poll).
+NEVER_STARTED = Server(state=ServerState.STOPPED, desired_state=DesiredState.STOPPED)
+
+
 def _server_of(profile: ServerProfile) -> Server:
     try:
         return profile.server
     except Server.DoesNotExist:
-        return Server(profile=profile)  # never started: shown as stopped
+        return NEVER_STARTED
 
 
 def dashboard_data() -> Dashboard:

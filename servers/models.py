@@ -124,6 +124,8 @@ class SystemSample(models.Model):
     memory_total = models.PositiveBigIntegerField()
     memory_available = models.PositiveBigIntegerField()
     memory_used_by_servers = models.PositiveBigIntegerField(default=0)
+    swap_total = models.PositiveBigIntegerField(null=True, blank=True)  # null: sampled before swap was
+    swap_used = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["taken_at"]

@@ -60,18 +60,19 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
 
 
 def system_memory(node: Node | None = None) -> Memory:
-    """A node's memory (default: this machine's) as its supervisor last sampled it (every few
-    seconds, through its Host), so polled pages read only the database and every page shows the
+    """A node's memory and swap (default: this machine's) as its supervisor last sampled them (every
+    few seconds, through its Host), so polled pages read only the database and every page shows the
     same figure. Before the first sample: this machine's read directly, another's as unknown (0)."""
     node = node or this_node()
     newest = (
         SystemSample.objects.filter(node=node)
         .order_by("-taken_at")
-        .values_list("memory_total", "memory_available")
+        .values_list("memory_total", "memory_available", "swap_total", "swap_used")
         .first()
     )
     if newest is None:
         return memory() if node.is_local else Memory(0, 0, 0, 0, 0, source="not sampled yet")
-    total, available = newest
-    swap_total, swap_used = swap() if node.is_local else (0, 0)  # another machine's swap is not sampled
+    total, available, swap_total, swap_used = newest
+    if swap_total is None or swap_used is None:  # sampled by a supervisor from before swap was sampled
+        swap_total, swap_used = swap() if node.is_local else (0, 0)
     return Memory(total, available, total - available, swap_total, swap_used, source="the supervisor's last sample")

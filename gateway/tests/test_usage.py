@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
@@ -89,3 +91,26 @@ def test_dashboard_card_shows_requests_and_use_it(make_user: Any) -> None:
     assert 'api_key="YOUR_KEY"' in page.replace("&quot;", '"')
     assert 'model="tiny"' in page.replace("&quot;", '"')
     assert "data-origin" in page and "/v1/chat/completions" in page
+
+
+def test_dashboard_cards_count_a_request_recorded_since_the_last_poll(
+    admin_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cards' usage figures are reused between polls (one cheap query) until a request is
+    recorded: the next poll shows it."""
+    from servers.models import Server, ServerState
+
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    Server.objects.create(profile=tiny, state=ServerState.RUNNING, desired_state="running")
+    client = login(admin_user)
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)  # the same minute for every poll
+    html = client.get("/servers/", headers={"HX-Request": "true"}).content.decode()
+    assert '<span class="card-requests">0 requests</span>' in html
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/servers/", headers={"HX-Request": "true"})
+    assert sum("gateway_usagerecord" in q["sql"] for q in queries.captured_queries) == 1, "only the newest id"
+    record(admin_user, tiny, 9, created_at=now)
+    html = client.get("/servers/", headers={"HX-Request": "true"}).content.decode()
+    assert '<span class="card-requests">1 request</span>' in html
+    assert "12.5 tokens/s" in html

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
+from profiles import ports
 from profiles.models import ServerProfile
+
+
+@pytest.fixture(autouse=True)
+def fresh_socket_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees the sockets as they are now, not a scan an earlier test left (the port check
+    reuses a scan for a few seconds of typing)."""
+    monkeypatch.setattr(ports, "_last_scan", (float("-inf"), []))
 
 
 @pytest.fixture

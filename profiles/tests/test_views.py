@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from accounts.models import User
 from library.local import cached_repo_ids
+from profiles import ports
 from profiles.argv import build_server_argv
 from profiles.forms import ProfileForm
 from profiles.models import ServerProfile
@@ -147,6 +148,25 @@ def test_port_check_as_you_type(
     held = listening_socket.getsockname()[1]
     foreign = user_client.get(f"/profiles/check/port/?port={held}", headers=HTMX).content.decode()
     assert 'data-level="warning"' in foreign and "PID" in foreign
+
+
+def test_port_check_scans_the_sockets_once_for_a_few_keystrokes(
+    user_client: Client, monkeypatch: pytest.MonkeyPatch, listening_socket: socket.socket
+) -> None:
+    """Typing a port asks for a check per keystroke; the machine's sockets are listed once for them."""
+    scans = []
+    real_scan = ports._listening
+
+    def counted_scan() -> list[tuple[int, int | None]]:
+        scans.append(1)
+        return real_scan()
+
+    monkeypatch.setattr(ports, "_listening", counted_scan)
+    held = str(listening_socket.getsockname()[1])
+    for typed in (str(int(held) - 1), held):  # ephemeral ports: both in range
+        html = user_client.get("/profiles/check/port/", {"port": typed}, headers=HTMX).content.decode()
+    assert 'data-level="warning"' in html and "PID" in html
+    assert len(scans) == 1
 
 
 def test_model_check_shows_facts_and_family_suggestions(admin_client: Client, qwen3_folder: Path) -> None:

@@ -857,6 +857,7 @@ class Supervisor:
                 if usage is not None:
                     usages[pk] = usage
         total, available = self.host.memory()
+        swap_total, swap_used = self.host.swap()
         with transaction.atomic():
             ServerSample.objects.bulk_create(
                 ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
@@ -872,6 +873,8 @@ class Supervisor:
                 memory_total=total,
                 memory_available=available,
                 memory_used_by_servers=sum(rss for rss, _cpu in usages.values()),
+                swap_total=swap_total,
+                swap_used=swap_used,
             )
         node_beat(node=self.node, now=at, memory_available=available)
         for profile_id in Server.objects.filter(pk__in=list(usages)).values_list("profile_id", flat=True):

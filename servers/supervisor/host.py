@@ -22,7 +22,7 @@ from typing import Protocol
 
 import psutil
 
-from mlxmanager.memory import memory
+from mlxmanager.memory import memory, swap
 from profiles.ports import port_holder
 from servers.addresses import probe_address
 
@@ -87,6 +87,8 @@ class Host(Protocol):
         ...
 
     def memory(self) -> tuple[int, int]: ...
+
+    def swap(self) -> tuple[int, int]: ...
 
     def folder_size(self, folder: Path) -> int: ...
 
@@ -290,6 +292,10 @@ class RealHost:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""
         now = memory()
         return now.total, now.available
+
+    def swap(self) -> tuple[int, int]:
+        """Total and used swap in bytes."""
+        return swap()
 
     def folder_size(self, folder: Path) -> int:
         """Bytes the folder takes on disk (allocated blocks; symlinks are not followed, so the cache's

@@ -138,6 +138,9 @@ class FakeHost:
     def memory(self) -> tuple[int, int]:
         return self.total, self.available
 
+    def swap(self) -> tuple[int, int]:
+        return 2 * 1024**3, 512 * 1024**2
+
     def folder_size(self, folder: Path) -> int:
         return self.folder_sizes.get(folder, 0)
 

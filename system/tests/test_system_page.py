@@ -156,6 +156,21 @@ def test_a_stale_heartbeat_means_not_running_and_says_how_to_start(user_client: 
 
 
 @pytest.mark.django_db
+def test_swap_is_read_from_the_supervisors_sample(user_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polled page asks the OS nothing: swap, like memory, is what the supervisor last sampled."""
+
+    def no_os_call() -> None:
+        raise AssertionError("the System page asked the OS for swap during the request")
+
+    monkeypatch.setattr(psutil, "swap_memory", no_os_call)
+    SystemSample.objects.create(
+        taken_at=timezone.now(), memory_total=16 * GB, memory_available=4 * GB, swap_total=2 * GB, swap_used=GB // 2
+    )
+    html = user_client.get("/system/", headers={"HX-Request": "true"}).content.decode()
+    assert data_bytes(html, "mem-swap") == GB // 2
+
+
+@pytest.mark.django_db
 def test_memory_chart_loads_only_the_columns_it_draws(user_client: Client) -> None:
     SystemSample.objects.create(taken_at=timezone.now(), memory_total=16 * GB, memory_available=4 * GB)
     with CaptureQueriesContext(connection) as queries:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -22,6 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 WAKE_CHANNEL = "mlxm_wake"
+log = logging.getLogger("mlxmanager.wakeup")
 
 
 def wake_socket_path() -> Path:
@@ -62,7 +64,7 @@ def wake_supervisor(*, node: str = "") -> bool:
 
 
 def watchers_folder() -> Path:
-    return Path(settings.MLXM_DATA_DIR) / "watchers"
+    return Path(settings.MLXM_DATA_DIR) / "watch"  # short: a socket's whole path must fit in ~100 bytes
 
 
 class StateWatch:
@@ -74,13 +76,22 @@ class StateWatch:
     def __init__(self) -> None:
         folder = watchers_folder()
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{os.getpid()}-{secrets.token_hex(6)}.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
+        self.path = folder / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
+        self.sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(str(self.path))
+        except OSError as exc:  # e.g. a data directory too deep for a socket path (about 100 bytes)
+            log.warning("waiting without nudges (polling only): cannot bind %s: %s", self.path, exc)
+            self.sock.close()
+            self.sock = None
+            return
         self.sock.setblocking(False)
 
     async def wait(self, timeout: float) -> bool:
         """Up to `timeout` seconds for a nudge; True when one came."""
+        if self.sock is None:
+            await asyncio.sleep(timeout)
+            return False
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(loop.sock_recv(self.sock, 64), timeout)
@@ -89,8 +100,9 @@ class StateWatch:
         return True
 
     def close(self) -> None:
-        self.sock.close()
-        self.path.unlink(missing_ok=True)
+        if self.sock is not None:
+            self.sock.close()
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> StateWatch:
         return self

@@ -35,3 +35,19 @@ def test_a_transition_nudge_ends_the_wait_at_once_and_a_dead_watchers_socket_is_
         sock.bind(str(dead))  # closed without unlinking: a worker killed while it waited
     wake_watchers()
     assert not dead.exists()
+
+
+def test_a_data_directory_too_deep_for_a_socket_path_waits_by_polling(settings: Any, tmp_path: Path) -> None:
+    """A UNIX socket's path holds about 100 bytes: a deeper data directory must not turn an
+    on-demand request into a 500 (the e2e two-node test met this); the wait falls back to its poll."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    settings.MLXM_DATA_DIR = deep
+
+    async def scenario() -> bool:
+        with StateWatch() as watch:
+            wake_watchers()
+            return await watch.wait(0.05)
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, scenario()).result() is False, "no nudge can reach it: the poll answers"
+    assert list(watchers_folder().iterdir()) == []

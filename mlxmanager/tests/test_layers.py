@@ -4,6 +4,7 @@ runsupervisor command reaches into the daemon, and system/ owns the System page 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +84,11 @@ def test_system_owns_the_system_page_and_the_service_installer() -> None:
     assert (ROOT / "templates" / "system").is_dir()
     urls = (ROOT / "mlxmanager" / "urls.py").read_text()
     assert 'include("system.urls")' in urls
+
+
+def test_make_test_collects_every_apps_tests() -> None:
+    """`make test` runs pytest's `testpaths`: an app missing there has its tests silently left out
+    (api/'s were, for a round)."""
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    with_tests = {path.parent.parent.name for path in ROOT.glob("*/tests/__init__.py")} | {"e2e"}
+    assert with_tests <= set(options["testpaths"])

@@ -521,7 +521,7 @@ def test_the_supervisor_unit_runs_as_systemd_would_start_it(tmp_path: Path, tiny
     process = _start_as_systemd_would(service, env, home)
     server_pid = None
     try:
-        beat = "SELECT beat_at FROM servers_supervisorheartbeat WHERE pid = ? AND beat_at IS NOT NULL"
+        beat = "SELECT heartbeat_at FROM nodes_node WHERE pid = ? AND heartbeat_at IS NOT NULL"
         deadline = time.monotonic() + 60
         while _db_row(database, beat, process.pid) is None:
             assert process.poll() is None, (tmp_path / "data dir" / "logs" / "supervisor.log").read_text()

@@ -15,10 +15,11 @@ from conftest import browser_login, screenshot
 def test_the_docs_page_lists_the_operations_offline(
     live_server: Any, page: Any, transactional_db: Any, make_user: Callable[..., User]
 ) -> None:
+    browser_login(page, live_server.url, make_user("reader@example.com").email)
+    # Listening from here: leaving the page the login landed on may abort its own loads.
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
-    browser_login(page, live_server.url, make_user("reader@example.com").email)
     page.goto(f"{live_server.url}/api/v1/docs")
     # Swagger UI renders after fetching the schema; a loaded 2-core machine can take a while.
     expect(page.locator(".swagger-ui .title")).to_contain_text("MLX Manager API", timeout=60_000)

@@ -213,8 +213,8 @@ def check_model_view(request: AuthedRequest) -> HttpResponse:
     """htmx, as the model is typed: a problem with it, or its facts and the settings that fit it. A
     member hears one "not an allowed location" for every path outside the allowed roots."""
     query = ModelCheckQuery(request.GET)
-    if not query.is_valid():
-        return HttpResponseBadRequest("Bad query: the model is at most 500 characters.")
+    if not query.is_valid():  # too long, or a null character: said beside the field like any problem
+        return render(request, "profiles/_model_check.html", {"check": {"problem": query.errors["model"][0]}})
     model = query.cleaned_data["model"]
     any_path = services.user_may_use_unsafe_options(user=request.user)
     check = check_model(model, any_path=any_path) if model.strip() else None

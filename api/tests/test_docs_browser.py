@@ -19,7 +19,11 @@ def test_the_docs_page_lists_the_operations_offline(
     # Listening from here: leaving the page the login landed on may abort its own loads.
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    # The dashboard's own poll, cut short by leaving that page, is not the docs page's failure.
+    page.on(
+        "requestfailed",
+        lambda request: problems.append(f"failed: {request.url}") if "/servers/" not in request.url else None,
+    )
     page.goto(f"{live_server.url}/api/v1/docs")
     # Swagger UI renders after fetching the schema; a loaded 2-core machine can take a while.
     expect(page.locator(".swagger-ui .title")).to_contain_text("MLX Manager API", timeout=60_000)

@@ -274,3 +274,9 @@ def test_new_profile_form_suggests_a_free_name_from_the_model(
     make_profile(name="qwen3-4b-4bit")
     html = user_client.get("/profiles/new/", {"model": "mlx-community/Qwen3-4B-4bit"}).content.decode()
     assert 'name="name" value="qwen3-4b-4bit-2"' in html
+
+
+def test_model_check_says_what_is_wrong_with_a_null_character(admin_client: Client) -> None:
+    response = admin_client.get("/profiles/check/model/", {"model": "mlx-community/a\x00b"}, headers=HTMX)
+    assert response.status_code == 200
+    assert "Null characters are not allowed" in response.content.decode()

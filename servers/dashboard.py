@@ -8,12 +8,15 @@ servers' state as "unknown": nobody watches them, so "stopped" or "running" woul
 
 from __future__ import annotations
 
+import html
 import math
+import re
+import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 from django.core.cache import cache
@@ -23,6 +26,7 @@ from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import User
@@ -270,19 +274,34 @@ class Card:
         return server.desired_state == DesiredState.STOPPED or server.state in AT_REST
 
 
-# Rendering 50 cards through the template engine was two thirds of every poll, yet a card's HTML
-# changes only when one of its shown strings does (every few seconds for a running server, never
-# for a stopped one). So each process keeps the HTML of the cards it rendered, keyed by everything
-# the card template shows; only the CSRF token, different for every response, is put in afterwards.
-_CSRF_SLOT = "csrf-token-slot-4f1c"
-_CARD_HTML: dict[tuple[Any, ...], str] = {}
-_CARD_HTML_MAX = 2000
+# Rendering 50 cards through the template engine was most of every poll, yet a card's HTML changes
+# shape only when its state, buttons or notes do. So each process keeps the HTML of the cards it
+# rendered, keyed by everything the card shows except its live figures (PID, uptime, memory, CPU,
+# health, restarts, sparklines: a probe or a sample changes some of them every few seconds) and the
+# CSRF token (different for every response): those are rendered as slots and put in at every poll.
+LIVE_FIGURES = ("pid", "uptime", "rss", "cpu", "health", "restarts", "memory_points", "cpu_points", "peak")
+_LIVE_SET = frozenset(LIVE_FIGURES)
+_SLOT_MARK = f"card-slot-{secrets.token_hex(8)}-"  # random, so no profile name or model can look like one
+_SLOT = re.compile(re.escape(_SLOT_MARK) + r"(\w+);")
+
+
+def _slot(name: str) -> str:
+    return f"{_SLOT_MARK}{name};"
+
+
+_CARD_PARTS: dict[tuple[Any, ...], list[str]] = {}  # literal HTML and slot names, alternating
+_CARD_PARTS_MAX = 2000
+
+
+_live_of = itemgetter(*LIVE_FIGURES)
 
 
 def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
+    text = card.text
     shown = (
         card.failure,
         card.pending,
+        card.loading,
         card.can_start,
         card.can_stop,
         card.note,
@@ -291,28 +310,46 @@ def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
         operable,
         card.on_demand,
     )
-    extras = tuple((extra.template, *sorted(extra.data.items())) for extra in card.extras)
-    return (card.profile.pk, back_url, *card.text.items(), *shown, *extras)
+    shape = tuple(value for name, value in text.items() if name not in _LIVE_SET)
+    # A live figure's presence can change the card's shape ({% if t.memory_points %}): keyed by that.
+    present = tuple(map(bool, _live_of(text)))
+    extras = tuple((extra.template, *extra.data.items()) for extra in card.extras)
+    return (card.profile.pk, back_url, shape, present, shown, extras)
+
+
+def _card_parts(card: Card, *, back_url: str, user: Any) -> list[str]:
+    """The card rendered once with a slot in place of each live figure (and of the CSRF token),
+    split at the slots: [html, slot name, html, slot name, ..., html]."""
+    slotted = {**card.text, **{name: _slot(name) for name in LIVE_FIGURES if card.text[name]}}
+    context = {"card": card, "shown": slotted, "back_url": back_url, "csrf_token": _slot("csrf"), "user": user}
+    return _SLOT.split(render_to_string("servers/_card.html", context))
 
 
 def cards_html(cards: Sequence[Card], *, request: HttpRequest, back_url: str) -> SafeString:
-    """The cards as `servers/_card.html` renders them, each rendered again only when it changed."""
-    parts = []
+    """The cards as `servers/_card.html` renders them, each rendered again only when its shape changed."""
+    user, token = request.user, get_token(request)
+    out: list[str] = []
+    operable_by_owner: dict[int | None, bool] = {}  # the answer depends only on the owner (a few of them)
     for card in cards:
-        user = request.user
-        operable = isinstance(user, User) and server_can_operate(user=user, profile=card.profile)
+        owner = card.profile.owner_id
+        if owner not in operable_by_owner:
+            operable_by_owner[owner] = isinstance(user, User) and server_can_operate(user=user, profile=card.profile)
+        operable = operable_by_owner[owner]
         key = _card_key(card, back_url, operable)  # Stop/Restart are shown only to who may use them
-        html = _CARD_HTML.get(key)
-        if html is None:
-            html = render_to_string(
-                "servers/_card.html", {"card": card, "back_url": back_url, "csrf_token": _CSRF_SLOT, "user": user}
-            )
-            if len(_CARD_HTML) >= _CARD_HTML_MAX:
-                _CARD_HTML.clear()
-            _CARD_HTML[key] = html
-        parts.append(html)
-    # Safe: every part came out of the template engine, and the token is letters and digits.
-    return mark_safe("".join(parts).replace(_CSRF_SLOT, get_token(request)))
+        parts = _CARD_PARTS.get(key)
+        if parts is None:
+            parts = _card_parts(card, back_url=back_url, user=user)
+            if len(_CARD_PARTS) >= _CARD_PARTS_MAX:
+                _CARD_PARTS.clear()
+            _CARD_PARTS[key] = parts
+        text = card.text
+        out.append(parts[0])
+        for i in range(1, len(parts), 2):
+            name = parts[i]
+            out.append(token if name == "csrf" else html.escape(text[name]))
+            out.append(parts[i + 1])
+    # Safe: the literal parts came out of the template engine, the figures are escaped here.
+    return mark_safe("".join(out))
 
 
 @dataclass(frozen=True)
@@ -343,6 +380,16 @@ class MemoryBar:
     @property
     def used_percent(self) -> float:
         return self._percent(self.used)
+
+
+def memory_bar(node: Node, servers_bytes: int) -> MemoryBar:
+    """A node's memory as its supervisor last sampled it: each sample is also written on the node's
+    row (the System page reads the same sample), so the poll needs no query of its own; the sample
+    table (or, for this machine, psutil) only before the supervisor ever reported."""
+    if node.memory_total and node.memory_available is not None:
+        return MemoryBar(node.memory_total, node.memory_available, servers_bytes)
+    memory = system_memory(node)
+    return MemoryBar(memory.total, memory.available, servers_bytes)
 
 
 @dataclass
@@ -495,8 +542,7 @@ def dashboard_data() -> Dashboard:
     for status in statuses:
         mine = [card for card in cards if card.profile.node_id == status.node.pk]
         ours = sum(card.server.rss_bytes or 0 for card in mine if card.server.state in UP)  # as last sampled
-        memory = system_memory(status.node)
-        groups.append(NodeGroup(status, MemoryBar(memory.total, memory.available, ours), mine))
+        groups.append(NodeGroup(status, memory_bar(status.node, ours), mine))
     return Dashboard(cards, groups, series_cached=cached)
 
 

@@ -21,17 +21,17 @@ from servers.tests.factories import add_samples, set_server
 from testing.nodes import set_node
 
 HTMX = {"HX-Request": "true"}
-# session, user, heartbeat, profiles joined with their servers, the samples aggregated per minute,
-# the newest system memory sample (for the memory bar, instead of asking psutil in the request),
-# the gateway's three for its card section (the newest usage record's id, then, unless that and the
+# session, user, the nodes (with their heartbeat and memory as last sampled), profiles joined with
+# their servers, the samples aggregated per minute, the gateway's three for its card section (the newest usage record's id, then, unless that and the
 # minute are unchanged since the last poll: requests in the last hour, the last tokens/s),
 # and a member's permissions (2, once) for the Stop/Restart buttons.
-PARTIAL_QUERIES = 11
+PARTIAL_QUERIES = 10
 
 OTHER_STATES = [ServerState.STOPPED, ServerState.FATAL, ServerState.BACKOFF, ServerState.STARTING, ServerState.STOPPING]
 
 
 def seed(make_profile: Callable[..., ServerProfile], profiles: int, running: int) -> list[ServerProfile]:
+    set_node(memory_total=64 * 1000**3, memory_available=40 * 1000**3)  # as its supervisor samples it
     made = [make_profile() for _ in range(profiles)]
     for i, profile in enumerate(made):
         if i < running:
@@ -71,6 +71,26 @@ def test_the_next_poll_reuses_the_sparklines_but_reads_the_cards_afresh(
         html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert html.count("77 %") == 2, "the cards' figures are fresh"
     assert html.count("<polyline") == 4, "the sparklines are still drawn"
+
+
+def test_a_probe_or_sample_refreshes_figures_without_rendering_the_card_again(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """Health, memory and CPU change every few seconds: they are filled into the kept card HTML;
+    the card template runs again only when the card changes shape (here: its state)."""
+    seed(make_profile, 3, 1)
+    user_client.get("/servers/", headers=HTMX)
+    Server.objects.filter(state=ServerState.RUNNING).update(last_health_ms=4321.0, rss_bytes=7 * 2**30, pid=424242)
+    response = user_client.get("/servers/", headers=HTMX)
+    html = response.content.decode()
+    assert "4321 ms" in html and human_bytes(7 * 2**30) in html and "424242" in html
+    assert "servers/_card.html" not in [t.name for t in response.templates], "rendered again for new figures"
+    assert "card-slot-" not in html, "a slot was left unfilled"
+    assert html.count('name="csrfmiddlewaretoken"') == html.count("<form")
+    Server.objects.filter(state=ServerState.RUNNING).update(state=ServerState.UNHEALTHY)
+    response = user_client.get("/servers/", headers=HTMX)
+    assert "servers/_card.html" in [t.name for t in response.templates]
+    assert 'data-state="unhealthy"' in response.content.decode()
 
 
 def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
@@ -201,6 +221,10 @@ def test_memory_bar_reads_the_newest_system_sample(
     SystemSample.objects.create(taken_at=now, memory_total=7 * 1000**3, memory_available=3 * 1000**3)
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     assert "Available 3.0\xa0GB" in html and "of 7.0\xa0GB" in html
+    # A supervisor writes each sample on its node's row too: the poll reads it from there.
+    set_node(memory_total=7 * 1000**3, memory_available=2 * 1000**3)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert "Available 2.0\xa0GB" in html and "of 7.0\xa0GB" in html
 
 
 # --- buttons ---

@@ -1,6 +1,6 @@
 """The gateway's section on the dashboard cards: requests in the last hour, the last tokens per
 second, and a "Use it" panel (base URL, model name, snippets for the OpenAI and Anthropic clients
-and curl). Registered with `servers.dashboard.CARD_EXTRA_PROVIDERS` when the app is ready."""
+and curl, loaded when it is opened: gateway.keys_views.use_it). Registered with `servers.dashboard.CARD_EXTRA_PROVIDERS` when the app is ready."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def card_usage(profiles: Sequence[ServerProfile]) -> dict[int, CardExtra]:
         return {}
     figures = _usage_figures(ids)
     return {
-        p.pk: CardExtra(TEMPLATE, {"model": p.name, **figures.get(p.pk, {"requests_hour": 0, "last_speed": None})})
+        p.pk: CardExtra(TEMPLATE, {"profile_id": p.pk, **figures.get(p.pk, {"requests_hour": 0, "last_speed": None})})
         for p in profiles
     }
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", keys_views.key_list, name="list"),
     path("new/", keys_views.key_new, name="new"),
     path("<int:key_id>/revoke/", keys_views.key_revoke_view, name="revoke"),
+    path("use/<int:profile_id>/", keys_views.use_it, name="use_it"),
 ]

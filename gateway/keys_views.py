@@ -1,5 +1,6 @@
 """The API keys page (`/accounts/keys/`): a person's keys, a form for a new one (its secret shown
-once, after the redirect), revoke. Administrators also see and revoke everyone's keys."""
+once, after the redirect), revoke. Administrators also see and revoke everyone's keys. And a
+dashboard card's "Use it" panel: how to reach a profile's model with a key."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
 
 from gateway.forms import KeyForm
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
 from mlxmanager.types import AuthedRequest
+from profiles.models import ServerProfile
 
 NEW_SECRET_SESSION_KEY = "gateway_new_api_key"
 
@@ -69,3 +72,12 @@ def key_revoke_view(request: AuthedRequest, key_id: int) -> HttpResponse:
         raise PermissionDenied from None
     messages.success(request, f"The key “{key.name}” is revoked; it no longer works.")
     return redirect("keys:list")
+
+
+@require_GET
+def use_it(request: AuthedRequest, profile_id: int) -> HttpResponse:
+    """The snippets of a card's "Use it" panel (htmx loads them when the panel is first opened)."""
+    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    origin = request.build_absolute_uri("/").rstrip("/")
+    context = {"model": profile.name, "slug": slugify(profile.name), "origin": origin, "base_url": f"{origin}/v1"}
+    return render(request, "gateway/_use_it.html", context)

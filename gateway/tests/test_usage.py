@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -81,16 +82,33 @@ def test_retention_prunes_old_records(make_user: Any, settings: Any) -> None:
     assert not UsageRecord.objects.filter(pk=old.pk).exists()
 
 
-def test_dashboard_card_shows_requests_and_use_it(make_user: Any) -> None:
+def test_dashboard_card_shows_requests_and_use_it(make_user: Any, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "mac.local"]
     alice = make_user()
     tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
     record(alice, tiny, 10)
     record(alice, tiny, 10, created_at=timezone.now() - timedelta(hours=2))
-    page = login(alice).get("/servers/").content.decode()
+    client = login(alice)
+    page = client.get("/servers/").content.decode()
     assert "1 request<" in page and "12.5 tokens/s" in page
-    assert 'api_key="YOUR_KEY"' in page.replace("&quot;", '"')
-    assert 'model="tiny"' in page.replace("&quot;", '"')
-    assert "data-origin" in page and "/v1/chat/completions" in page
+    # The panel's snippets are not sent with every poll: they come when it is opened, with this
+    # app's address as the browser reached it.
+    panel = re.search(r'<details class="use-it" id="use-it-(\d+)" hx-preserve hx-get="([^"]+)"', page)
+    assert panel is not None and panel.group(1) == str(tiny.pk)
+    assert "YOUR_KEY" not in page
+    snippets = client.get(panel.group(2), headers={"HX-Request": "true"}, HTTP_HOST="mac.local:8000")
+    text = snippets.content.decode().replace("&quot;", '"')
+    assert snippets.status_code == 200 and "<html" not in text
+    assert 'OpenAI(base_url="http://mac.local:8000/v1", api_key="YOUR_KEY")' in text
+    assert 'Anthropic(base_url="http://mac.local:8000", api_key="YOUR_KEY")' in text
+    assert 'model="tiny"' in text and "curl http://mac.local:8000/v1/chat/completions" in text
+
+
+def test_use_it_panel_needs_a_known_profile_and_a_login(make_user: Any, client: Client) -> None:
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    assert login(make_user()).get(f"/accounts/keys/use/{tiny.pk + 1}/").status_code == 404
+    assert client.get(f"/accounts/keys/use/{tiny.pk}/").status_code == 302  # to the login page
+    assert login(make_user()).post(f"/accounts/keys/use/{tiny.pk}/").status_code == 405
 
 
 def test_dashboard_cards_count_a_request_recorded_since_the_last_poll(

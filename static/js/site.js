@@ -3,7 +3,6 @@
 //   data-width="42.5"         sets the element's width in % (memory bars; CSSOM is not inline style)
 //   data-copy="text"         a button that copies that text (also over plain http, without navigator.clipboard)
 //   data-copy-from="#sel"    a button that copies the text of the element the selector finds
-//   data-origin              an element that shows this app's address (cached cards do not know it)
 //   data-confirm="question"   a form that asks before it is submitted
 //   data-name-follows-model   a form whose name field follows its model field (last path part) until typed over
 //   data-autosubmit           a select that submits its form when changed
@@ -94,10 +93,4 @@
     }, 2500);
   });
 
-  // Cards are rendered without the request (and cached): snippets learn this app's address from the page.
-  function fillOrigins() {
-    document.querySelectorAll("[data-origin]").forEach(function (el) { el.textContent = location.origin; });
-  }
-  document.addEventListener("DOMContentLoaded", fillOrigins);
-  document.addEventListener("htmx:afterSettle", fillOrigins);
 })();

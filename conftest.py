@@ -46,6 +46,16 @@ def _empty_cache() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_server_logs_left() -> None:
+    """Every test starts without server logs: profile ids repeat between tests (which share their
+    worker's data directory), and a log an earlier test left behind is not this test's server's."""
+    from django.conf import settings
+
+    for path in Path(settings.MLXM_LOG_DIR).glob("server-*.log*"):
+        path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., User]:
     counter = iter(range(1, 10_000))

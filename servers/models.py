@@ -5,6 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
+from mlxmanager.models import QuickLoadModel
 from nodes.models import Node
 from nodes.selectors import this_node_id
 from profiles.models import ServerProfile
@@ -26,7 +27,7 @@ class DesiredState(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
-class Server(models.Model):
+class Server(QuickLoadModel):
     """One per profile. The web side writes the desired-state columns; the supervisor writes
     the actual-state columns. Each side saves only its own columns (update_fields)."""
 

@@ -157,8 +157,7 @@ class Card:
             "url": self.url,
             "name": profile.name,
             "model": profile.model,
-            "base_url": profile.base_url,
-            "address": profile.address,
+            **self.reached_at,
             "state": UNKNOWN if self.offline else server.state,
             "state_label": "Unknown" if self.offline else STATE_LABELS.get(server.state, server.state),
             "desired": server.desired_state,
@@ -172,6 +171,17 @@ class Card:
             "health": f"{server.last_health_ms:.0f} ms" if up and server.last_health_ms is not None else dash,
             "peak": human_bytes(int(self.series.memory_peak or 0)) if self.series.memory_peak else "",
         }
+
+    @cached_property
+    def reached_at(self) -> dict[str, str]:
+        """Where a client reaches the model: the server's own address on this Mac; on another
+        Mac (whose server listens on its own loopback) that node's gateway, MLXM_NODE_URL."""
+        node, profile = self.node, self.profile
+        if node is None or node.is_local:
+            return {"base_url": profile.base_url, "address": profile.address}
+        if not node.url:
+            return {"base_url": "", "address": f"through {node.name}'s gateway (its MLXM_NODE_URL is not set)"}
+        return {"base_url": f"{node.url.rstrip('/')}/v1", "address": node.url.split("://", 1)[-1].rstrip("/")}
 
     @cached_property
     def is_up(self) -> bool:

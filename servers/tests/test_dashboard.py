@@ -93,6 +93,25 @@ def test_a_probe_or_sample_refreshes_figures_without_rendering_the_card_again(
     assert 'data-state="unhealthy"' in response.content.decode()
 
 
+def test_a_card_on_another_mac_gives_that_nodes_gateway_as_its_base_url(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """Its server listens on that Mac's loopback: from here the model is reached through the
+    other node's gateway (its MLXM_NODE_URL), by the profile's name."""
+    here = make_profile("here", port=18001)
+    there = make_profile("there", port=18002)
+    far = make_profile("far", port=18003)
+    ServerProfile.objects.filter(pk=there.pk).update(node=set_node("b", url="http://studio.local:8000/"))
+    ServerProfile.objects.filter(pk=far.pk).update(node=set_node("c", url=""))
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    card = {
+        p.name: re.search(rf'id="server-card-{p.pk}".*?</article>', html, re.S).group(0) for p in (here, there, far)
+    }  # type: ignore[union-attr]
+    assert 'data-copy="http://127.0.0.1:18001/v1"' in card["here"]
+    assert 'data-copy="http://studio.local:8000/v1"' in card["there"] and "18002" not in card["there"]
+    assert "through c&#x27;s gateway (its MLXM_NODE_URL is not set)" in card["far"] and "18003" not in card["far"]
+
+
 def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile: Callable[..., ServerProfile]) -> None:
     profile = make_profile("qwen", model="mlx-community/Qwen3-4B-4bit", port=8123)
     server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)

@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
-from accounts.models import User, UserStatus, canonical_email
+from accounts.models import GRANTABLE_RIGHTS, User, UserStatus, canonical_email
 
 
 class CanonicalEmailField(forms.EmailField):
@@ -57,3 +57,11 @@ class LoginForm(AuthenticationForm):
             raise forms.ValidationError(self.error_messages["pending"], code="pending")
         if user.status == UserStatus.DISABLED:
             raise forms.ValidationError(self.error_messages["disabled"], code="disabled")
+
+
+class RightsForm(forms.Form):
+    """The grantable permissions an administrator gives a member on the Users page."""
+
+    rights = forms.MultipleChoiceField(
+        required=False, choices=list(GRANTABLE_RIGHTS.items()), widget=forms.CheckboxSelectMultiple
+    )

@@ -96,6 +96,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         return [label for codename, label in GRANTABLE_RIGHTS.items() if codename in held]
 
     @property
+    def direct_rights(self) -> set[str]:
+        """The grantable permissions given to the account itself (not through a group)."""
+        return {
+            f"{permission.content_type.app_label}.{permission.codename}" for permission in self.user_permissions.all()
+        } & GRANTABLE_RIGHTS.keys()
+
+    @property
     def has_non_ascii_email(self) -> bool:
         """Worth a second look before approval: such an address can imitate another one."""
         return not self.email.isascii()

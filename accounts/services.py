@@ -6,7 +6,7 @@ two administrators, leaves the installation without an approved administrator.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Permission
@@ -139,6 +139,20 @@ def user_set_permission(*, user: User, permission: str, granted: bool, by: User)
         user.user_permissions.remove(found)
     action = "grant permission" if granted else "revoke permission"
     audit_record(kind=AuditKind.USER, action=action, subject=user.email, by=by, message=permission)
+
+
+@transaction.atomic
+def user_set_rights(*, user: User, rights: Collection[str], by: User) -> list[str]:
+    """Make the account's own grants exactly `rights` (grantable permissions): each change is
+    granted or revoked (and audited) one by one; a group's grants stay. Returns what changed."""
+    unknown = [right for right in rights if right not in GRANTABLE_RIGHTS]
+    if unknown:
+        raise UnknownPermissionError(unknown[0])
+    held = user.direct_rights
+    changed = [right for right in GRANTABLE_RIGHTS if (right in rights) != (right in held)]
+    for right in changed:
+        user_set_permission(user=user, permission=right, granted=right in rights, by=by)
+    return changed
 
 
 @transaction.atomic

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import services
-from accounts.models import User, UserStatus
+from accounts.forms import RightsForm
+from accounts.models import GRANTABLE_RIGHTS, User, UserStatus
 from mlxmanager.types import AuthedRequest
 
 STATUS_FILTERS = ("all", *UserStatus.values)
@@ -44,9 +45,13 @@ class UsersQuery(forms.Form):
 
 
 def _users(status: str) -> QuerySet[User]:
-    users = User.objects.select_related("approved_by").annotate(
-        pending_first=Case(
-            When(status=UserStatus.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
+    users = (
+        User.objects.select_related("approved_by")
+        .prefetch_related("user_permissions__content_type")
+        .annotate(
+            pending_first=Case(
+                When(status=UserStatus.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
+            )
         )
     )
     if status != "all":
@@ -62,6 +67,7 @@ def user_list(request: AuthedRequest) -> HttpResponse:
         "users": _users(status),
         "status": status,
         "status_filters": [("all", "All"), *UserStatus.choices],
+        "grantable_rights": GRANTABLE_RIGHTS.items(),
     }
     return render(request, "accounts/users.html", context)
 
@@ -70,7 +76,8 @@ def _after_action(request: AuthedRequest, user: User, done: str, error: str = ""
     """Back to the list (keeping its filter) with a message; for htmx, just the updated row."""
     if request.htmx:
         user.refresh_from_db()
-        return render(request, "accounts/_user_row.html", {"u": user, "row_error": error, "row_done": done})
+        context = {"u": user, "row_error": error, "row_done": done, "grantable_rights": GRANTABLE_RIGHTS.items()}
+        return render(request, "accounts/_user_row.html", context)
     if error:
         messages.error(request, error)
     else:
@@ -105,6 +112,23 @@ user_grant_admin = _action(
 user_revoke_admin = _action(
     lambda user, by: services.user_set_admin(user=user, is_admin=False, by=by), "{email} is no longer an administrator."
 )
+
+
+@admin_required
+@require_POST
+def user_rights(request: AuthedRequest, pk: int) -> HttpResponse:
+    """Give a member exactly the ticked rights (each change audited)."""
+    user = get_object_or_404(User, pk=pk)
+    form = RightsForm(request.POST)
+    if not form.is_valid():
+        response = _after_action(request, user, "", "; ".join(form.errors["rights"]))
+        response.status_code = 400
+        return response
+    if user.is_admin:
+        return _after_action(request, user, "", f"{user.email} is an administrator and holds every right already.")
+    changed = services.user_set_rights(user=user, rights=form.cleaned_data["rights"], by=request.user)
+    done = f"{user.email}'s rights are saved." if changed else f"{user.email}'s rights are unchanged."
+    return _after_action(request, user, done)
 
 
 @admin_required

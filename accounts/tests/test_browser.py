@@ -63,8 +63,17 @@ def test_register_admin_then_approve_a_second_account(page: Any, live_server: An
     bob = User.objects.get(email="bob@example.com")
     assert bob.status == UserStatus.APPROVED and bob.approved_by is not None
     assert bob.approved_by.email == "boss@example.com"
+    # Rights, ticked on the page (no trip to Django admin), saved in place.
+    row = page.locator("tr", has_text="bob@example.com")
+    row.locator(".user-rights summary").click()
+    row.locator("input[value='gateway.read_metrics']").check()
+    screenshot(page, "accounts-users-rights")
+    row.locator("button:has-text('Save rights')").click()
+    expect(page.locator("tr", has_text="bob@example.com")).to_contain_text("may also read the Prometheus metrics")
+    assert User.objects.get(email="bob@example.com").has_perm("gateway.read_metrics")
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
+    page.locator("tr", has_text="bob@example.com").locator(".user-rights summary").click()
     screenshot(page, "accounts-users-390px")
     page.set_viewport_size({"width": 1280, "height": 900})
     _logout(page)

@@ -14,7 +14,7 @@ from accounts import services
 from accounts.models import User, UserStatus
 from conftest import PASSWORD
 
-POST_ONLY = ("approve", "disable", "enable", "grant-admin", "revoke-admin")
+POST_ONLY = ("approve", "disable", "enable", "grant-admin", "revoke-admin", "rights")
 LAST_ADMIN = "last active administrator"
 
 
@@ -236,3 +236,47 @@ def test_users_page_shows_granted_rights_and_links_to_editing_them(
     # The change page edits groups and permissions, with our codenames among the choices.
     form = admin_client.get(f"/admin/accounts/user/{member.pk}/change/").content.decode()
     assert 'name="groups"' in form and 'name="user_permissions"' in form and "Can stop and restart every server" in form
+
+
+def test_an_admin_gives_a_member_exactly_the_ticked_rights_on_the_users_page(
+    admin_client: Client, make_user: Callable[..., User]
+) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    from audit.models import AuditRecord
+
+    operators = Group.objects.create(name="operators")
+    operators.permissions.add(Permission.objects.get(codename="operate_any_server"))
+    member = make_user("ops@example.com")
+    member.groups.add(operators)
+    member.user_permissions.add(Permission.objects.get(codename="use_unsafe_options"))
+    html = admin_client.get("/users/").content.decode()
+    row = html[html.index("ops@example.com") :].split("</tr>")[0]
+    assert 'value="profiles.use_unsafe_options" checked' in row
+    assert 'value="servers.operate_any_server">' in row, "a group's right is not the account's own"
+
+    wanted = {"rights": ["gateway.read_metrics", "library.delete_any_model"]}
+    response = admin_client.post(f"/users/{member.pk}/rights/", wanted, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "rights are saved" in response.content.decode()
+    member = User.objects.get(pk=member.pk)  # a fresh permission cache
+    assert member.direct_rights == {"gateway.read_metrics", "library.delete_any_model"}
+    assert member.has_perm("servers.operate_any_server"), "the group's right stays"
+    assert not member.has_perm("profiles.use_unsafe_options")
+    changes = AuditRecord.objects.filter(subject="ops@example.com").values_list("action", "message")
+    assert sorted(changes) == [
+        ("grant permission", "gateway.read_metrics"),
+        ("grant permission", "library.delete_any_model"),
+        ("revoke permission", "profiles.use_unsafe_options"),
+    ]
+
+
+def test_rights_refuses_what_cannot_be_granted_and_members(
+    admin_client: Client, user_client: Client, make_user: Callable[..., User]
+) -> None:
+    member = make_user("ops@example.com")
+    bad = admin_client.post(
+        f"/users/{member.pk}/rights/", {"rights": ["auth.delete_user"]}, headers={"HX-Request": "true"}
+    )
+    assert bad.status_code == 400 and "is not one of the available choices" in bad.content.decode()
+    assert user_client.post(f"/users/{member.pk}/rights/", {"rights": ["gateway.read_metrics"]}).status_code == 403
+    assert User.objects.get(pk=member.pk).direct_rights == set()

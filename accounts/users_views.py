@@ -121,7 +121,7 @@ def user_rights(request: AuthedRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     form = RightsForm(request.POST)
     if not form.is_valid():
-        response = _after_action(request, user, "", "; ".join(form.errors["rights"]))
+        response = _after_action(request, user, "", "; ".join(str(message) for message in form.errors["rights"]))
         response.status_code = 400
         return response
     if user.is_admin:

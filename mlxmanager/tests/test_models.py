@@ -18,7 +18,7 @@ def _fields(instance: models.Model) -> dict[str, Any]:
     return {key: value for key, value in instance.__dict__.items() if key != "_state"}
 
 
-def _loaded_by_init(queryset: models.QuerySet[Any]) -> list[models.Model]:
+def _loaded_by_init(queryset: models.QuerySet[Any]) -> list[Any]:
     """The same rows as Django's own `Model.from_db` loads them (through `__init__`)."""
     model = queryset.model
     original = model.from_db

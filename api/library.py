@@ -144,7 +144,7 @@ def download_start(request: HttpRequest, body: DownloadIn) -> Any:
 @router.post("/downloads/{int:download_id}/cancel", response={200: DownloadOut, ERROR_CODES: Error}, summary="Cancel")
 def download_cancel_view(request: HttpRequest, download_id: int) -> Any:
     download = download_get(request, download_id)
-    if not download_cancel(download=download):
+    if not download_cancel(download=download, by=user_of(request)):
         raise ApiError(409, f"{download.repo_id}: the download has already ended.")
     download.refresh_from_db()
     return download
@@ -153,7 +153,7 @@ def download_cancel_view(request: HttpRequest, download_id: int) -> Any:
 @router.post("/delete", response={200: DeletedOut, ERROR_CODES: Error}, summary="Delete a cached model")
 def model_delete_view(request: HttpRequest, body: DeleteIn) -> Any:
     try:
-        freed = model_delete(repo_id=body.repo_id)
+        freed = model_delete(repo_id=body.repo_id, by=user_of(request))
     except LibraryError as exc:
         raise ApiError(409 if is_valid_repo_id(body.repo_id) else 400, str(exc), field="repo_id") from None
     return {"repo_id": body.repo_id, "freed_bytes": freed}

@@ -146,7 +146,7 @@ def profile_update(request: HttpRequest, profile_id: int, body: ProfileIn) -> An
     profile = get_profile(profile_id)
     fields = validated_fields(body, ServerProfile.objects.get(pk=profile.pk))
     try:
-        return services.profile_update(profile=profile, fields=fields)
+        return services.profile_update(profile=profile, fields=fields, by=user_of(request))
     except services.ProfileConflict as exc:
         raise _conflict(exc) from None
 
@@ -164,7 +164,7 @@ def profile_duplicate(request: HttpRequest, profile_id: int) -> Any:
 @router.delete("/{int:profile_id}", response={204: None, ERROR_CODES: Error}, summary="Delete a profile")
 def profile_delete(request: HttpRequest, profile_id: int) -> Any:
     try:
-        services.profile_delete(profile=get_profile(profile_id))
+        services.profile_delete(profile=get_profile(profile_id), by=user_of(request))
     except services.ProfileDeleteRefused as exc:
         raise _conflict(exc) from None
     return Status(204, None)

@@ -69,7 +69,7 @@ def _require_change(download: Download, by: User | None, verb: str) -> None:
         )
 
 
-def download_cancel(*, download: Download, by: User | None = None) -> bool:
+def download_cancel(*, download: Download, by: User | None) -> bool:
     """Ask the runner to stop and remove the partial files; False when it had already ended."""
     _require_change(download, by, "cancel")
     changed = Download.objects.filter(pk=download.pk, state__in=ACTIVE).update(cancel_requested=True)
@@ -82,7 +82,7 @@ def download_cancel(*, download: Download, by: User | None = None) -> bool:
 FINISHED = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELLED)
 
 
-def download_dismiss(*, download: Download, by: User | None = None) -> bool:
+def download_dismiss(*, download: Download, by: User | None) -> bool:
     """Take a finished download off the list (its record goes; the model, if any, stays)."""
     _require_change(download, by, "dismiss")
     deleted, _ = Download.objects.filter(pk=download.pk, state__in=FINISHED).delete()
@@ -121,7 +121,7 @@ def model_delete_refusal(*, user: User, repo_id: str) -> str | None:
     return None
 
 
-def model_delete(*, repo_id: str, by: User | None = None, cache_dir: Path | None = None) -> int:
+def model_delete(*, repo_id: str, by: User | None, cache_dir: Path | None = None) -> int:
     """Delete every cached revision of `repo_id` with the cache's own delete strategy; returns
     the bytes freed. Refused for anything that is not a repo id in the cache, and while a running
     server or a download uses it."""

@@ -117,7 +117,7 @@ def _refuse_move_while_running(profile: ServerProfile, fields: Mapping[str, Any]
     )
 
 
-def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None = None) -> ServerProfile:
+def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: User | None) -> ServerProfile:
     """Write the changed fields of an existing profile. A running server keeps its old settings
     until it is restarted. The profile as it would be saved is checked, so a member cannot keep
     an unsafe option that someone else set by leaving it alone."""
@@ -187,7 +187,7 @@ def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfi
     return copy
 
 
-def profile_delete(*, profile: ServerProfile, by: User | None = None) -> None:
+def profile_delete(*, profile: ServerProfile, by: User | None) -> None:
     """Delete a profile whose server is stopped (or failed for good). A running server would be
     left without its recipe, so that is refused."""
     if by is not None and not profile_can_manage(user=by, profile=profile):

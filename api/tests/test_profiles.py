@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -100,3 +101,35 @@ def test_the_node_is_named_and_an_unknown_one_is_refused(admin_api: ApiClient, m
     refused = admin_api.call("post", "/profiles/", {"name": "nowhere", "model": model_dir, "node": "no-such-mac"})
     assert refused.status_code in (400, 422), refused.content
     assert "There is no node with that name." in refused.content.decode()
+
+
+def test_a_member_may_not_change_or_delete_someone_elses_profile(
+    admin_api: ApiClient, member_api: ApiClient, model_dir: str
+) -> None:
+    """The page refuses these; the API must too (it once called the services without `by`)."""
+    theirs = admin_api.call("post", "/profiles/", {"name": "admins", "model": model_dir}).json()
+    changed = member_api.call("patch", f"/profiles/{theirs['id']}", {"description": "mine now"})
+    assert changed.status_code == 403, changed.content
+    assert "Only the owner of “admins” or an administrator can change it." == changed.json()["detail"]
+    deleted = member_api.call("delete", f"/profiles/{theirs['id']}")
+    assert deleted.status_code == 403, deleted.content
+    assert "can delete it" in deleted.json()["detail"]
+    assert ServerProfile.objects.get(pk=theirs["id"]).description == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [({"trust_remote_code": True}, "remote code"), ({"host": "0.0.0.0"}, "serve on 0.0.0.0"), ({"host": "::"}, "::")],
+)
+def test_a_member_may_not_turn_on_unsafe_options_on_their_own_profile(
+    member_api: ApiClient, model_dir: str, body: dict[str, object], message: str, settings: Any
+) -> None:
+    settings.MLXM_MODEL_DIRS = [str(Path(model_dir).parent)]  # a folder a member may use
+    created = member_api.call("post", "/profiles/", {"name": "mine", "model": model_dir})
+    assert created.status_code == 201, created.content
+    mine = created.json()
+    response = member_api.call("patch", f"/profiles/{mine['id']}", body)
+    assert response.status_code == 403, response.content
+    assert message in response.json()["detail"]
+    saved = ServerProfile.objects.get(pk=mine["id"])
+    assert (saved.trust_remote_code, saved.host) == (False, "127.0.0.1")

@@ -88,7 +88,7 @@ def test_cancel_stops_it_and_leaves_no_half_model(hub: Any, empty_cache: Path) -
     try:
         drive(runner, download.pk, lambda row: row.bytes_done > 500_000)
         assert list(empty_cache.glob("*/blobs/*.incomplete")), "a partial file should exist mid-download"
-        assert download_cancel(download=download)
+        assert download_cancel(download=download, by=None)
         final = drive(
             runner, download.pk, lambda row: row.state not in (DownloadState.QUEUED, DownloadState.DOWNLOADING)
         )[-1]
@@ -236,7 +236,7 @@ def test_cancelling_a_stopped_download_removes_its_partial_files(hub: Any, empty
     drive(first, download.pk, lambda row: row.bytes_done > 1_000_000)
     first.shutdown()
     assert list(empty_cache.glob("*/blobs/*.incomplete"))
-    assert download_cancel(download=Download.objects.get(pk=download.pk))
+    assert download_cancel(download=Download.objects.get(pk=download.pk), by=None)
     second = DownloadRunner()
     try:
         final = drive(second, download.pk, lambda row: row.state == DownloadState.CANCELLED)[-1]

@@ -1,0 +1,30 @@
+"""Models and downloads through the API: a member acts only on their own, as on the Models page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from accounts.models import User
+from api.tests.conftest import ApiClient
+from library.models import Download, DownloadState
+from library.tests.test_pages import fake_cached_repo
+
+
+def test_a_member_may_not_delete_a_model_someone_else_downloaded(member_api: ApiClient, admin_user: User) -> None:
+    fake_cached_repo(Path(settings.HF_HUB_CACHE), "mlx-community/Theirs")
+    Download.objects.create(repo_id="mlx-community/Theirs", requested_by=admin_user, state=DownloadState.COMPLETED)
+    response = member_api.call("post", "/models/delete", {"repo_id": "mlx-community/Theirs"})
+    assert response.status_code == 403, response.content
+    assert "Only the person who downloaded mlx-community/Theirs" in response.json()["detail"]
+    assert (Path(settings.HF_HUB_CACHE) / "models--mlx-community--Theirs").exists()
+
+
+def test_a_member_may_not_cancel_someone_elses_download(member_api: ApiClient, admin_user: User) -> None:
+    theirs = Download.objects.create(repo_id="mlx-community/Theirs", requested_by=admin_user)
+    response = member_api.call("post", f"/models/downloads/{theirs.pk}/cancel")
+    assert response.status_code == 403, response.content
+    assert "Only the person who asked for mlx-community/Theirs" in response.json()["detail"]
+    theirs.refresh_from_db()
+    assert not theirs.cancel_requested

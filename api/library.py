@@ -17,6 +17,7 @@ from library.local import is_valid_repo_id, local_models, weights_bytes
 from library.models import Download
 from library.services import LibraryError, download_cancel, download_queue, model_delete
 from profiles.modelinfo import check_model
+from profiles.services import user_may_use_unsafe_options
 from system.info import downloads_in_flight
 
 router = Router(tags=["models"])
@@ -165,7 +166,7 @@ def model_check(request: HttpRequest, model: str) -> Any:
     quantization, size, whether it fits in memory, and the settings that suit it."""
     if not model.strip() or len(model) > 500:
         raise ApiError(400, "Enter a model: a Hugging Face repo id or an absolute path.", field="model")
-    check = check_model(model)
+    check = check_model(model, any_path=user_may_use_unsafe_options(user=user_of(request)))
     facts = check.facts
     size = weights_bytes(check.folder) if check.folder is not None else None
     return {

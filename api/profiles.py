@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from ninja import ModelSchema, Router, Schema, Status
 
 from api.auth import user_of
+from accounts.models import User
 from api.errors import ERROR_CODES, ApiError, Error, form_error, not_found
 from profiles import services
 from profiles.forms import ProfileForm
@@ -103,8 +104,12 @@ def _form_data(body: ProfileIn, profile: ServerProfile | None) -> dict[str, Any]
     return {name: value for name, value in data.items() if value is not None}
 
 
-def validated_fields(body: ProfileIn, profile: ServerProfile | None) -> dict[str, Any]:
-    form = ProfileForm(_form_data(body, profile), instance=profile)
+def validated_fields(body: ProfileIn, profile: ServerProfile | None, *, by: User) -> dict[str, Any]:
+    """The form's cleaned values. Unsafe options are refused (403) before the form looks at the
+    disk, so a member hears one answer for every path outside the allowed folders."""
+    data = _form_data(body, profile)
+    services.profile_refuse_unsafe(fields=data, by=by)
+    form = ProfileForm(data, instance=profile, user=by)
     if not form.is_valid():
         raise form_error(form)
     return {name: form.cleaned_data[name] for name in form.fields}
@@ -134,7 +139,7 @@ def profile_get(request: HttpRequest, profile_id: int) -> Any:
 
 @router.post("/", response={201: ProfileOut, ERROR_CODES: Error}, summary="Create a profile")
 def profile_create(request: HttpRequest, body: ProfileIn) -> Any:
-    fields = validated_fields(body, None)
+    fields = validated_fields(body, None, by=user_of(request))
     try:
         return Status(201, services.profile_create(fields=fields, by=user_of(request)))
     except services.ProfileConflict as exc:
@@ -144,7 +149,8 @@ def profile_create(request: HttpRequest, body: ProfileIn) -> Any:
 @router.patch("/{int:profile_id}", response={200: ProfileOut, ERROR_CODES: Error}, summary="Change a profile")
 def profile_update(request: HttpRequest, profile_id: int, body: ProfileIn) -> Any:
     profile = get_profile(profile_id)
-    fields = validated_fields(body, ServerProfile.objects.get(pk=profile.pk))
+    services.profile_require_manage(profile=profile, by=user_of(request), verb="change")  # before the body is judged
+    fields = validated_fields(body, ServerProfile.objects.get(pk=profile.pk), by=user_of(request))
     try:
         return services.profile_update(profile=profile, fields=fields, by=user_of(request))
     except services.ProfileConflict as exc:

@@ -58,6 +58,12 @@ def profile_can_manage(*, user: User, profile: ServerProfile) -> bool:
     return may_act(user, perm="profiles.manage_any_profile", owner_id=profile.owner_id)
 
 
+def profile_require_manage(*, profile: ServerProfile, by: User | None, verb: str) -> None:
+    """ProfileRefused unless `by` may edit or delete this profile (None: the system itself)."""
+    if by is not None and not profile_can_manage(user=by, profile=profile):
+        raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can {verb} it.")
+
+
 def profile_unsafe_problems(*, fields: Mapping[str, Any]) -> dict[str, str]:
     """The unsafe options among these profile values, each with the message a member sees."""
     problems: dict[str, str] = {}
@@ -73,7 +79,8 @@ def profile_unsafe_problems(*, fields: Mapping[str, Any]) -> dict[str, str]:
     return problems
 
 
-def _refuse_unsafe(*, fields: Mapping[str, Any], by: User | None) -> None:
+def profile_refuse_unsafe(*, fields: Mapping[str, Any], by: User | None) -> None:
+    """ProfileRefused naming every unsafe option among `fields`, unless `by` may use them."""
     if by is None or user_may_use_unsafe_options(user=by):
         return
     if problems := profile_unsafe_problems(fields=fields):
@@ -93,7 +100,7 @@ def _conflict_message(fields: Mapping[str, Any]) -> str:
 
 def profile_create(*, fields: Mapping[str, Any], by: User | None) -> ServerProfile:
     """Save a new profile from validated form data; `by` owns it. Unsafe options need the permission."""
-    _refuse_unsafe(fields=fields, by=by)
+    profile_refuse_unsafe(fields=fields, by=by)
     profile = ServerProfile(created_by=by, owner=by, **fields)
     try:
         with transaction.atomic():
@@ -121,9 +128,8 @@ def profile_update(*, profile: ServerProfile, fields: Mapping[str, Any], by: Use
     """Write the changed fields of an existing profile. A running server keeps its old settings
     until it is restarted. The profile as it would be saved is checked, so a member cannot keep
     an unsafe option that someone else set by leaving it alone."""
-    if by is not None and not profile_can_manage(user=by, profile=profile):
-        raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can change it.")
-    _refuse_unsafe(fields={**_current_fields(profile), **fields}, by=by)
+    profile_require_manage(profile=profile, by=by, verb="change")
+    profile_refuse_unsafe(fields={**_current_fields(profile), **fields}, by=by)
     _refuse_move_while_running(profile, fields)
     for name, value in fields.items():
         setattr(profile, name, value)
@@ -162,7 +168,7 @@ def copy_name(name: str) -> str:
 
 def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfile:
     """A copy with a unique "(copy)" name, the next free port, and auto-start off, owned by `by`."""
-    _refuse_unsafe(fields=_current_fields(profile), by=by)
+    profile_refuse_unsafe(fields=_current_fields(profile), by=by)
     copy = ServerProfile.objects.get(pk=profile.pk)
     copy.pk = None
     copy.id = None
@@ -190,8 +196,7 @@ def profile_duplicate(*, profile: ServerProfile, by: User | None) -> ServerProfi
 def profile_delete(*, profile: ServerProfile, by: User | None) -> None:
     """Delete a profile whose server is stopped (or failed for good). A running server would be
     left without its recipe, so that is refused."""
-    if by is not None and not profile_can_manage(user=by, profile=profile):
-        raise ProfileRefused(f"Only the owner of “{profile.name}” or an administrator can delete it.")
+    profile_require_manage(profile=profile, by=by, verb="delete")
     with transaction.atomic():
         status = server_status(profile)
         if not status.deletable:

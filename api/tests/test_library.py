@@ -28,3 +28,20 @@ def test_a_member_may_not_cancel_someone_elses_download(member_api: ApiClient, a
     assert "Only the person who asked for mlx-community/Theirs" in response.json()["detail"]
     theirs.refresh_from_db()
     assert not theirs.cancel_requested
+
+
+def test_a_members_model_check_says_one_thing_for_every_path_outside_the_allowed_folders(
+    member_api: ApiClient, tmp_path: Path
+) -> None:
+    """As the profile page's check: it cannot be used to explore the disk."""
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 4096}')
+    answers = {
+        member_api.call("get", "/models/check", QUERY_STRING=f"model={path}").json()["problem"]
+        for path in ("/etc", "/no/such/folder", str(tmp_path))
+    }
+    assert len(answers) == 1 and "Not an allowed location" in str(answers.pop())
+
+
+def test_an_administrators_model_check_still_reads_any_folder(admin_api: ApiClient, tmp_path: Path) -> None:
+    answer = admin_api.call("get", "/models/check", QUERY_STRING="model=/etc").json()
+    assert "config.json" in answer["problem"]

@@ -133,3 +133,21 @@ def test_a_member_may_not_turn_on_unsafe_options_on_their_own_profile(
     assert message in response.json()["detail"]
     saved = ServerProfile.objects.get(pk=mine["id"])
     assert (saved.trust_remote_code, saved.host) == (False, "127.0.0.1")
+
+
+@pytest.mark.parametrize("field", ["model", "draft_model", "adapter_path"])
+def test_a_members_paths_outside_the_allowed_folders_get_one_answer_whatever_is_there(
+    member_api: ApiClient, model_dir: str, field: str
+) -> None:
+    """As on the page: the API must not tell a member what is on the disk outside the allowed
+    folders (it answered "/etc has no config.json" for one path and "does not exist" for another)."""
+    answers = set()
+    for path in ("/etc", "/no/such/folder", model_dir):
+        body: dict[str, Any] = {"name": "probe", "model": "mlx-community/Qwen3-0.6B-4bit", field: path}
+        if field == "draft_model":
+            body["num_draft_tokens"] = 3
+        response = member_api.call("post", "/profiles/", body)
+        assert response.status_code == 403, (path, response.content)
+        answers.add(response.json()["detail"])
+    assert len(answers) == 1 and "Not an allowed location" in answers.pop()
+    assert not ServerProfile.objects.exists()

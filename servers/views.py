@@ -144,13 +144,15 @@ def server_log_download(request: AuthedRequest, profile_id: int) -> HttpResponse
 @require_POST
 def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """Send the prompt to the running server (server side, with a timeout) and show its answer."""
-    profile = get_object_or_404(ServerProfile, pk=profile_id)
+    profile = get_object_or_404(ServerProfile.objects.select_related("node"), pk=profile_id)
     form = ChatForm(request.POST)
     reply: ChatReply | None = None
     error = ""
     server = Server.objects.filter(profile=profile).first()
     if not form.is_valid():
         error = "Write a prompt first (at most 8000 characters)."
+    elif not profile.node.is_local:  # its server listens on that Mac's loopback, not on this one's
+        error = f"{profile.name} runs on node {profile.node.name}: chat with it on that node's page or through /v1/."
     elif server is None or server.state not in UP:
         state = server.get_state_display().lower() if server else "stopped"
         error = f"{profile.name} is {state}: start it first, then chat."

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.chat import CHAT_MAX_TOKENS, ChatError, chat_complete, chat_url
 from servers.models import ServerState
@@ -196,3 +197,34 @@ def test_a_chat_turn_asks_for_at_most_a_quarter_of_the_context(tiny_model: Path)
     assert chat_answer_tokens(model=str(tiny_model), cap=CHAT_MAX_TOKENS) == 64
     assert chat_answer_tokens(model=str(tiny_model), cap=32) == 32
     assert chat_answer_tokens(model="mlx-community/Not-Here-4bit", cap=CHAT_MAX_TOKENS) == CHAT_MAX_TOKENS
+
+
+class _Recorder(_EmptyAnswer):
+    """Whatever listens on this machine's loopback: it records each prompt that reaches it."""
+
+    received: list[bytes] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        super().do_POST()
+
+
+def test_chat_with_another_nodes_server_is_not_sent_to_this_machines_loopback(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """A profile on node b listens on b's loopback: sending the prompt to the same port here would
+    hand it to whatever listens on this machine (a port the profile's owner chose)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = int(httpd.server_address[1])
+        profile = make_profile(port=port)
+        ServerProfile.objects.filter(pk=profile.pk).update(node=Node.objects.create(name="b", url="http://b.local"))
+        set_server(profile, ServerState.RUNNING, port=port)
+        response = user_client.post(f"/servers/{profile.pk}/chat/", {"prompt": "secret"}, headers=HTMX)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _Recorder.received == []
+    html = response.content.decode()
+    assert "chat-error" in html and "runs on node b" in html, html

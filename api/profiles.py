@@ -9,8 +9,8 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import ModelSchema, Router, Schema, Status
 
-from api.auth import user_of
 from accounts.models import User
+from api.auth import user_of
 from api.errors import ERROR_CODES, ApiError, Error, form_error, not_found
 from profiles import services
 from profiles.forms import ProfileForm

@@ -110,7 +110,7 @@ def test_a_member_may_not_change_or_delete_someone_elses_profile(
     theirs = admin_api.call("post", "/profiles/", {"name": "admins", "model": model_dir}).json()
     changed = member_api.call("patch", f"/profiles/{theirs['id']}", {"description": "mine now"})
     assert changed.status_code == 403, changed.content
-    assert "Only the owner of “admins” or an administrator can change it." == changed.json()["detail"]
+    assert changed.json()["detail"] == "Only the owner of “admins” or an administrator can change it."
     deleted = member_api.call("delete", f"/profiles/{theirs['id']}")
     assert deleted.status_code == 403, deleted.content
     assert "can delete it" in deleted.json()["detail"]

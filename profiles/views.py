@@ -200,6 +200,8 @@ class ModelCheckQuery(forms.Form):
 def check_port(request: AuthedRequest) -> HttpResponse:
     """htmx, as the port is typed: free, taken by a profile (error) or by a foreign process (warning)."""
     query = PortCheckQuery(request.GET)
+    if "port" in query.errors:  # a null character: not a number, said beside the field like any typo
+        return render(request, "profiles/_port_status.html", {"port_status": port_status("")})
     if not query.is_valid():
         return HttpResponseBadRequest("Bad query: " + "; ".join(f"{k}: {v[0]}" for k, v in query.errors.items()))
     pk = query.cleaned_data["profile"]

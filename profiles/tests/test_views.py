@@ -276,6 +276,12 @@ def test_new_profile_form_suggests_a_free_name_from_the_model(
     assert 'name="name" value="qwen3-4b-4bit-2"' in html
 
 
+def test_port_check_says_a_null_character_is_not_a_port(user_client: Client) -> None:
+    response = user_client.get("/profiles/check/port/", {"port": "80\x0080"}, headers=HTMX)
+    assert response.status_code == 200
+    assert "The port must be a whole number." in response.content.decode()
+
+
 def test_model_check_says_what_is_wrong_with_a_null_character(admin_client: Client) -> None:
     response = admin_client.get("/profiles/check/model/", {"model": "mlx-community/a\x00b"}, headers=HTMX)
     assert response.status_code == 200

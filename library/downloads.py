@@ -353,6 +353,8 @@ class DownloadRunner:
 
     def _tick(self) -> None:
         self.jobs = {pk: job for pk, job in self.jobs.items() if job[1].is_alive()}
+        if not self.jobs and not self.ours().exclude(state__in=FINAL_STATES).exists():
+            return  # nothing to run, recover or cancel: one query, as an idle supervisor ticks often
         now = timezone.now()
         self.ours().filter(runner=self.runner_id, state=DownloadState.DOWNLOADING).update(heartbeat_at=now)
         self._recover_orphans(now)

@@ -229,6 +229,23 @@ def test_at_most_two_downloads_at_once(hub: Any) -> None:
         runner.shutdown()
 
 
+def test_an_idle_runner_ticks_with_one_query_and_still_starts_the_next_download(
+    hub: Any, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    runner = DownloadRunner()
+    try:
+        first = download_queue(repo_id=TINY, by=None)
+        drive(runner, first.pk, lambda row: row.state == DownloadState.COMPLETED)
+        runner.wait()
+        with django_assert_num_queries(1):  # the supervisor ticks it every few seconds
+            runner.tick()
+        second = download_queue(repo_id=MEDIUM, by=None)
+        runner.tick()
+        assert Download.objects.get(pk=second.pk).state != DownloadState.QUEUED
+    finally:
+        runner.shutdown()
+
+
 def test_cancelling_a_stopped_download_removes_its_partial_files(hub: Any, empty_cache: Path) -> None:
     hub.bytes_per_second = 2_000_000
     download = download_queue(repo_id=MEDIUM, by=None)

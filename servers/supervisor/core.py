@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -169,7 +169,9 @@ class Supervisor:
         self.next_cache_size = 0.0
         self.next_heartbeat = 0.0
         self.healthy: list[Server] = []  # probed fine this tick, not yet saved
-        self.changed_this_tick: set[int] = set()  # rows another server's reconcile wrote (making room)
+        # This node's rows as the last full pass read them, kept current by this supervisor's own
+        # writes: the quick passes between two full passes use them instead of reading them again.
+        self.rows: dict[int, Server] = {}
         self.next_full = 0.0  # when the next pass over every server is due (a wake-up also asks for one)
         # Called from a probe's thread when its answer is in: the daemon makes it wake the loop.
         self.notify: Callable[[], None] = lambda: None
@@ -297,12 +299,10 @@ class Supervisor:
             self._tick_due(now)
             return
         self.next_full = on_grid(now, self.policy.idle_interval)
-        seen: set[int] = set()
-        self.changed_this_tick.clear()
-        for server in self.servers():
-            seen.add(server.pk)
-            if server.pk in self.changed_this_tick:
-                server.refresh_from_db()
+        self.rows = {}
+        for fresh in self.servers():
+            # Held already when another server's reconcile wrote it meanwhile (making room).
+            server = self.rows.setdefault(fresh.pk, fresh)
             try:
                 self.reconcile(server)
             except DATABASE_AWAY:
@@ -310,13 +310,13 @@ class Supervisor:
             except Exception:
                 log.exception("reconciling %s failed", server.profile.name)
         self._save_health()
-        for pk in list(self.runtimes.keys() - seen):
+        for pk in list(self.runtimes.keys() - self.rows.keys()):
             self._forget_deleted(pk)
         now = self.host.time()
-        self.beat(now)
         if now >= self.next_sample:
             self.next_sample = on_grid(now, self.policy.sample_interval)
-            self.sample(now, seen)
+            self.sample(now, self.rows)  # beats too, with the memory it measured
+        self.beat(now)
         if self.downloads is not None and not self.shutting_down:
             try:
                 self.downloads.tick()
@@ -326,19 +326,25 @@ class Supervisor:
                 log.exception("the download runner failed")
 
     def _tick_due(self, now: float) -> None:
-        """Reconcile only the servers whose own work is due; the others wait for the full pass."""
-        due = [pk for pk, rt in self.runtimes.items() if self._own_work_due(rt, now)]
+        """Reconcile only the servers whose own work is due; the others wait for the full pass.
+        They are reconciled on the rows the last full pass read: whatever the web side changes
+        comes with a wake-up, which asks for a full pass, so a probe's answer costs no read."""
+        due = {pk for pk, rt in self.runtimes.items() if self._own_work_due(rt, now)}
         if due:
-            self.changed_this_tick.clear()
-            for server in self.servers().filter(pk__in=due):
-                if server.pk in self.changed_this_tick:
-                    server.refresh_from_db()
+            self._hold_rows(due - self.rows.keys())
+            for pk in [pk for pk in self.rows if pk in due]:
+                server = self.rows[pk]  # looked up now: making room for one may have replaced another
                 try:
                     self.reconcile(server)
                 except Exception:
                     log.exception("reconciling %s failed", server.profile.name)
             self._save_health()
         self.beat(self.host.time())
+
+    def _hold_rows(self, pks: set[int]) -> None:
+        """Read the rows of `pks` that no full pass has read yet (a deleted profile's are not found)."""
+        if pks:
+            self.rows.update((server.pk, server) for server in self.servers().filter(pk__in=pks))
 
     def _own_work_due(self, rt: Runtime, now: float) -> bool:
         if rt.kill_at is not None or any(f is not None and f.done() for f in (rt.probe, rt.readiness)):
@@ -681,7 +687,7 @@ class Supervisor:
         if not stopped:
             return False
         victim.desired_state = DesiredState.STOPPED
-        self.changed_this_tick.add(victim.pk)
+        self.rows[victim.pk] = victim  # read just now and written here: the row to use from now on
         message = f"Stopped to make room for {server.profile.name}."
         self._stop(victim, self.runtimes.setdefault(victim.pk, Runtime()), restart=False, cause="room", message=message)
         return True
@@ -847,8 +853,9 @@ class Supervisor:
         models = [{"repo_id": model.name, "size": model.size} for model in local_models()]
         node_publish_models(node=self.node, models=models, cache_bytes=size, now=_dt(self.host.time()))
 
-    def sample(self, now: float, servers: set[int]) -> None:
-        """Memory and CPU of each running server and of the system; one transaction for all."""
+    def sample(self, now: float, servers: Mapping[int, Server]) -> None:
+        """Memory and CPU of each of `servers` that runs and of the system, in one transaction;
+        and the heartbeat, with the memory available."""
         at = _dt(now)
         usages: dict[int, tuple[int, float]] = {}
         for pk, rt in self.runtimes.items():
@@ -856,6 +863,12 @@ class Supervisor:
                 usage = self.host.usage(rt.process)
                 if usage is not None:
                     usages[pk] = usage
+        changed: list[Server] = []  # a row that says so already is not written again
+        for pk, (rss, cpu) in usages.items():
+            server = servers[pk]
+            if (server.rss_bytes, server.cpu_percent) != (rss, cpu):
+                server.rss_bytes, server.cpu_percent = rss, cpu
+                changed.append(server)
         total, available = self.host.memory()
         swap_total, swap_used = self.host.swap()
         with transaction.atomic():
@@ -863,10 +876,7 @@ class Supervisor:
                 ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
                 for pk, (rss, cpu) in usages.items()
             )
-            save_columns(
-                [Server(pk=pk, rss_bytes=rss, cpu_percent=cpu) for pk, (rss, cpu) in usages.items()],
-                ["rss_bytes", "cpu_percent"],
-            )
+            save_columns(changed, ["rss_bytes", "cpu_percent"])
             SystemSample.objects.create(
                 node=self.node,
                 taken_at=at,
@@ -876,10 +886,13 @@ class Supervisor:
                 swap_total=swap_total,
                 swap_used=swap_used,
             )
-        node_beat(node=self.node, now=at, memory_available=available)
-        for profile_id in Server.objects.filter(pk__in=list(usages)).values_list("profile_id", flat=True):
+            node_beat(node=self.node, now=at, memory_available=available)
+        self.next_heartbeat = now + self.policy.heartbeat_interval
+        for pk in usages:
             logfile.rotate_if_large(
-                server_log_path(profile_id), max_bytes=self.policy.log_max_bytes, backups=self.policy.log_backups
+                server_log_path(servers[pk].profile_id),
+                max_bytes=self.policy.log_max_bytes,
+                backups=self.policy.log_backups,
             )
         if now >= self.next_cache_size:
             self.next_cache_size = now + self.policy.cache_size_interval

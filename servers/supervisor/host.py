@@ -166,8 +166,8 @@ PPID_MAP_SECONDS = 30.0
 class RealHost:
     """The machine itself."""
 
-    _ppid_map: dict[int, int] = field(default_factory=dict)
-    _ppid_map_at: float = 0.0
+    _children: dict[int, list[int]] = field(default_factory=dict)  # PIDs by parent PID
+    _children_at: float = 0.0
     # Probes and readiness checks run here: a loading model may take minutes to answer and a hung
     # one its whole timeout, and the loop must wait for neither. At most one probe and one
     # readiness check per server are under way, so up to half this many servers never queue.
@@ -179,18 +179,15 @@ class RealHost:
         """Children, grandchildren... of `pid`, from one scan of the process table every
         PPID_MAP_SECONDS (psutil's children() scans it for every call, and the scan was the
         costliest part of an idle supervisor's sampling). Model servers rarely spawn children."""
-        if time.monotonic() - self._ppid_map_at > PPID_MAP_SECONDS:
-            self._ppid_map = {}
+        if time.monotonic() - self._children_at > PPID_MAP_SECONDS:
+            self._children = {}
             for proc in psutil.process_iter(["ppid"]):
-                self._ppid_map[proc.pid] = proc.info["ppid"]
-            self._ppid_map_at = time.monotonic()
-        by_parent: dict[int, list[int]] = {}
-        for child, parent in self._ppid_map.items():
-            by_parent.setdefault(parent, []).append(child)
+                self._children.setdefault(proc.info["ppid"], []).append(proc.pid)
+            self._children_at = time.monotonic()
         found: list[int] = []
         todo = [pid]
         while todo:
-            for child in by_parent.get(todo.pop(), []):
+            for child in self._children.get(todo.pop(), []):
                 found.append(child)
                 todo.append(child)
         return found

@@ -112,10 +112,10 @@ class FakeHost:
             future.set_result(self.health(host, port, timeout=timeout))
         return future
 
-    def answer_hung(self) -> None:
-        """The hung probes time out: no answer."""
+    def answer_hung(self, status: int | None = None) -> None:
+        """The hung probes answer together: with `status`, or (None) they time out."""
         for future in self.hung_probes:
-            future.set_result(HealthAnswer(status=None))
+            future.set_result(HealthAnswer(status=status, ms=1.5 if status else 0.0))
         self.hung_probes.clear()
 
     def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:

@@ -546,6 +546,26 @@ def test_while_one_starts_only_it_is_probed_fast_and_the_rest_waits_for_a_full_p
     assert rig.tick().state in (State.STOPPING, State.STOPPED)  # tick() is a full pass
 
 
+def test_answers_that_arrive_together_are_applied_in_one_pass_without_reading_the_rows(
+    rig: Rig, tmp_path: Path, django_assert_max_num_queries: Callable[..., contextlib.AbstractContextManager[object]]
+) -> None:
+    rigs = [rig, *(Rig(tmp_path, port=9101 + n) for n in range(2))]
+    for each in rigs:
+        each.host, each.sup = rig.host, rig.sup  # three servers, one supervisor
+        each.running()
+        rig.host.hung_ports.add(each.port)  # their next answers wait for answer_hung
+    rig.tick(POLICY.health_interval)  # the full pass: every row read, every probe sent
+    assert len(rig.host.hung_probes) == 3
+    rig.host.advance(0.01)
+    rig.host.answer_hung(200)
+    with django_assert_max_num_queries(1):  # one write for the three; the rows are not read again
+        rig.sup.tick(full=False)
+    answered_at = datetime.fromtimestamp(rig.host.now, UTC)
+    for each in rigs:
+        each.server.refresh_from_db()
+        assert each.server.last_health_at == answered_at and each.server.health_failures == 0
+
+
 def test_waiting_for_a_stop_does_not_spin(rig: Rig) -> None:
     rig.stopping()
     assert rig.sup.seconds_until_next() == pytest.approx(0.1)

@@ -103,13 +103,13 @@ def test_hub_cache_size_is_measured_by_the_supervisor_and_free_disk_is_read(user
     # The supervisor walks the cache (on its own clock); the page, polled or not, shows what it found.
     supervisor = Supervisor(host=RealHost(), policy=Policy.from_settings())
     supervisor.begin()
-    supervisor.sample(supervisor.host.time(), set())
+    supervisor.sample(supervisor.host.time(), {})
     size = data_bytes(user_client.get("/system/").content.decode(), "cache-size")
     assert 3_000_000 <= size < 3_000_000 + 1024**2
     (blob.parent / "def").write_bytes(b"\2" * 2_000_000)
     polled = user_client.get("/system/", headers={"HX-Request": "true"}).content.decode()
     assert data_bytes(polled, "cache-size") == size  # no walk in the request
-    supervisor.sample(supervisor.host.time() + 61, set())
+    supervisor.sample(supervisor.host.time() + 61, {})
     assert data_bytes(user_client.get("/system/").content.decode(), "cache-size") >= 5_000_000
 
 

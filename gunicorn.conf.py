@@ -10,6 +10,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("WEB_WORKER_CLASS", "asgi")  # bench: uvicorn.workers.UvicornWorker
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 60
+# An open dashboard polls every 5 s: it keeps its connection instead of opening one per poll.
+keepalive = 10
 accesslog = "-"
 logger_class = "mlxmanager.gunicorn_logging.QuietPollsLogger"
 # gunicorn's control socket lives in one fixed place per user; two instances (a test stack beside

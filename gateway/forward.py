@@ -7,7 +7,9 @@ Who checks what (node a receives the request, node b serves the model):
   same path, signed with `MLXM_NODE_SECRET`: an HMAC-SHA256 over the time, method, path, the
   caller's user and key ids and the body's hash. The secret itself and the API key never travel.
 - Node b refuses every forwarded request when it has no secret (403), or when the signature is
-  missing, wrong or more than `SIGNATURE_MAX_AGE` seconds old (401), saying why in a header (node
+  missing, wrong, more than `SIGNATURE_MAX_AGE` seconds old, or seen before (a replay: each
+  forward carries a random nonce under the signature, and b keeps the signatures it saw for as long
+  as they are valid) (401), saying why in a header (node
   a then answers its client 502 with that reason: the nodes disagree, the key is fine). Then b
   reads the user and key from the shared database and checks them again (an approved user, a
   usable key of theirs) and goes on as for any request: the key's model list and the profile's rules, the on-demand
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from django.conf import settings
@@ -35,6 +39,7 @@ from accounts.models import User, UserStatus
 from gateway.errors import Flavour, GatewayError, stream_error_event
 from gateway.models import ApiKey
 from gateway.routing import Caller
+from gateway.services import forward_first_seen
 from gateway.upstream import upstream_client
 from nodes.models import Node
 from profiles.models import ServerProfile
@@ -44,10 +49,11 @@ FROM_HEADER = "X-Mlxm-Forwarded-From"
 USER_HEADER = "X-Mlxm-Forwarded-User"
 KEY_HEADER = "X-Mlxm-Forwarded-Key"
 AT_HEADER = "X-Mlxm-Forwarded-At"
+NONCE_HEADER = "X-Mlxm-Forwarded-Nonce"
 SIGNATURE_HEADER = "X-Mlxm-Forwarded-Signature"
-FORWARD_HEADERS = (FROM_HEADER, USER_HEADER, KEY_HEADER, AT_HEADER, SIGNATURE_HEADER)
-# Seconds a signature stays valid: room for clocks that disagree a little, little room for replay
-# (which could only repeat the very same request for the same person).
+FORWARD_HEADERS = (FROM_HEADER, USER_HEADER, KEY_HEADER, AT_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+# Seconds a signature stays valid: room for clocks that disagree a little. Within it, a signature
+# is accepted once (the nonce makes two identical requests in the same second sign differently).
 SIGNATURE_MAX_AGE = 300
 RELAYED_HEADERS = ("Retry-After", "Cache-Control", "X-Accel-Buffering")
 # On a refusal of the forwarding node itself (not of the person): why, so that node tells its
@@ -57,6 +63,7 @@ REFUSALS = {
     "no-secret": "it accepts no forwarded requests (MLXM_NODE_SECRET is not set there)",
     "signature": "this node's signature is wrong: MLXM_NODE_SECRET differs between the nodes",
     "expired": "this node's signature is too old: check the nodes' clocks",
+    "replayed": "this node's signed request arrived there a second time (refused as a replay)",
 }
 
 
@@ -68,15 +75,16 @@ class Forward:
     url: str  # e.g. http://studio.local:8000/v1/chat/completions
 
 
-def signature(*, secret: str, at: str, method: str, path: str, user: str, key: str, body: bytes) -> str:
-    message = "\n".join(["mlxm-forward-1", at, method.upper(), path, user, key, hashlib.sha256(body).hexdigest()])
+def signature(*, secret: str, at: str, nonce: str, method: str, path: str, user: str, key: str, body: bytes) -> str:
+    body_hash = hashlib.sha256(body).hexdigest()
+    message = "\n".join(["mlxm-forward-2", at, nonce, method.upper(), path, user, key, body_hash])
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def _request_signature(request: HttpRequest, *, secret: str, at: str, user: str, key: str) -> str:
+def _request_signature(request: HttpRequest, *, secret: str, at: str, nonce: str, user: str, key: str) -> str:
     """The same on both nodes: the path below the gateway's mount point, the body as sent."""
     method, path = request.method or "", request.path_info
-    return signature(secret=secret, at=at, method=method, path=path, user=user, key=key, body=request.body)
+    return signature(secret=secret, at=at, nonce=nonce, method=method, path=path, user=user, key=key, body=request.body)
 
 
 def is_forwarded(request: HttpRequest) -> bool:
@@ -93,8 +101,10 @@ def forwarded_caller(request: HttpRequest) -> Caller:
             "This node accepts no forwarded requests: MLXM_NODE_SECRET is not set here.",
             headers={REFUSED_HEADER: "no-secret"},
         )
-    at, user_id, key_id = (request.headers.get(h, "") for h in (AT_HEADER, USER_HEADER, KEY_HEADER))
-    expected = _request_signature(request, secret=secret, at=at, user=user_id, key=key_id)
+    at, nonce, user_id, key_id = (
+        request.headers.get(h, "") for h in (AT_HEADER, NONCE_HEADER, USER_HEADER, KEY_HEADER)
+    )
+    expected = _request_signature(request, secret=secret, at=at, nonce=nonce, user=user_id, key=key_id)
     if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
         raise GatewayError(
             401,
@@ -106,6 +116,15 @@ def forwarded_caller(request: HttpRequest) -> Caller:
             401,
             "Forwarded request refused: its signature is too old (are the nodes' clocks right?).",
             headers={REFUSED_HEADER: "expired"},
+        )
+    now = timezone.now()
+    if not forward_first_seen(
+        signature=expected, now=now, forget_before=now - timedelta(seconds=2 * SIGNATURE_MAX_AGE)
+    ):
+        raise GatewayError(
+            401,
+            "Forwarded request refused: this node has seen that signed request before (a replay).",
+            headers={REFUSED_HEADER: "replayed"},
         )
     user = User.objects.filter(pk=int(user_id), status=UserStatus.APPROVED).first() if user_id.isdigit() else None
     if user is None:
@@ -142,7 +161,8 @@ def forward_destination(request: HttpRequest, profile: ServerProfile) -> Forward
 
 def _signed_headers(request: HttpRequest, caller: Caller) -> dict[str, str]:
     at, user, key = str(int(time.time())), str(caller.user.pk), str(caller.key.pk) if caller.key else ""
-    sign = _request_signature(request, secret=settings.MLXM_NODE_SECRET, at=at, user=user, key=key)
+    nonce = secrets.token_hex(16)
+    sign = _request_signature(request, secret=settings.MLXM_NODE_SECRET, at=at, nonce=nonce, user=user, key=key)
     headers = {
         "Content-Type": "application/json",
         "Accept-Encoding": "identity",  # the bytes are relayed as they come, never re-encoded
@@ -150,6 +170,7 @@ def _signed_headers(request: HttpRequest, caller: Caller) -> dict[str, str]:
         USER_HEADER: user,
         KEY_HEADER: key,
         AT_HEADER: at,
+        NONCE_HEADER: nonce,
         SIGNATURE_HEADER: sign,
     }
     if "anthropic-version" in request.headers:

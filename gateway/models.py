@@ -90,3 +90,14 @@ class UsageRecord(models.Model):
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+class SeenForward(models.Model):
+    """A signed request another node forwarded here, kept for as long as its signature is valid:
+    the same signed request arriving again is a replay and is refused."""
+
+    signature = models.CharField(max_length=64, unique=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.signature[:12]}… at {self.seen_at:%H:%M:%S}"

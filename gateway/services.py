@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditKind
 from audit.services import audit_record
 from gateway.keys import PREFIX_SHOWN, key_hash, new_secret
-from gateway.models import ApiKey, UsageRecord
+from gateway.models import ApiKey, SeenForward, UsageRecord
 from profiles.models import ServerProfile
 
 # One write in this many also deletes the records older than the retention (one indexed DELETE).
@@ -66,3 +67,15 @@ def usage_record(**fields: Any) -> UsageRecord:
     if random.randrange(PRUNE_EVERY) == 0:
         usage_prune()
     return record
+
+
+def forward_first_seen(*, signature: str, now: datetime, forget_before: datetime) -> bool:
+    """True the first time this node sees a forwarded request's signature, False for a replay of
+    it. Signatures seen before `forget_before` are dropped: by then their age refuses them anyway."""
+    SeenForward.objects.filter(seen_at__lt=forget_before).delete()
+    try:
+        with transaction.atomic():
+            SeenForward.objects.create(signature=signature, seen_at=now)
+    except IntegrityError:
+        return False
+    return True

@@ -5,6 +5,7 @@ send a forwarded request, what a node does with a model on another node it canno
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from datetime import timedelta
 from typing import Any
@@ -44,7 +45,12 @@ def signed(
     user: User, key: ApiKey | None, body: Any = BODY, *, path: str = CHAT, secret: str = SECRET, **changes: str
 ) -> dict[str, str]:
     """The headers node a sends, as `gateway.forward` makes them; `changes` replace some after signing."""
-    fields = {"at": str(int(time.time())), "user": str(user.pk), "key": str(key.pk) if key else ""}
+    fields = {
+        "at": str(int(time.time())),
+        "nonce": secrets.token_hex(16),
+        "user": str(user.pk),
+        "key": str(key.pk) if key else "",
+    }
     raw = json.dumps(body).encode()
     sign = forward.signature(secret=secret, method="POST", path=path, body=raw, **fields)
     headers = {
@@ -52,6 +58,7 @@ def signed(
         forward.USER_HEADER: fields["user"],
         forward.KEY_HEADER: fields["key"],
         forward.AT_HEADER: fields["at"],
+        forward.NONCE_HEADER: fields["nonce"],
         forward.SIGNATURE_HEADER: sign,
     }
     headers.update(changes)
@@ -100,6 +107,20 @@ def test_a_bad_or_unexpected_forward_is_refused(
     assert not UsageRecord.objects.exists(), "a refused forward is nobody's usage"
 
 
+def test_a_signed_forward_is_accepted_once(approved_user: User) -> None:
+    """Someone who saw the traffic between the nodes cannot send it again: the same signed request
+    a second time is refused as a replay; the same request signed anew (a new nonce) is not."""
+    ServerProfile.objects.create(name="here", model="/m", port=free_port())
+    headers = signed(approved_user, None)
+    assert post(ThreadClient(), CHAT, BODY, **headers).status_code == 503  # past authentication
+    again = post(ThreadClient(), CHAT, BODY, **headers)
+    assert again.status_code == 401 and "a replay" in again.json()["error"]["message"]
+    assert again[forward.REFUSED_HEADER] == "replayed"
+    assert post(ThreadClient(), CHAT, BODY, **signed(approved_user, None)).status_code == 503
+    nonce = {forward.NONCE_HEADER: secrets.token_hex(16)}  # a new nonce under the old signature
+    assert post(ThreadClient(), CHAT, BODY, **{**headers, **nonce}).status_code == 401
+
+
 def _headers_with(user: User, change: dict[str, str], **kwargs: Any) -> dict[str, str]:
     change = dict(change)
     secret = change.pop("secret", SECRET)
@@ -109,6 +130,7 @@ def _headers_with(user: User, change: dict[str, str], **kwargs: Any) -> dict[str
         sign = forward.signature(
             secret=secret,
             at=at,
+            nonce=headers[forward.NONCE_HEADER],
             method="POST",
             path=kwargs.get("path", CHAT),
             user=str(user.pk),

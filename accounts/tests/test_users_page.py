@@ -219,9 +219,9 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(make_user: Calla
     assert User.objects.filter(is_staff=True, status=UserStatus.APPROVED).count() == 1
 
 
-def test_users_page_shows_granted_rights_and_links_to_editing_them(
-    admin_client: Client, make_user: Callable[..., User]
-) -> None:
+def _operator_with_unsafe_options(make_user: Callable[..., User], admin_client: Client) -> tuple[User, str]:
+    """A member who may operate every server through a group and use unsafe options on their own;
+    and their row on the Users page."""
     from django.contrib.auth.models import Group, Permission
 
     operators = Group.objects.create(name="operators")
@@ -230,7 +230,13 @@ def test_users_page_shows_granted_rights_and_links_to_editing_them(
     member.groups.add(operators)
     member.user_permissions.add(Permission.objects.get(codename="use_unsafe_options"))
     html = admin_client.get("/users/").content.decode()
-    row = html[html.index("ops@example.com") :].split("</tr>")[0]
+    return member, html[html.index("ops@example.com") :].split("</tr>")[0]
+
+
+def test_users_page_shows_granted_rights_and_links_to_editing_them(
+    admin_client: Client, make_user: Callable[..., User]
+) -> None:
+    member, row = _operator_with_unsafe_options(make_user, admin_client)
     assert "may also operate every server, use unsafe server options" in row
     assert f'href="/admin/accounts/user/{member.pk}/change/#id_groups"' in row
     # The change page edits groups and permissions, with our codenames among the choices.
@@ -241,17 +247,9 @@ def test_users_page_shows_granted_rights_and_links_to_editing_them(
 def test_an_admin_gives_a_member_exactly_the_ticked_rights_on_the_users_page(
     admin_client: Client, make_user: Callable[..., User]
 ) -> None:
-    from django.contrib.auth.models import Group, Permission
-
     from audit.models import AuditRecord
 
-    operators = Group.objects.create(name="operators")
-    operators.permissions.add(Permission.objects.get(codename="operate_any_server"))
-    member = make_user("ops@example.com")
-    member.groups.add(operators)
-    member.user_permissions.add(Permission.objects.get(codename="use_unsafe_options"))
-    html = admin_client.get("/users/").content.decode()
-    row = html[html.index("ops@example.com") :].split("</tr>")[0]
+    member, row = _operator_with_unsafe_options(make_user, admin_client)
     assert 'value="profiles.use_unsafe_options" checked' in row
     assert 'value="servers.operate_any_server">' in row, "a group's right is not the account's own"
 

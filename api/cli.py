@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import httpx
@@ -171,6 +173,19 @@ def cmd_pull(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class CtrlC:
+    """Whether Ctrl-C was pressed. Python drops a KeyboardInterrupt raised while a finalizer runs
+    (the garbage collector closing an HTTP response, say), and `mlxm logs -f` then followed on
+    (seen once in CI under load): so the press is also remembered, and the loop ends at its next turn."""
+
+    pressed = False
+
+
+def _on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    CtrlC.pressed = True
+    raise KeyboardInterrupt
+
+
 def cmd_logs(api: Api, args: argparse.Namespace, out: TextIO, sleep: Callable[[float], None] = time.sleep) -> int:
     pk = api.profile_id(args.name)
     chunk = api.call("GET", f"/servers/{pk}/log")
@@ -180,6 +195,8 @@ def cmd_logs(api: Api, args: argparse.Namespace, out: TextIO, sleep: Callable[[f
         if not args.follow:
             return 0
         sleep(POLL_SECONDS * 2)
+        if CtrlC.pressed:
+            raise KeyboardInterrupt
         params = {"offset": chunk["offset"]} | ({"inode": chunk["inode"]} if chunk["inode"] is not None else {})
         chunk = api.call("GET", f"/servers/{pk}/log", params=params)
 
@@ -212,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         return COMMANDS[args.command](Api(load_config()), args, out)
     except CliError as exc:

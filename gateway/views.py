@@ -245,16 +245,23 @@ def _upstream_refusal(status: int, text: str) -> GatewayError:
     return GatewayError(502, f"The model server answered {status}" + (f": {detail}" if detail else "."))
 
 
+# The model server dropped or reset the connection before any answer: mlx-lm's server closes every
+# connection after its response (a kept-alive one may be gone), and it listens with a backlog of 5,
+# so a burst of new connections (32 streams at once) can be reset before it accepts them.
+DROPPED_BEFORE_ANSWER = (httpx.RemoteProtocolError, httpx.ReadError)
+RESEND_AFTER = 0.05  # seconds: room for the server to accept what is waiting
+
+
 async def _send(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Response:
-    """POST to the model server; once more if it dropped the connection before any answer (the
-    request was not acted on: mlx-lm's server closes every connection after its response)."""
+    """POST to the model server; once more if the connection was dropped before any answer."""
     client = upstream_client()
     for attempt in (1, 2):
         try:
             return await client.send(client.build_request("POST", url, json=upstream), stream=stream)
-        except httpx.RemoteProtocolError:
+        except DROPPED_BEFORE_ANSWER:
             if attempt == 2:
                 raise
+            await asyncio.sleep(RESEND_AFTER)
     raise AssertionError("unreachable")
 
 

@@ -52,7 +52,7 @@ class LiveApi:
             cwd=BASE_DIR,
             env={**self.env(), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=None,  # into the test's captured output: shown when the test fails
             text=True,
         )
 

@@ -10,6 +10,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -19,6 +20,13 @@ from gateway.views import _send
 ANSWER = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"ok": true}'
 )
+
+
+def send(url: str) -> httpx.Response:
+    """`_send` on an event loop of its own, in a thread (a browser test's Playwright may have left
+    one running in this one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _send(url, {"model": "m"}, stream=False)).result()
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def resetting_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, list
 @pytest.mark.parametrize("resetting_server", [1], indirect=True)
 def test_a_connection_reset_before_the_answer_is_sent_once_more(resetting_server: tuple[str, list[str]]) -> None:
     url, seen = resetting_server
-    answer = asyncio.run(_send(url, {"model": "m"}, stream=False))
+    answer = send(url)
     assert answer.status_code == 200 and answer.json() == {"ok": True}
     assert seen == ["reset", "answered"]
 
@@ -62,5 +70,5 @@ def test_a_connection_reset_before_the_answer_is_sent_once_more(resetting_server
 def test_a_second_reset_is_the_clients_error(resetting_server: tuple[str, list[str]]) -> None:
     url, seen = resetting_server
     with pytest.raises(httpx.ReadError):
-        asyncio.run(_send(url, {"model": "m"}, stream=False))
+        send(url)
     assert seen == ["reset", "reset"]

@@ -69,13 +69,29 @@ def usage_record(**fields: Any) -> UsageRecord:
     return record
 
 
-def forward_first_seen(*, signature: str, now: datetime, forget_before: datetime) -> bool:
+# Seconds a forwarded request's signature stays valid: room for clocks that disagree a little. Within
+# it, a signature is accepted once (the nonce makes two identical requests in the same second sign
+# differently). Checked in gateway.forward.
+SIGNATURE_MAX_AGE = 300
+# A signature's time may be that far behind or ahead of this node's clock (the sending node's may
+# run fast), so one seen now may still be valid twice that long from now: kept that long, a replay
+# is refused for as long as its age would let it in.
+SEEN_FORWARD_KEPT = timedelta(seconds=2 * SIGNATURE_MAX_AGE)
+
+
+def forward_first_seen(*, signature: str, now: datetime) -> bool:
     """True the first time this node sees a forwarded request's signature, False for a replay of
-    it. Signatures seen before `forget_before` are dropped: by then their age refuses them anyway."""
-    SeenForward.objects.filter(seen_at__lt=forget_before).delete()
+    it. One INSERT: the old signatures are forgotten by the supervisor (forward_seen_prune)."""
     try:
         with transaction.atomic():
             SeenForward.objects.create(signature=signature, seen_at=now)
     except IntegrityError:
         return False
     return True
+
+
+def forward_seen_prune(*, now: datetime) -> int:
+    """Forget the signatures seen longer ago than SEEN_FORWARD_KEPT: by then their age refuses
+    them anyway. Run by the supervisor once a minute (registered in gateway.apps)."""
+    deleted, _ = SeenForward.objects.filter(seen_at__lt=now - SEEN_FORWARD_KEPT).delete()
+    return deleted

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,11 +16,13 @@ from django.utils import timezone
 
 from accounts.models import User, UserStatus
 from gateway import forward
-from gateway.models import ApiKey, UsageRecord
-from gateway.services import key_create, key_revoke
+from gateway.models import ApiKey, SeenForward, UsageRecord
+from gateway.services import SEEN_FORWARD_KEPT, forward_first_seen, key_create, key_revoke
 from gateway.tests.test_errors import ThreadClient, post
 from nodes.models import Node
 from profiles.models import ServerProfile
+from servers.supervisor.core import Supervisor
+from servers.tests.supervisor_fakes import FakeHost
 from testing.net import free_port
 from testing.supervisor import wait_for
 
@@ -119,6 +121,27 @@ def test_a_signed_forward_is_accepted_once(approved_user: User) -> None:
     assert post(ThreadClient(), CHAT, BODY, **signed(approved_user, None)).status_code == 503
     nonce = {forward.NONCE_HEADER: secrets.token_hex(16)}  # a new nonce under the old signature
     assert post(ThreadClient(), CHAT, BODY, **{**headers, **nonce}).status_code == 401
+
+
+def test_a_forward_writes_its_signature_and_deletes_nothing(approved_user: User) -> None:
+    """No DELETE on the path of every forwarded request: the supervisor forgets old signatures."""
+    ServerProfile.objects.create(name="here", model="/m", port=free_port())
+    now = timezone.now()
+    SeenForward.objects.create(signature="old", seen_at=now - SEEN_FORWARD_KEPT - timedelta(minutes=1))
+    assert post(ThreadClient(), CHAT, BODY, **signed(approved_user, None)).status_code == 503  # accepted
+    assert SeenForward.objects.filter(signature="old").exists(), "the request itself deletes nothing"
+    assert SeenForward.objects.count() == 2
+
+
+def test_the_supervisors_housekeeping_forgets_only_the_signatures_whose_age_refuses_them() -> None:
+    """Kept for twice a signature's valid age (the sending node's clock may run ahead), then forgotten."""
+    supervisor = Supervisor(host=FakeHost())
+    at = datetime.fromtimestamp(supervisor.host.time(), UTC)
+    SeenForward.objects.create(signature="expired", seen_at=at - SEEN_FORWARD_KEPT - timedelta(seconds=1))
+    SeenForward.objects.create(signature="valid", seen_at=at - SEEN_FORWARD_KEPT + timedelta(seconds=1))
+    supervisor.prune(at)
+    assert list(SeenForward.objects.values_list("signature", flat=True)) == ["valid"]
+    assert not forward_first_seen(signature="valid", now=at), "a kept signature is still a replay"
 
 
 def _headers_with(user: User, change: dict[str, str], **kwargs: Any) -> dict[str, str]:

@@ -33,6 +33,7 @@ from profiles.argv import build_server_argv, one_line
 from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
+from servers.housekeeping import pruners
 from servers.logs import server_log_path
 from servers.models import DesiredState, Server, ServerSample, SystemSample
 from servers.states import PROBED, UP, WITH_PROCESS, State
@@ -899,9 +900,16 @@ class Supervisor:
             self.measure_hub_cache()
         if now >= self.next_prune:
             self.next_prune = now + 60
-            cutoff = at - timedelta(seconds=self.policy.sample_retention)
-            ServerSample.objects.filter(server__profile__node=self.node, taken_at__lt=cutoff).delete()
-            SystemSample.objects.filter(node=self.node, taken_at__lt=cutoff).delete()
+            self.prune(at)
+
+    def prune(self, at: datetime) -> None:
+        """Once a minute: forget this node's samples past their retention, and run the clean-ups
+        the apps above registered (servers.housekeeping), off their request paths."""
+        cutoff = at - timedelta(seconds=self.policy.sample_retention)
+        ServerSample.objects.filter(server__profile__node=self.node, taken_at__lt=cutoff).delete()
+        SystemSample.objects.filter(node=self.node, taken_at__lt=cutoff).delete()
+        for pruner in pruners():
+            pruner(now=at)
 
 
 def _refusal(answer: HealthAnswer) -> str:

@@ -206,10 +206,12 @@ class Supervisor:
         """After a clean shutdown: say so, so the web side need not wait for the beat to go stale."""
         node_stop(node=self.node, now=_dt(self.host.time()))
 
-    def beat(self, now: float) -> None:
-        if now >= self.next_heartbeat:
+    def beat(self, now: float, *, memory_available: int | None = None) -> None:
+        """Tell the web side this supervisor is alive: when a beat is due, and always with a memory
+        figure just sampled (which the beat carries); either way the next is due an interval later."""
+        if now >= self.next_heartbeat or memory_available is not None:
+            node_beat(node=self.node, now=_dt(now), memory_available=memory_available)
             self.next_heartbeat = now + self.policy.heartbeat_interval
-            node_beat(node=self.node, now=_dt(now))
 
     def servers(self) -> QuerySet[Server]:
         """This node's servers: another node's supervisor owns the rest, even when it is away."""
@@ -887,8 +889,7 @@ class Supervisor:
                 swap_total=swap_total,
                 swap_used=swap_used,
             )
-            node_beat(node=self.node, now=at, memory_available=available)
-        self.next_heartbeat = now + self.policy.heartbeat_interval
+            self.beat(now, memory_available=available)
         for pk in usages:
             logfile.rotate_if_large(
                 server_log_path(servers[pk].profile_id),

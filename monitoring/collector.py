@@ -1,12 +1,12 @@
 """The figures `/metrics` exports, read from the database at each scrape.
 
 The supervisor writes state, memory, CPU, health and heartbeats to the database; reading them
-there (a custom collector on a fresh registry per scrape) gives every gunicorn worker the same
-answer without prometheus_client's multiprocess mode."""
+there (custom collectors on a registry of their own, monitoring.views.REGISTRY) gives every
+gunicorn worker the same answer without prometheus_client's multiprocess mode."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from django.conf import settings
 from django.db.models import Sum
@@ -19,11 +19,34 @@ from servers.models import Server, ServerState, SystemSample
 
 IN_FLIGHT = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
 SERVER_LABELS = ["profile", "node"]
+NO_PROCESS = (ServerState.STOPPED, ServerState.FATAL)  # no memory, CPU or probe figures
+
+Sample = tuple[Sequence[str], float | None]  # label values, value (None: not measured, left out)
+
+
+def family(
+    kind: type[GaugeMetricFamily | CounterMetricFamily],
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    samples: Iterable[Sample],
+) -> Metric:
+    """One gauge or counter family of /metrics with its samples, in their order: what each of the
+    collectors yields, so a figure is declared and filled in one expression."""
+    metric = kind(name, documentation, labels=list(labels))
+    for values, value in samples:
+        if value is not None:
+            metric.add_metric(list(values), float(value))
+    return metric
 
 
 def node_name() -> str:
     """This machine's node: the label of what has no node of its own (a usage record whose profile is gone)."""
     return str(settings.MLXM_NODE_NAME)
+
+
+def _divided(value: float | None, by: float) -> float | None:
+    return None if value is None else value / by
 
 
 class ManagerCollector:
@@ -37,90 +60,121 @@ class ManagerCollector:
         yield from self.system_metrics()
 
     def server_metrics(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily(
-            "mlxm_server_state", "1 for the state the server is in, 0 for the others.", labels=[*SERVER_LABELS, "state"]
+        servers = [
+            ([server.profile.name, server.profile.node.name], server)
+            for server in Server.objects.select_related("profile__node").order_by("profile__name")
+        ]
+        alive = [(labels, server) for labels, server in servers if server.state not in NO_PROCESS]
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_server_state",
+            "1 for the state the server is in, 0 for the others.",
+            [*SERVER_LABELS, "state"],
+            (([*labels, state], server.state == state) for labels, server in servers for state in ServerState.values),
         )
-        up = GaugeMetricFamily("mlxm_server_up", "1 while the server is running and healthy.", labels=SERVER_LABELS)
-        rss = GaugeMetricFamily(
-            "mlxm_server_resident_memory_bytes", "Resident memory of the server process.", labels=SERVER_LABELS
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_server_up",
+            "1 while the server is running and healthy.",
+            SERVER_LABELS,
+            ((labels, server.state == ServerState.RUNNING) for labels, server in servers),
         )
-        cpu = GaugeMetricFamily(
-            "mlxm_server_cpu_usage_ratio", "CPU use of the server process (1 = one core).", labels=SERVER_LABELS
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_server_resident_memory_bytes",
+            "Resident memory of the server process.",
+            SERVER_LABELS,
+            ((labels, server.rss_bytes) for labels, server in alive),
         )
-        health = GaugeMetricFamily(
-            "mlxm_server_health_latency_seconds", "Duration of the last /health probe.", labels=SERVER_LABELS
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_server_cpu_usage_ratio",
+            "CPU use of the server process (1 = one core).",
+            SERVER_LABELS,
+            ((labels, _divided(server.cpu_percent, 100)) for labels, server in alive),
         )
-        restarts = CounterMetricFamily(
-            "mlxm_server_restarts", "Restarts of the server by the supervisor.", labels=SERVER_LABELS
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_server_health_latency_seconds",
+            "Duration of the last /health probe.",
+            SERVER_LABELS,
+            ((labels, _divided(server.last_health_ms, 1000)) for labels, server in alive),
         )
-        for server in Server.objects.select_related("profile__node").order_by("profile__name"):
-            labels = [server.profile.name, server.profile.node.name]
-            for value in ServerState.values:
-                state.add_metric([*labels, value], 1.0 if server.state == value else 0.0)
-            up.add_metric(labels, 1.0 if server.state == ServerState.RUNNING else 0.0)
-            restarts.add_metric(labels, float(server.restart_count))
-            if server.state in (ServerState.STOPPED, ServerState.FATAL):
-                continue  # no process: no memory, CPU or probe figures
-            if server.rss_bytes is not None:
-                rss.add_metric(labels, float(server.rss_bytes))
-            if server.cpu_percent is not None:
-                cpu.add_metric(labels, server.cpu_percent / 100.0)
-            if server.last_health_ms is not None:
-                health.add_metric(labels, server.last_health_ms / 1000.0)
-        yield from (state, up, rss, cpu, health, restarts)
+        yield family(
+            CounterMetricFamily,
+            "mlxm_server_restarts",
+            "Restarts of the server by the supervisor.",
+            SERVER_LABELS,
+            ((labels, server.restart_count) for labels, server in servers),
+        )
 
     def download_metrics(self) -> Iterator[Metric]:
-        in_flight = GaugeMetricFamily(
-            "mlxm_downloads_in_flight", "Downloads queued or running.", labels=["node", "state"]
-        )
-        done = GaugeMetricFamily(
-            "mlxm_downloads_in_flight_bytes", "Bytes fetched so far by the downloads in flight.", labels=["node"]
-        )
-        size = GaugeMetricFamily(
-            "mlxm_downloads_in_flight_size_bytes",
-            "Total size of the downloads in flight, where known.",
-            labels=["node"],
-        )
+        counts: list[tuple[str, str, int]] = []
+        sums: list[tuple[str, dict[str, int | None]]] = []
         for node in Node.objects.order_by("name"):
             ours = Download.objects.filter(node=node)
-            for value in IN_FLIGHT:
-                in_flight.add_metric([node.name, value], float(ours.filter(state=value).count()))
-            sums = ours.filter(state__in=IN_FLIGHT).aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))
-            done.add_metric([node.name], float(sums["done"] or 0))
-            size.add_metric([node.name], float(sums["size"] or 0))
-        yield from (in_flight, done, size)
+            counts += [(node.name, state, ours.filter(state=state).count()) for state in IN_FLIGHT]
+            in_flight = ours.filter(state__in=IN_FLIGHT)
+            sums.append((node.name, in_flight.aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))))
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_downloads_in_flight",
+            "Downloads queued or running.",
+            ["node", "state"],
+            (([node, state], count) for node, state, count in counts),
+        )
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_downloads_in_flight_bytes",
+            "Bytes fetched so far by the downloads in flight.",
+            ["node"],
+            (([node], total["done"] or 0) for node, total in sums),
+        )
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_downloads_in_flight_size_bytes",
+            "Total size of the downloads in flight, where known.",
+            ["node"],
+            (([node], total["size"] or 0) for node, total in sums),
+        )
 
     def supervisor_metrics(self) -> Iterator[Metric]:
-        age = GaugeMetricFamily(
+        now = timezone.now()
+        beats = Node.objects.filter(heartbeat_at__isnull=False).values_list("name", "heartbeat_at")
+        yield family(
+            GaugeMetricFamily,
             "mlxm_supervisor_heartbeat_age_seconds",
             "Seconds since the node's supervisor's last heartbeat.",
-            labels=["node"],
+            ["node"],
+            (([node], (now - beat_at).total_seconds()) for node, beat_at in beats if beat_at is not None),
         )
-        now = timezone.now()
-        for node in Node.objects.filter(heartbeat_at__isnull=False).only("name", "heartbeat_at"):
-            if node.heartbeat_at is not None:
-                age.add_metric([node.name], (now - node.heartbeat_at).total_seconds())
-        yield age
 
     def system_metrics(self) -> Iterator[Metric]:
-        gauges = [
-            GaugeMetricFamily("mlxm_system_memory_total_bytes", "Physical memory of the machine.", labels=["node"]),
-            GaugeMetricFamily(
-                "mlxm_system_memory_available_bytes", "Memory available to new processes.", labels=["node"]
-            ),
-            GaugeMetricFamily(
-                "mlxm_system_memory_servers_bytes", "Resident memory of all model servers.", labels=["node"]
-            ),
+        newest = [
+            (node.name, SystemSample.objects.filter(node=node).order_by("-taken_at").first())
+            for node in Node.objects.order_by("name")
         ]
-        sampled = False
-        for node in Node.objects.order_by("name"):
-            sample = SystemSample.objects.filter(node=node).order_by("-taken_at").first()
-            if sample is None:
-                continue
-            sampled = True
-            for gauge, value in zip(
-                gauges, (sample.memory_total, sample.memory_available, sample.memory_used_by_servers), strict=True
-            ):
-                gauge.add_metric([node.name], float(value))
-        if sampled:
-            yield from gauges
+        sampled = [([node], sample) for node, sample in newest if sample is not None]
+        if not sampled:  # no supervisor has sampled yet: no memory families at all
+            return
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_system_memory_total_bytes",
+            "Physical memory of the machine.",
+            ["node"],
+            ((node, sample.memory_total) for node, sample in sampled),
+        )
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_system_memory_available_bytes",
+            "Memory available to new processes.",
+            ["node"],
+            ((node, sample.memory_available) for node, sample in sampled),
+        )
+        yield family(
+            GaugeMetricFamily,
+            "mlxm_system_memory_servers_bytes",
+            "Resident memory of all model servers.",
+            ["node"],
+            ((node, sample.memory_used_by_servers) for node, sample in sampled),
+        )

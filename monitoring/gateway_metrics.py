@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 from gateway.models import UsageRecord
-from monitoring.collector import node_name
+from monitoring.collector import family, node_name
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -55,29 +55,40 @@ class GatewayCollector:
     """Requests by model, API and status; their durations and times to the first token; tokens."""
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "mlxm_gateway_requests", "Requests to /v1/ that named a model.", labels=[*LABELS, "status"]
-        )
-        prompt = CounterMetricFamily("mlxm_gateway_prompt_tokens", "Prompt tokens of /v1/ requests.", labels=LABELS)
-        completion = CounterMetricFamily(
-            "mlxm_gateway_completion_tokens", "Completion tokens of /v1/ requests.", labels=LABELS
-        )
         by_status = (
             UsageRecord.objects.values("model_name", "api", "profile__node__name", "status")
             .order_by("model_name", "api", "profile__node__name", "status")
             .annotate(count=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
         )
-        tokens: dict[tuple[str, str, str], list[float]] = {}
+        requests: list[tuple[list[str], float]] = []
+        tokens: dict[tuple[str, str, str], list[float]] = {}  # the statuses of one model, API and node summed
         for row in by_status:
-            node = _node(row)
-            requests.add_metric([row["model_name"], row["api"], node, str(row["status"])], float(row["count"]))
-            sums = tokens.setdefault((row["model_name"], row["api"], node), [0.0, 0.0])
+            labels = (row["model_name"], row["api"], _node(row))
+            requests.append(([*labels, str(row["status"])], row["count"]))
+            sums = tokens.setdefault(labels, [0.0, 0.0])
             sums[0] += row["prompt"] or 0
             sums[1] += row["completion"] or 0
-        for (model, api, node), (prompt_sum, completion_sum) in tokens.items():
-            prompt.add_metric([model, api, node], prompt_sum)
-            completion.add_metric([model, api, node], completion_sum)
-        yield from (requests, prompt, completion)
+        yield family(
+            CounterMetricFamily,
+            "mlxm_gateway_requests",
+            "Requests to /v1/ that named a model.",
+            [*LABELS, "status"],
+            requests,
+        )
+        yield family(
+            CounterMetricFamily,
+            "mlxm_gateway_prompt_tokens",
+            "Prompt tokens of /v1/ requests.",
+            LABELS,
+            ((labels, prompt) for labels, (prompt, _completion) in tokens.items()),
+        )
+        yield family(
+            CounterMetricFamily,
+            "mlxm_gateway_completion_tokens",
+            "Completion tokens of /v1/ requests.",
+            LABELS,
+            ((labels, completion) for labels, (_prompt, completion) in tokens.items()),
+        )
         yield _histogram(
             "mlxm_gateway_request_duration_seconds", "Duration of /v1/ requests.", "duration_ms", DURATION_BUCKETS
         )

@@ -16,10 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from library.models import Download, DownloadState
 from nodes.models import Node
 from servers.models import Server, ServerState, SystemSample
+from servers.states import AT_REST
 
 IN_FLIGHT = (DownloadState.QUEUED, DownloadState.DOWNLOADING)
 SERVER_LABELS = ["profile", "node"]
-NO_PROCESS = (ServerState.STOPPED, ServerState.FATAL)  # no memory, CPU or probe figures
 
 Sample = tuple[Sequence[str], float | None]  # label values, value (None: not measured, left out)
 
@@ -64,7 +64,7 @@ class ManagerCollector:
             ([server.profile.name, server.profile.node.name], server)
             for server in Server.objects.select_related("profile__node").order_by("profile__name")
         ]
-        alive = [(labels, server) for labels, server in servers if server.state not in NO_PROCESS]
+        alive = [(labels, server) for labels, server in servers if server.state not in AT_REST]  # have figures
         yield family(
             GaugeMetricFamily,
             "mlxm_server_state",

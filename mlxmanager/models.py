@@ -13,13 +13,12 @@ from django.db.models.signals import post_init, pre_init
 class QuickLoadModel(models.Model):
     """A model whose rows load from the database without `Model.__init__`.
 
-        The dashboard loads every profile with its server at each poll (70 instances for 50 profiles),
-        and `__init__` with `only()` was half of that query's time: it walks every field of the model
-        for each row. Loading puts the columns read straight into the instance's `__dict__`, which is
-        what `__init__` ends up doing (a column not read stays deferred, loaded on first use), and
-        sets the same state. Not when anything listens to `pre_init` or `post_init` for the model:
-        those receivers expect `__init__`, so it is used then (and for any loading option a later Django
-    adds).
+    The dashboard loads every profile with its server at each poll (70 instances for 50 profiles),
+    and `__init__` with `only()` was half of that query's time: it walks every field of the model
+    for each row. Loading puts the columns read straight into the instance's `__dict__`, which is
+    what `__init__` ends up doing (a column not read stays deferred, loaded on first use), and sets
+    the same state. Not when anything listens to `pre_init` or `post_init` for the model: those
+    receivers expect `__init__`, so it is used then (and for any loading option a later Django adds).
     """
 
     class Meta:

@@ -4,6 +4,7 @@ on a fresh data directory and database, for end-to-end tests, fault drills and b
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -17,6 +18,19 @@ from testing.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def ensure_collected_static(env: dict[str, str]) -> None:
+    """gunicorn serves the manifest storage of production settings: it needs `collectstatic`, run
+    once (`make test` runs it first; a bare `pytest` may not have). Under a lock: two test workers
+    collecting into the same folder at once fail on each other's files (seen in CI)."""
+    manifest = REPO / "staticfiles" / "staticfiles.json"
+    with (REPO / ".collectstatic.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not manifest.is_file():
+            subprocess.run(
+                [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
+            )
 
 
 def wait_for_http(url: str, *, timeout: float = 60.0) -> None:
@@ -81,7 +95,7 @@ class Stack:
     def start(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput")
-        self.manage("collectstatic", "--noinput", "-v", "0")
+        ensure_collected_static(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mlxmanager.run", "-f", "Procfile", "start", *self.processes],  # as `make run`
@@ -158,7 +172,7 @@ class NodeStack(Stack):
     def start(self, *, supervisor: bool = True) -> NodeStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--noinput")
-        self.manage("collectstatic", "--noinput", "-v", "0")
+        ensure_collected_static(self.env)
         self.web = self._spawn(str(BIN / "gunicorn"), "mlxmanager.asgi:application", "--config", "gunicorn.conf.py")
         if supervisor:
             self.start_supervisor()

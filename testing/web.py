@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,20 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testing.net import free_port
-from testing.stack import BIN, wait_for_http
+from testing.stack import BIN, ensure_collected_static, wait_for_http
 from testing.supervisor import BASE_DIR, supervisor_env
-
-
-def ensure_collected_static() -> None:
-    """gunicorn serves the manifest storage of production settings: it needs `collectstatic`
-    (`make test` runs it first; a bare `pytest` may not have)."""
-    if not (BASE_DIR / "staticfiles" / "staticfiles.json").is_file():
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-            cwd=BASE_DIR,
-            env=supervisor_env(),
-            check=True,
-        )
 
 
 @dataclass
@@ -48,7 +35,7 @@ class WebServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> WebServer:
-        ensure_collected_static()
+        ensure_collected_static(supervisor_env())
         env = {
             **supervisor_env(),
             "DJANGO_SETTINGS_MODULE": "mlxmanager.settings",

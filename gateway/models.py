@@ -1,7 +1,8 @@
 """API keys and usage records of the `/v1/` gateway.
 
 `UsageRecord` is read by other parts (the Usage page, the Prometheus metrics): one row per gateway
-request, written once when the request ends, pruned after `MLXM_USAGE_RETENTION_DAYS`.
+request, written once when the request ends, pruned after `MLXM_USAGE_RETENTION_DAYS` by the
+supervisor's housekeeping (gateway.services.usage_prune).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,9 +17,6 @@ from audit.services import audit_record
 from gateway.keys import PREFIX_SHOWN, key_hash, new_secret
 from gateway.models import ApiKey, SeenForward, UsageRecord
 from profiles.models import ServerProfile
-
-# One write in this many also deletes the records older than the retention (one indexed DELETE).
-PRUNE_EVERY = 200
 
 
 class KeyPermissionError(PermissionError):
@@ -55,18 +51,18 @@ def key_revoke(*, key: ApiKey, by: User) -> None:
         audit_record(kind=AuditKind.KEY, action="revoke", subject=f"{key} of {key.user.email}", by=by)
 
 
-def usage_prune(*, now: datetime | None = None) -> int:
-    cutoff = (now or timezone.now()) - timedelta(days=settings.MLXM_USAGE_RETENTION_DAYS)
+def usage_prune(*, now: datetime) -> int:
+    """Delete the usage records older than MLXM_USAGE_RETENTION_DAYS (one indexed DELETE). Run by
+    the supervisor once a minute (registered in gateway.apps), not on the gateway's request path."""
+    cutoff = now - timedelta(days=settings.MLXM_USAGE_RETENTION_DAYS)
     deleted, _ = UsageRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
 
 
 def usage_record(**fields: Any) -> UsageRecord:
-    """One INSERT per gateway request (and now and then a prune); called once the answer is done."""
-    record = UsageRecord.objects.create(**fields)
-    if random.randrange(PRUNE_EVERY) == 0:
-        usage_prune()
-    return record
+    """One INSERT per gateway request, called once the answer is done: it never deletes (the
+    supervisor prunes the old records, usage_prune)."""
+    return UsageRecord.objects.create(**fields)
 
 
 # Seconds a forwarded request's signature stays valid: room for clocks that disagree a little. Within

@@ -6,10 +6,11 @@ gunicorn worker the same answer without prometheus_client's multiprocess mode.""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -109,33 +110,41 @@ class ManagerCollector:
         )
 
     def download_metrics(self) -> Iterator[Metric]:
-        counts: list[tuple[str, str, int]] = []
-        sums: list[tuple[str, dict[str, int | None]]] = []
-        for node in Node.objects.order_by("name"):
-            ours = Download.objects.filter(node=node)
-            counts += [(node.name, state, ours.filter(state=state).count()) for state in IN_FLIGHT]
-            in_flight = ours.filter(state__in=IN_FLIGHT)
-            sums.append((node.name, in_flight.aggregate(done=Sum("bytes_done"), size=Sum("bytes_total"))))
+        """Two queries whatever the number of nodes: the nodes, and the downloads in flight
+        counted and summed by node and state; a node downloading nothing is reported with zeros."""
+        nodes = list(Node.objects.order_by("name").values_list("pk", "name"))
+        count: Counter[tuple[int, str]] = Counter()
+        done: Counter[int] = Counter()
+        size: Counter[int] = Counter()
+        for group in (
+            Download.objects.filter(state__in=IN_FLIGHT)
+            .values("node", "state")
+            .annotate(count=Count("pk"), done=Sum("bytes_done"), size=Sum("bytes_total"))
+            .order_by()  # the model's ordering would split the groups
+        ):
+            count[group["node"], group["state"]] = group["count"]
+            done[group["node"]] += group["done"] or 0
+            size[group["node"]] += group["size"] or 0
         yield family(
             GaugeMetricFamily,
             "mlxm_downloads_in_flight",
             "Downloads queued or running.",
             ["node", "state"],
-            (([node, state], count) for node, state, count in counts),
+            (([name, state], count[pk, state]) for pk, name in nodes for state in IN_FLIGHT),
         )
         yield family(
             GaugeMetricFamily,
             "mlxm_downloads_in_flight_bytes",
             "Bytes fetched so far by the downloads in flight.",
             ["node"],
-            (([node], total["done"] or 0) for node, total in sums),
+            (([name], done[pk]) for pk, name in nodes),
         )
         yield family(
             GaugeMetricFamily,
             "mlxm_downloads_in_flight_size_bytes",
             "Total size of the downloads in flight, where known.",
             ["node"],
-            (([node], total["size"] or 0) for node, total in sums),
+            (([name], size[pk]) for pk, name in nodes),
         )
 
     def supervisor_metrics(self) -> Iterator[Metric]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from gateway.models import GatewayApi, UsageRecord
-from gateway.services import usage_prune, usage_record
+from gateway.services import usage_record
 from profiles.models import ServerProfile
+from servers.supervisor.core import Supervisor
+from servers.tests.supervisor_fakes import FakeHost
 
 pytestmark = pytest.mark.django_db
 
@@ -71,15 +74,30 @@ def test_csv_export(make_user: Any) -> None:
     assert len(rows) == 1 and rows[0]["model"] == "tiny" and rows[0]["completion_tokens"] == "7"
 
 
-def test_retention_prunes_old_records(make_user: Any, settings: Any) -> None:
-    settings.MLXM_USAGE_RETENTION_DAYS = 30
+def test_recording_a_request_deletes_nothing(make_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One INSERT on the request's path, whatever the dice say (a prune used to come with one
+    write in 200, by random.randrange): an expired record survives, the supervisor prunes it."""
+    monkeypatch.setattr(random, "randrange", lambda *args: 0)
     alice = make_user()
     tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
-    old = record(alice, tiny, 1, created_at=timezone.now() - timedelta(days=31))
-    new = record(alice, tiny, 1)
-    assert usage_prune() == 1
-    assert list(UsageRecord.objects.values_list("pk", flat=True)) == [new.pk]
-    assert not UsageRecord.objects.filter(pk=old.pk).exists()
+    expired = record(alice, tiny, 1, created_at=timezone.now() - timedelta(days=365))
+    with CaptureQueriesContext(connection) as queries:
+        record(alice, tiny, 1)
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT"]
+    assert UsageRecord.objects.filter(pk=expired.pk).exists()
+
+
+def test_the_supervisors_housekeeping_prunes_the_records_past_the_retention(make_user: Any, settings: Any) -> None:
+    settings.MLXM_USAGE_RETENTION_DAYS = 30
+    supervisor = Supervisor(host=FakeHost())
+    at = datetime.fromtimestamp(supervisor.host.time(), UTC)
+    alice = make_user()
+    tiny = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    expired = record(alice, tiny, 1, created_at=at - timedelta(days=30, seconds=1))
+    kept = record(alice, tiny, 1, created_at=at - timedelta(days=30) + timedelta(seconds=1))
+    supervisor.prune(at)
+    assert list(UsageRecord.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not UsageRecord.objects.filter(pk=expired.pk).exists()
 
 
 def test_dashboard_card_shows_requests_and_use_it(make_user: Any, settings: Any) -> None:

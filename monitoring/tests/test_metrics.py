@@ -7,25 +7,52 @@ import base64
 import json
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User, UserStatus
 from conftest import PASSWORD
 from library.models import Download, DownloadState
+from monitoring.collector import ManagerCollector
 from profiles.models import ServerProfile
 from servers.models import ServerState, SystemSample
 from servers.tests.factories import set_server
 from testing.nodes import set_node
 
 DASHBOARD = Path(settings.BASE_DIR) / "docs" / "grafana-dashboard.json"
+# The download families for three nodes (HERE is this machine's node), as they have always been
+# written: every node, with zeros where it downloads nothing, in the order of the node's name.
+EXPECTED_DOWNLOADS = """\
+# HELP mlxm_downloads_in_flight Downloads queued or running.
+# TYPE mlxm_downloads_in_flight gauge
+mlxm_downloads_in_flight{node="HERE",state="queued"} 1.0
+mlxm_downloads_in_flight{node="HERE",state="downloading"} 1.0
+mlxm_downloads_in_flight{node="HERE-b",state="queued"} 0.0
+mlxm_downloads_in_flight{node="HERE-b",state="downloading"} 0.0
+mlxm_downloads_in_flight{node="HERE-c",state="queued"} 1.0
+mlxm_downloads_in_flight{node="HERE-c",state="downloading"} 0.0
+# HELP mlxm_downloads_in_flight_bytes Bytes fetched so far by the downloads in flight.
+# TYPE mlxm_downloads_in_flight_bytes gauge
+mlxm_downloads_in_flight_bytes{node="HERE"} 300.0
+mlxm_downloads_in_flight_bytes{node="HERE-b"} 0.0
+mlxm_downloads_in_flight_bytes{node="HERE-c"} 0.0
+# HELP mlxm_downloads_in_flight_size_bytes Total size of the downloads in flight, where known.
+# TYPE mlxm_downloads_in_flight_size_bytes gauge
+mlxm_downloads_in_flight_size_bytes{node="HERE"} 1000.0
+mlxm_downloads_in_flight_size_bytes{node="HERE-b"} 0.0
+mlxm_downloads_in_flight_size_bytes{node="HERE-c"} 200.0
+"""
 
 
 def basic(email: str, password: str) -> dict[str, str]:
@@ -59,6 +86,37 @@ def installation(make_profile: Callable[..., ServerProfile], admin_user: User) -
         taken_at=timezone.now(), memory_total=64_000_000_000, memory_available=40_000_000_000, memory_used_by_servers=1
     )
     return {"running": running, "fatal": fatal}
+
+
+class DownloadFigures:
+    """Only the download families of /metrics, as the scrape writes them."""
+
+    def collect(self) -> Iterator[Metric]:
+        return ManagerCollector().download_metrics()
+
+
+def download_exposition() -> tuple[str, int]:
+    """The download families' text and the number of queries it took."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DownloadFigures())
+    with CaptureQueriesContext(connection) as queries:
+        text = generate_latest(registry).decode()
+    return text, len(queries.captured_queries)
+
+
+def test_the_download_figures_take_as_many_queries_for_three_nodes_as_for_one(db: None) -> None:
+    here = set_node()
+    Download.objects.create(repo_id="m/A", node=here, state=DownloadState.DOWNLOADING, bytes_done=300, bytes_total=1000)
+    Download.objects.create(repo_id="m/B", node=here, state=DownloadState.QUEUED)
+    Download.objects.create(repo_id="m/C", node=here, state=DownloadState.COMPLETED, bytes_done=5, bytes_total=5)
+    _, one_node = download_exposition()
+    set_node(f"{here.name}-b")  # downloads nothing: still reported, with zeros
+    third = set_node(f"{here.name}-c")
+    Download.objects.create(repo_id="m/D", node=third, state=DownloadState.QUEUED, bytes_total=200)
+    Download.objects.create(repo_id="m/E", node=third, state=DownloadState.FAILED, bytes_done=7, bytes_total=9)
+    text, three_nodes = download_exposition()
+    assert three_nodes == one_node
+    assert text == EXPECTED_DOWNLOADS.replace("HERE", here.name)
 
 
 # --- who may read it ---

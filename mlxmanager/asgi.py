@@ -11,16 +11,19 @@ async, so a stream waits on its model server without a thread. Measured in READM
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
-from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponseBase
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlxmanager.settings")
 
@@ -58,7 +61,10 @@ class GatewayHandler(ASGIHandler):
 
 
 class SyncPagesHandler(OneThreadHandler):
-    """Django's ASGI handler with the middleware chain and the view run synchronously in one hop."""
+    """Django's ASGI handler with a page's whole request/response cycle run synchronously in one
+    hop, as a WSGI server runs it. Django's own `handle` makes three hops for a sync view (the
+    request_started receivers and `response.close()`'s request_finished ones on asgiref's one
+    shared thread, the view in between) and races the view against a disconnect listener task."""
 
     def __init__(self, *, threads: int) -> None:
         super().__init__()
@@ -67,14 +73,37 @@ class SyncPagesHandler(OneThreadHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        return await sync_to_async(self._respond, thread_sensitive=False, executor=self.pool)(request)
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        response = await sync_to_async(self._respond, thread_sensitive=False, executor=self.pool)(scope, body_file)
+        try:
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            pass  # the client went away meanwhile
+        finally:
+            if response.streaming:  # closed once its last part is out, in its thread too
+                await sync_to_async(self._close, thread_sensitive=False, executor=self.pool)(response, body_file)
 
-    def _respond(self, request: HttpRequest) -> HttpResponseBase:
-        # What the request_started signal does under WSGI, in the thread that owns the connection:
-        # drop it when it is too old or broken.
-        close_old_connections()
-        return self.get_response(request)
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        # In the thread that owns the database connection: drop it when too old or broken.
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        response = self.get_response(request) if request is not None else cast(HttpResponseBase, error_response)
+        response._handler_class = self.__class__  # type: ignore[attr-defined]  # request_finished's sender, as Django sets it
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        if not response.streaming:
+            self._close(response, body_file)  # its content is all in memory: sent after this
+        return response
+
+    @staticmethod
+    def _close(response: HttpResponseBase, body_file: Any) -> None:
+        response.close()  # request_finished's receivers
+        body_file.close()
 
 
 def _router() -> Any:

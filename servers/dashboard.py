@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.db import connection
@@ -124,19 +124,32 @@ class Series:
         """Enough minutes sampled to draw a line a person can read (one or two make a dot)."""
         return sum(v is not None for v in self.memory) >= SPARK_MIN_POINTS
 
+    def sparklines(self) -> Sparklines:
+        points = self.has_data
+        return Sparklines(self.memory_points if points else "", self.cpu_points if points else "", self.memory_peak)
+
+
+class Sparklines(NamedTuple):
+    """What a card draws of its server's last hour: the lines' points (empty when too few minutes
+    were sampled to draw one) and the memory peak. Small, so the per-minute cache is cheap to read."""
+
+    memory_points: str = ""
+    cpu_points: str = ""
+    memory_peak: float | None = None
+
+
+NO_SPARKLINES = Sparklines()
+
 
 def _empty_series() -> Series:
     return Series([None] * CHART_BUCKETS, [None] * CHART_BUCKETS)
-
-
-NO_SERIES = _empty_series()  # shared by every card without samples (never written to)
 
 
 @dataclass
 class Card:
     profile: ServerProfile
     server: Server
-    series: Series = field(default_factory=_empty_series)
+    sparklines: Sparklines = NO_SPARKLINES
     note: str = ""  # the answer to the button just pressed (htmx)
     note_level: str = "info"
     root: str = ""  # the dashboard's URL, the prefix of the card's links (reversed once per page)
@@ -153,7 +166,7 @@ class Card:
         """The card's figures, formatted once in Python (50 cards are re-rendered at every poll)."""
         server, up, dash = self.server, self.is_up, "—"
         uptime = self.uptime
-        profile, series = self.profile, self.series
+        profile, sparklines = self.profile, self.sparklines
         return {
             "url": self.url,
             "name": profile.name,
@@ -163,14 +176,14 @@ class Card:
             "state_label": "Unknown" if self.offline else STATE_LABELS.get(server.state, server.state),
             "desired": server.desired_state,
             "restarts": str(server.restart_count),
-            "memory_points": series.memory_points if series.has_data else "",
-            "cpu_points": series.cpu_points if series.has_data else "",
+            "memory_points": sparklines.memory_points,
+            "cpu_points": sparklines.cpu_points,
             "pid": str(server.pid) if server.pid else dash,
             "uptime": duration(uptime) if uptime is not None else dash,
             "rss": human_bytes(server.rss_bytes) if up and server.rss_bytes else dash,
             "cpu": f"{server.cpu_percent:.0f} %" if up and server.cpu_percent is not None else dash,
             "health": f"{server.last_health_ms:.0f} ms" if up and server.last_health_ms is not None else dash,
-            "peak": human_bytes(int(self.series.memory_peak or 0)) if self.series.memory_peak else "",
+            "peak": human_bytes(int(sparklines.memory_peak)) if sparklines.memory_peak else "",
         }
 
     @cached_property
@@ -493,19 +506,17 @@ def sample_series(server_ids: Sequence[int], *, now: datetime | None = None) -> 
     return series
 
 
-def recent_sample_series(server_ids: Sequence[int]) -> tuple[dict[int, Series], bool]:
-    """`sample_series`, remembered (per process) for the same set of servers until the minute
-    changes; and whether it came from that memory."""
+def recent_sample_series(server_ids: Sequence[int]) -> tuple[dict[int, Sparklines], bool]:
+    """The servers' sparklines, drawn from `sample_series` and remembered (per process) for the same
+    set of servers until the minute changes; and whether they came from that memory."""
     minute = int(timezone.now().timestamp()) // 60
-    key = f"dashboard:series:{minute}:" + ",".join(map(str, server_ids))
-    series: dict[int, Series] | None = cache.get(key)
-    if series is not None:
-        return series, True
-    series = dict(sample_series(server_ids))
-    for one in series.values():  # drawn once here, so the cached copies carry their points
-        one.memory_points, one.cpu_points, one.memory_peak, one.has_data  # noqa: B018
-    cache.set(key, series, SERIES_CACHE_SECONDS)
-    return series, False
+    key = f"dashboard:sparklines:{minute}:" + ",".join(map(str, server_ids))
+    drawn: dict[int, Sparklines] | None = cache.get(key)
+    if drawn is not None:
+        return drawn, True
+    drawn = {pk: series.sparklines() for pk, series in sample_series(server_ids).items()}
+    cache.set(key, drawn, SERIES_CACHE_SECONDS)
+    return drawn, False
 
 
 def _charted(server: Server, since: datetime) -> bool:
@@ -535,14 +546,14 @@ def dashboard_data() -> Dashboard:
     profiles = list(ServerProfile.objects.select_related("server").only(*CARD_FIELDS).order_by("name"))
     servers = [_server_of(profile) for profile in profiles]
     since = now - CHART_WINDOW
-    series, cached = recent_sample_series([server.pk for server in servers if _charted(server, since)])
+    sparklines, cached = recent_sample_series([server.pk for server in servers if _charted(server, since)])
     root = reverse("servers:dashboard")
     extras = card_extras(profiles)
     cards = [
         Card(
             profile,
             server,
-            series.get(server.pk) or NO_SERIES,
+            sparklines.get(server.pk, NO_SPARKLINES),
             root=root,
             extras=extras.get(profile.pk, []),
             offline=profile.node_id in unknown,
@@ -565,7 +576,7 @@ def card_for(profile: ServerProfile) -> Card:
     return Card(
         profile,
         server,
-        series or _empty_series(),
+        series.sparklines() if series else NO_SPARKLINES,
         extras=card_extras([profile]).get(profile.pk, []),
         offline=supervisor_status(node=profile.node).states_unknown,
         node=profile.node,

@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from django.db import models
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
+from django.db.models.signals import ModelSignal, post_init, pre_init
 
 
 class QuickLoadModel(models.Model):
@@ -26,7 +26,7 @@ class QuickLoadModel(models.Model):
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Collection[str], values: Collection[Any], **options: Any) -> Self:
-        if options or pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        if options or _listened(pre_init, cls) or _listened(post_init, cls):
             return super().from_db(db, field_names, values, **options)
         row = cls.__new__(cls)
         row.__dict__.update(zip(field_names, values, strict=True))
@@ -34,3 +34,9 @@ class QuickLoadModel(models.Model):
         row._state.adding = False
         row._state.db = db
         return row
+
+
+def _listened(signal: ModelSignal, sender: type[models.Model]) -> bool:
+    # `has_listeners` alone looks the sender up in a weak dictionary, for every row: with no receiver
+    # at all (the usual case) the plain list answers first.
+    return bool(signal.receivers) and signal.has_listeners(sender)

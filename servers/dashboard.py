@@ -71,7 +71,6 @@ CARD_FIELDS = ["name", "model", "host", "port", "owner", "on_demand", "idle_minu
         "last_exit_code",
         "last_error",
         "restart_count",
-        "last_health_at",
         "last_health_ms",
         "rss_bytes",
         "cpu_percent",

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User, UserStatus
-from conftest import PASSWORD, browser_login, screenshot
+from conftest import PASSWORD, browser_login, screenshot, screenshots
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +67,7 @@ def test_register_admin_then_approve_a_second_account(page: Any, live_server: An
     row = page.locator("tr", has_text="bob@example.com")
     row.locator(".user-rights summary").click()
     row.locator("input[value='gateway.read_metrics']").check()
-    screenshot(page, "accounts-users-rights")
+    screenshots(page, "accounts-users-rights")
     row.locator("button:has-text('Save rights')").click()
     expect(page.locator("tr", has_text="bob@example.com")).to_contain_text("may also read the Prometheus metrics")
     assert User.objects.get(email="bob@example.com").has_perm("gateway.read_metrics")
@@ -75,6 +75,11 @@ def test_register_admin_then_approve_a_second_account(page: Any, live_server: An
     page.reload()
     page.locator("tr", has_text="bob@example.com").locator(".user-rights summary").click()
     screenshot(page, "accounts-users-390px")
+    # One card per user that fits the phone: nothing hidden past the table's scrolling box.
+    hidden = page.evaluate(
+        "(box => box.scrollWidth - box.clientWidth)(document.querySelector('.users-table').parentElement)"
+    )
+    assert hidden <= 0, f"the users table is {hidden}px wider than a phone's screen"
     page.set_viewport_size({"width": 1280, "height": 900})
     _logout(page)
 

@@ -240,6 +240,16 @@ def screenshots(page: Any, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def hidden_sideways(page: Any, selector: str) -> int:
+    """How many pixels of the first `selector`'s scrolling parent (`.table-wrap` and the like) are
+    hidden past its right edge: more than 0 means a phone must scroll that box sideways to read it."""
+    return int(
+        page.evaluate(
+            "sel => (box => box.scrollWidth - box.clientWidth)(document.querySelector(sel).parentElement)", selector
+        )
+    )
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from conftest import browser_login, screenshots
+from conftest import browser_login, hidden_sideways, screenshots
 from gateway.models import UsageRecord
 from gateway.tests.conftest import Live
 from testing.supervisor import wait_for
@@ -63,11 +63,15 @@ def test_quick_chat_streams_two_turns_through_v1(live: Live, page: Any) -> None:
     shots(page, "dashboard")
 
     page.goto(f"{live.web.url}/accounts/keys/")
-    page.fill("input[name=name]", "Claude Code")
+    page.fill("input[name=name]", "claude_code_on_the_build_machine")  # one long word, as scripts name keys
     page.click("form[action$='/keys/new/'] button[type=submit]")
     secret = page.inner_text("#new-api-key")
     assert secret.startswith("mlxm_")
     shots(page, "keys")
+    page.set_viewport_size({"width": 390, "height": 844})
+    hidden = hidden_sideways(page, ".keys-table")
+    assert hidden <= 0, f"the keys table is {hidden}px wider than a phone's screen"
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.reload()
     assert page.locator("#new-api-key").count() == 0
 

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from conftest import browser_login, screenshot
+from conftest import browser_login, hidden_sideways, screenshot
 from profiles.models import ServerProfile
 from profiles.tests.test_ports import _unused_port_block
 from servers.models import Server
@@ -113,6 +113,8 @@ def test_profile_pages(
     # A phone-width look at the list and the form.
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, "profiles-list-phone")
+    hidden = hidden_sideways(page, ".profile-table")  # one card per profile, its model path included
+    assert hidden <= 0, f"the profiles table is {hidden}px wider than a phone's screen"
     page.goto(f"{live_server.url}/profiles/{profile.pk}/edit/")
     expect(page.locator("#model-check")).to_contain_text("llama")
     other = ServerProfile.objects.create(name="Other", model="mlx-community/x", port=base + 8)

@@ -78,3 +78,7 @@ def test_quick_chat_streams_two_turns_through_v1(live: Live, page: Any) -> None:
     page.goto(f"{live.web.url}/usage/")
     assert page.inner_text("#usage-requests") == "2"
     shots(page, "usage")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for table in (".usage-table", "#usage-recent"):  # the first summary table, the latest requests
+        hidden = hidden_sideways(page, table)
+        assert hidden <= 0, f"{table} is {hidden}px wider than a phone's screen"

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User, UserStatus
-from conftest import PASSWORD, browser_login, screenshot, screenshots
+from conftest import PASSWORD, browser_login, hidden_sideways, screenshot, screenshots
 
 pytestmark = pytest.mark.browser
 
@@ -76,9 +76,7 @@ def test_register_admin_then_approve_a_second_account(page: Any, live_server: An
     page.locator("tr", has_text="bob@example.com").locator(".user-rights summary").click()
     screenshot(page, "accounts-users-390px")
     # One card per user that fits the phone: nothing hidden past the table's scrolling box.
-    hidden = page.evaluate(
-        "(box => box.scrollWidth - box.clientWidth)(document.querySelector('.users-table').parentElement)"
-    )
+    hidden = hidden_sideways(page, ".users-table")
     assert hidden <= 0, f"the users table is {hidden}px wider than a phone's screen"
     page.set_viewport_size({"width": 1280, "height": 900})
     _logout(page)

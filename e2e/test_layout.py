@@ -1,6 +1,7 @@
 """Pages as a person sees them in a real Chromium: at phone width (390 px) nothing is wider than
 the screen (the new-profile form, the Models table with its actions, the server page with its
-timeline), and every badge colour pair reads at WCAG AA contrast (4.5:1) in light and in dark."""
+timeline, the profiles, API keys and usage tables), and every badge colour pair reads at WCAG AA
+contrast (4.5:1) in light and in dark."""
 
 from __future__ import annotations
 
@@ -115,6 +116,9 @@ def test_phone_width_nothing_wider_than_the_screen(
             ("models", "/models/"),
             ("server-page", f"/servers/{seeded.pk}/"),
             ("dashboard", "/servers/"),
+            ("profiles", "/profiles/"),
+            ("api-keys", "/accounts/keys/"),
+            ("usage", "/usage/"),
         ):
             answer = page.goto(f"{live_server.url}{path}")
             assert answer is not None and answer.status == 200, f"{path} answered {answer and answer.status}"

@@ -24,7 +24,7 @@ from testing.supervisor import BASE_DIR, supervisor_env
 @dataclass
 class WebServer:
     """`start()` runs gunicorn and returns once /healthz answers; `kill()` ends it with SIGKILL
-    (master and workers), `stop()` with SIGTERM. Its output goes to `log_path`."""
+    (master and workers), `stop()` with SIGINT as Ctrl-C does. Its output goes to `log_path`."""
 
     log_path: Path
     port: int = field(default_factory=free_port)
@@ -74,7 +74,9 @@ class WebServer:
         self._end(signal.SIGKILL)
 
     def stop(self) -> None:
-        self._end(signal.SIGTERM)
+        # Not SIGTERM: gunicorn's graceful stop waits out every idle keep-alive connection (10 s
+        # each time a test's HTTP client kept one open); SIGINT is its quick stop.
+        self._end(signal.SIGINT)
 
     def _end(self, sig: int) -> None:
         if self.process is None:

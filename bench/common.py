@@ -27,6 +27,7 @@ from testing.stack import Stack
 from testing.tinymodel import make_tiny_model
 
 PASSWORD = "bench-password-42"
+LIVE_VERSION = re.compile(r'id="live-version" name="v" value="([^"]*)"')
 KEEPALIVE_TRUST = 8.0  # seconds; gunicorn closes an idle keep-alive connection after 10 (gunicorn.conf.py)
 EMAIL = "bench@example.com"
 
@@ -128,6 +129,7 @@ class SessionClient:
         self.cookies: dict[str, str] = {}
         self.last_headers: http.client.HTTPMessage | None = None
         self.used_at = time.monotonic()
+        self.shown: dict[str, str] = {}  # path -> the version of the live part its last poll gave
 
     def request(
         self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
@@ -165,8 +167,16 @@ class SessionClient:
         if status != 302:
             raise RuntimeError(f"login answered {status}")
 
-    def poll_partial(self, path: str = "/servers/") -> tuple[int, str]:
-        return self.request("GET", path, headers={"HX-Request": "true"})
+    def poll_partial(self, path: str = "/servers/", *, whole: bool = False) -> tuple[int, str]:
+        """A poll as the open page sends it: with the version its last answer gave (`v`), so the
+        answer holds what changed since (servers/dashboard.py); `whole` sends none, as a first poll."""
+        version = "" if whole else self.shown.get(path, "")
+        query = "?" + urllib.parse.urlencode({"v": version}) if version else ""
+        status, text = self.request("GET", path + query, headers={"HX-Request": "true"})
+        if not whole:
+            found = LIVE_VERSION.search(text)
+            self.shown[path] = found.group(1) if found else ""
+        return status, text
 
     def press(self, path: str) -> int:
         """A button's POST as htmx sends it from the dashboard."""

@@ -14,8 +14,10 @@ from django import forms
 from django.contrib import messages
 from django.http import FileResponse, HttpResponse, HttpResponseBadRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
@@ -25,7 +27,16 @@ from profiles.argv import command_line
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
-from servers.dashboard import card_for, cards_html, dashboard_data
+from servers.dashboard import (
+    card_for,
+    cards_html,
+    changed_cards_html,
+    dashboard_data,
+    frame_digest,
+    live_version,
+    parse_version,
+    render_cards,
+)
 from servers.logs import server_log_path
 from servers.logtail import read_log
 from servers.models import Server, ServerEvent
@@ -56,19 +67,30 @@ class ChatForm(forms.Form):
 
 @require_GET
 def dashboard(request: AuthedRequest) -> HttpResponse:
-    """The page, or (for htmx's poll) just its live part: banner, memory bar and cards."""
+    """The page, or (for htmx's poll) its live part: whole when its frame changed, else only what
+    changed since the version the page sent (`v`)."""
     dash, back_url = dashboard_data(), reverse("servers:dashboard")
-    for group in dash.groups:
-        group.html = cards_html(group.cards, request=request, back_url=back_url)
-    context: dict[str, Any] = {"dash": dash}
-    if request.htmx:
-        response = render(request, "servers/_live.html", context)
-        # Visible in the browser's network panel, and how the benchmark tells cache hits from misses.
-        response["Server-Timing"] = f'sparklines;desc="{"cached" if context["dash"].series_cached else "computed"}"'
-        return response
-    if not context["dash"].cards:
-        context["has_models"] = _has_local_models()
-    return render(request, "servers/dashboard.html", context)
+    rendered = {group.node.pk: render_cards(group.cards, request=request, back_url=back_url) for group in dash.groups}
+    frame = frame_digest(dash)
+    dash.version = live_version(frame, [card for cards in rendered.values() for card in cards])
+    shown = parse_version(request.GET.get("v", "")) if request.htmx else None
+    if shown is not None and shown.frame == frame:
+        changes = [changed_cards_html(cards, shown, request=request) for cards in rendered.values()]
+        # The live part's templates use nothing of the request (the cards' CSRF token is put in by
+        # cards_html): rendered without the context processors, which every poll would run.
+        changed = {"dash": dash, "changes": mark_safe("".join(changes))}
+        response = HttpResponse(render_to_string("servers/_live_changes.html", changed))
+        response["HX-Reswap"] = "none"  # the answer is all out of band
+    else:
+        for group in dash.groups:
+            group.html = cards_html(rendered[group.node.pk], request=request)
+        if not request.htmx:
+            context = {"dash": dash, "has_models": not dash.cards and _has_local_models()}
+            return render(request, "servers/dashboard.html", context)
+        response = HttpResponse(render_to_string("servers/_live.html", {"dash": dash}))
+    # Visible in the browser's network panel, and how the benchmark tells cache hits from misses.
+    response["Server-Timing"] = f'sparklines;desc="{"cached" if dash.series_cached else "computed"}"'
+    return response
 
 
 @require_GET

@@ -93,6 +93,66 @@ def test_a_probe_or_sample_refreshes_figures_without_rendering_the_card_again(
     assert 'data-state="unhealthy"' in response.content.decode()
 
 
+VERSION = re.compile(r'id="live-version" name="v" value="([^"]*)"')
+
+
+def poll(client: Client, version: str = "") -> tuple[Any, str, str]:
+    """One poll as the page sends it (the version its last answer gave): (response, html, new version)."""
+    response = client.get("/servers/", {"v": version} if version else {}, headers=HTMX)
+    html = response.content.decode()
+    found = VERSION.search(html)
+    assert response.status_code == 200 and found, "every answer carries the version to send back"
+    return response, html, found.group(1)
+
+
+def test_a_poll_that_changes_nothing_sends_no_card(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    seed(make_profile, 5, 2)
+    _, full, version = poll(user_client)
+    assert full.count('class="server-card"') == 5 and 'id="server-live"' in full
+    response, html, again = poll(user_client, version)
+    assert response["HX-Reswap"] == "none", "all of it is out of band"
+    assert "<article" not in html and 'hx-swap-oob="innerHTML"' not in html
+    assert html.count('class="node-summary"') == 1 and 'hx-swap-oob="true"' in html  # the memory bar, afresh
+    assert again == version
+    assert len(html) < len(full) / 3
+
+
+def test_a_poll_sends_the_figures_that_changed_and_only_those_cards(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    made = seed(make_profile, 5, 2)
+    _, _, version = poll(user_client)
+    Server.objects.filter(profile=made[0]).update(rss_bytes=7 * 2**30, last_health_ms=4321.0)
+    _, html, version = poll(user_client, version)
+    assert "<article" not in html, "a new figure does not send the whole card"
+    assert f'<span id="server-card-{made[0].pk}-rss" hx-swap-oob="innerHTML">{human_bytes(7 * 2**30)}</span>' in html
+    assert f'<span id="server-card-{made[0].pk}-health" hx-swap-oob="innerHTML">4321 ms</span>' in html
+    assert f"server-card-{made[1].pk}-" not in html, "the other running card did not change"
+    Server.objects.filter(profile=made[1]).update(state=ServerState.UNHEALTHY)
+    _, html, _ = poll(user_client, version)
+    assert html.count("<article") == 1, "a card whose state changed is sent whole, alone"
+    card = re.search(
+        r'<article class="server-card" id="server-card-(\d+)" data-state="(\w+)" hx-swap-oob="true">', html
+    )
+    assert card and card.groups() == (str(made[1].pk), "unhealthy")
+    assert html.count('name="csrfmiddlewaretoken"') == html.count("<form")
+
+
+def test_a_new_card_or_an_unreadable_version_gets_the_whole_live_part(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    seed(make_profile, 3, 1)
+    _, _, version = poll(user_client)
+    make_profile()
+    response, html, _ = poll(user_client, version)
+    assert "HX-Reswap" not in response and html.count('class="server-card"') == 4 and 'id="server-live"' in html
+    for garbage in ("x", version + ";zz", version.replace(":", "!"), "a" * 50_000):
+        response, html, _ = poll(user_client, garbage)
+        assert html.count('class="server-card"') == 4, f"{garbage[:20]!r} answered {response.status_code}"
+
+
 def test_a_card_on_another_mac_gives_that_nodes_gateway_as_its_base_url(
     user_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:

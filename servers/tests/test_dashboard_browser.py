@@ -3,6 +3,7 @@ supervisor would write them and a real mlx_lm.server for the quick chat."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -104,6 +105,14 @@ def test_dashboard_and_server_page_live(
     set_server(idle, ServerState.RUNNING)
     page.wait_for_selector(f"#server-card-{idle.pk}[data-state='running']", timeout=30_000)
     assert page.evaluate("window.__noReload") is True
+
+    # A figure alone changed: the poll sends that figure only, so the card stays the same element
+    # (whatever the person was doing with it is left alone); the memory bar is sized again.
+    page.evaluate(f"document.getElementById('server-card-{broken.pk}').dataset.kept = 'yes'")
+    Server.objects.filter(profile=broken).update(restart_count=6)
+    expect(page.locator(f"#server-card-{broken.pk}-restarts")).to_have_text("6", timeout=30_000)
+    assert page.evaluate(f"document.getElementById('server-card-{broken.pk}').dataset.kept") == "yes"
+    expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
 
     # A button answers at once with the card; a fatal server can be started again.
     page.click(f"#server-card-{broken.pk} .btn-start")

@@ -8,6 +8,7 @@ servers' state as "unknown": nobody watches them, so "stopped" or "running" woul
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import math
@@ -335,7 +336,9 @@ _spark_figures_of = itemgetter(*SPARK_FIGURES)
 
 
 def _digest(*values: str) -> str:
-    return hashlib.blake2b("\x1f".join(values).encode(), digest_size=5).hexdigest()
+    """48 bits in 8 URL-safe characters: the page sends one per card shape and figures."""
+    digest = hashlib.blake2b("\x1f".join(values).encode(), digest_size=6).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
@@ -451,7 +454,13 @@ def cards_html(cards: Sequence[RenderedCard], *, request: HttpRequest) -> SafeSt
 # alone changed, and the new version. A page open on 50 cards with 20 running receives a few kB
 # instead of 175 kB, and its buttons, focus and "Copied" marks are left alone between changes.
 
-VERSION_MAX_LENGTH = 40_000
+# The version travels in the poll's URL: gunicorn takes request lines of up to 8190 bytes
+# (limit_request_line, gunicorn.conf.py), some 330 cards. A longer one is not sent: such a page
+# gets the whole live part at every poll.
+VERSION_MAX_LENGTH = 7_500
+_DIGEST = r"[A-Za-z0-9_-]{8}"
+_ENTRY = re.compile(rf"(\d{{1,18}})~({_DIGEST})~({_DIGEST})")
+_FRAME = re.compile(_DIGEST)
 
 
 class ShownVersion(NamedTuple):
@@ -460,25 +469,23 @@ class ShownVersion(NamedTuple):
 
 
 def live_version(frame: str, cards: Sequence[RenderedCard]) -> str:
-    return ";".join([frame, *(f"{card.pk}:{card.shape}:{card.figures}" for card in cards)])
+    """`frame.pk~shape~figures.pk~shape~figures...`: characters a URL carries as they are."""
+    version = ".".join([frame, *(f"{card.pk}~{card.shape}~{card.figures}" for card in cards)])
+    return version if len(version) <= VERSION_MAX_LENGTH else ""
 
 
 def parse_version(value: str) -> ShownVersion | None:
     """What the page says it shows; None when it says nothing readable (it then gets everything)."""
     if not value or len(value) > VERSION_MAX_LENGTH:
         return None
-    frame, *entries = value.split(";")
+    frame, *entries = value.split(".")
     cards: dict[int, tuple[str, str]] = {}
     for entry in entries:
-        pk, _, rest = entry.partition(":")
-        shape, _, figures = rest.partition(":")
-        if not (pk.isdigit() and len(pk) < 19 and _HEX.fullmatch(shape) and _HEX.fullmatch(figures)):
+        found = _ENTRY.fullmatch(entry)
+        if found is None:
             return None
-        cards[int(pk)] = (shape, figures)
-    return ShownVersion(frame, cards) if _HEX.fullmatch(frame) else None
-
-
-_HEX = re.compile(r"[0-9a-f]{10}")
+        cards[int(found[1])] = (found[2], found[3])
+    return ShownVersion(frame, cards) if _FRAME.fullmatch(frame) else None
 
 
 def frame_digest(dash: Dashboard) -> str:

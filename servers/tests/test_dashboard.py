@@ -148,7 +148,13 @@ def test_a_new_card_or_an_unreadable_version_gets_the_whole_live_part(
     make_profile()
     response, html, _ = poll(user_client, version)
     assert "HX-Reswap" not in response and html.count('class="server-card"') == 4 and 'id="server-live"' in html
-    for garbage in ("x", version + ";zz", version.replace(":", "!"), "a" * 50_000):
+    for garbage in (
+        "x",
+        version + ".zz",
+        version.replace("~", "!"),
+        version + ".1~" + "A" * 8 + "~" + "A" * 9,
+        "a" * 50_000,
+    ):
         response, html, _ = poll(user_client, garbage)
         assert html.count('class="server-card"') == 4, f"{garbage[:20]!r} answered {response.status_code}"
 
@@ -482,3 +488,14 @@ def test_a_card_shows_the_on_demand_options_and_the_idle_clock(admin_client: Cli
     assert "Starts on first request · kept running · idle for 3 min, stops in 7 min" in html
     Server.objects.filter(profile=profile).update(in_flight=2)
     assert "answering 2 requests" in admin_client.get("/servers/").content.decode()
+
+
+def test_a_version_too_long_for_a_url_is_not_sent() -> None:
+    """Some 330 cards: the page then gets the whole live part at every poll, as before versions."""
+    from servers.dashboard import LIVE_FIGURES, VERSION_MAX_LENGTH, CardParts, RenderedCard, live_version, parse_version
+
+    text = dict.fromkeys(LIVE_FIGURES, "1")
+    cards = [RenderedCard(pk, CardParts(["<article>"], "shape"), text) for pk in range(1, 401)]
+    assert len(live_version("A" * 8, cards[:300])) <= VERSION_MAX_LENGTH
+    assert parse_version(live_version("A" * 8, cards[:300])) is not None
+    assert live_version("A" * 8, cards) == ""

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from conftest import browser_login, screenshot
+from conftest import browser_login, screenshot, screenshots
 from profiles.models import ServerProfile
 from servers.logs import server_log_path
 from servers.models import DesiredState, Server, ServerEvent, ServerState
@@ -113,6 +113,7 @@ def test_dashboard_and_server_page_live(
     expect(page.locator(f"#server-card-{broken.pk}-restarts")).to_have_text("6", timeout=30_000)
     assert page.evaluate(f"document.getElementById('server-card-{broken.pk}').dataset.kept") == "yes"
     expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
+    screenshots(page, "servers-dashboard-after-polls")
 
     # A button answers at once with the card; a fatal server can be started again.
     page.click(f"#server-card-{broken.pk} .btn-start")

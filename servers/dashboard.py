@@ -310,8 +310,7 @@ LIVE_FIGURES = TEXT_FIGURES + SPARK_FIGURES
 _LIVE_SET = frozenset(LIVE_FIGURES)
 _SLOT_MARK = f"card-slot-{secrets.token_hex(8)}-"  # random, so no profile name or model can look like one
 _SLOT = re.compile(re.escape(_SLOT_MARK) + r"(\w+);")
-_RAW_SLOTS = ("csrf", "oob")  # put in as they are (a token, an attribute); every other slot is escaped text
-OOB = 'hx-swap-oob="true"'
+OOB = ' hx-swap-oob="true"'  # on a card sent out of band (the slot card_oob)
 
 
 def _slot(name: str) -> str:
@@ -371,7 +370,7 @@ def _card_parts(card: Card, *, back_url: str, user: Any) -> CardParts:
         "shown": slotted,
         "back_url": back_url,
         "csrf_token": _slot("csrf"),
-        "oob": _slot("oob"),
+        "card_oob": _slot("card_oob"),
         "user": user,
     }
     parts = _SLOT.split(render_to_string("servers/_card.html", context))
@@ -403,7 +402,7 @@ class RenderedCard:
             name = parts[i]
             if name == "csrf":
                 out.append(token)
-            elif name == "oob":
+            elif name == "card_oob":
                 out.append(OOB if oob else "")
             else:
                 out.append(html.escape(text[name]))
@@ -488,13 +487,15 @@ def parse_version(value: str) -> ShownVersion | None:
     return ShownVersion(frame, cards) if _FRAME.fullmatch(frame) else None
 
 
-def frame_digest(dash: Dashboard) -> str:
-    """Everything of the live part that the out-of-band answer does not send again."""
+def frame_digest(dash: Dashboard, request: HttpRequest) -> str:
+    """Everything of the live part that the out-of-band answer does not send again, and the CSRF
+    secret the cards' forms carry (a new one, after signing in again, needs the cards again)."""
     groups = tuple(
         (group.node.pk, group.node.name, group.status.running, [card.profile.pk for card in group.cards])
         for group in dash.groups
     )
-    return _digest(repr((dash.poll_seconds, groups)))
+    get_token(request)  # sets the secret when the request came without one
+    return _digest(repr((dash.poll_seconds, groups)), request.META.get("CSRF_COOKIE", ""))
 
 
 def changed_cards_html(cards: Sequence[RenderedCard], shown: ShownVersion, *, request: HttpRequest) -> SafeString:

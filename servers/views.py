@@ -28,6 +28,9 @@ from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard import (
+    Dashboard,
+    RenderedCard,
+    ShownVersion,
     card_for,
     cards_html,
     changed_cards_html,
@@ -71,25 +74,37 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
     changed since the version the page sent (`v`)."""
     dash, back_url = dashboard_data(), reverse("servers:dashboard")
     rendered = {group.node.pk: render_cards(group.cards, request=request, back_url=back_url) for group in dash.groups}
-    frame = frame_digest(dash)
+    frame = frame_digest(dash, request)
     dash.version = live_version(frame, [card for cards in rendered.values() for card in cards])
-    shown = parse_version(request.GET.get("v", "")) if request.htmx else None
+    if not request.htmx:
+        _fill_cards(dash, rendered, request)
+        context = {"dash": dash, "has_models": not dash.cards and _has_local_models()}
+        return render(request, "servers/dashboard.html", context)
+    shown = parse_version(request.GET.get("v", ""))
     if shown is not None and shown.frame == frame:
-        changes = [changed_cards_html(cards, shown, request=request) for cards in rendered.values()]
+        response = _live_changes(dash, rendered, shown, request)
+    else:
+        _fill_cards(dash, rendered, request)
         # The live part's templates use nothing of the request (the cards' CSRF token is put in by
         # cards_html): rendered without the context processors, which every poll would run.
-        changed = {"dash": dash, "changes": mark_safe("".join(changes))}
-        response = HttpResponse(render_to_string("servers/_live_changes.html", changed))
-        response["HX-Reswap"] = "none"  # the answer is all out of band
-    else:
-        for group in dash.groups:
-            group.html = cards_html(rendered[group.node.pk], request=request)
-        if not request.htmx:
-            context = {"dash": dash, "has_models": not dash.cards and _has_local_models()}
-            return render(request, "servers/dashboard.html", context)
         response = HttpResponse(render_to_string("servers/_live.html", {"dash": dash}))
     # Visible in the browser's network panel, and how the benchmark tells cache hits from misses.
     response["Server-Timing"] = f'sparklines;desc="{"cached" if dash.series_cached else "computed"}"'
+    return response
+
+
+def _fill_cards(dash: Dashboard, rendered: dict[int, list[RenderedCard]], request: AuthedRequest) -> None:
+    for group in dash.groups:
+        group.html = cards_html(rendered[group.node.pk], request=request)
+
+
+def _live_changes(
+    dash: Dashboard, rendered: dict[int, list[RenderedCard]], shown: ShownVersion, request: AuthedRequest
+) -> HttpResponse:
+    """Out-of-band swaps only: the node summaries, the cards and figures that changed, the version."""
+    changes = mark_safe("".join(changed_cards_html(cards, shown, request=request) for cards in rendered.values()))
+    response = HttpResponse(render_to_string("servers/_live_changes.html", {"dash": dash, "changes": changes}))
+    response["HX-Reswap"] = "none"
     return response
 
 

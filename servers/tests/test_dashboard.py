@@ -499,3 +499,16 @@ def test_a_version_too_long_for_a_url_is_not_sent() -> None:
     assert len(live_version("A" * 8, cards[:300])) <= VERSION_MAX_LENGTH
     assert parse_version(live_version("A" * 8, cards[:300])) is not None
     assert live_version("A" * 8, cards) == ""
+
+
+def test_a_new_csrf_secret_gets_the_whole_live_part(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """The cards' forms carry a token of the secret they were rendered with: signing in again (a new
+    secret) must bring them anew, or their buttons would be refused."""
+    seed(make_profile, 3, 1)
+    _, _, version = poll(user_client)
+    assert "<article" not in poll(user_client, version)[1]
+    user_client.cookies["csrftoken"] = "N" * 32
+    _, html, _ = poll(user_client, version)
+    assert html.count('class="server-card"') == 3 and 'id="server-live"' in html

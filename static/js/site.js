@@ -20,6 +20,16 @@
   }
   document.addEventListener("DOMContentLoaded", function () { applyWidths(document); });
   document.addEventListener("htmx:load", function (event) { applyWidths(event.target); });
+  // An out-of-band swap's new content is loaded only when it settles: sized at once instead.
+  document.addEventListener("htmx:oobAfterSwap", function (event) { applyWidths(event.target); });
+  // A dashboard card replaced by its own button's answer: the page's version of it no longer says
+  // what it shows, so it is taken out and the next poll sends that card whole (servers/dashboard.py).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target, version = document.getElementById("live-version");
+    if (!version || !target || !target.classList || !target.classList.contains("server-card")) { return; }
+    var pk = target.id.replace("server-card-", "");
+    version.value = version.value.split(".").filter(function (entry) { return entry.split("~")[0] !== pk; }).join(".");
+  });
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail && event.detail.elt;
     if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-pause-hidden")) { return; }

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest
-from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -438,8 +437,7 @@ def render_cards(cards: Sequence[Card], *, request: HttpRequest, back_url: str) 
     return rendered
 
 
-def cards_html(cards: Sequence[RenderedCard], *, request: HttpRequest) -> SafeString:
-    token = get_token(request)
+def cards_html(cards: Sequence[RenderedCard], *, token: str) -> SafeString:
     # Safe: the literal parts came out of the template engine, the figures are escaped.
     return mark_safe("".join(card.html(token) for card in cards))
 
@@ -447,7 +445,7 @@ def cards_html(cards: Sequence[RenderedCard], *, request: HttpRequest) -> SafeSt
 # --- What a poll sends when the page already shows the dashboard ---
 #
 # The page sends back the version its last answer gave (`live_version`): a digest of the frame (the
-# node groups, their cards in order, the poll interval), and per card the digests of its shape and
+# node groups, their cards in order, the poll interval, the CSRF secret), and per card the digests of its shape and
 # of its figures. When the frame is the same, the answer is out-of-band swaps only (htmx): each
 # node's banner and memory bar, the cards whose shape changed, the figures of those whose figures
 # alone changed, and the new version. A page open on 50 cards with 20 running receives a few kB
@@ -487,20 +485,18 @@ def parse_version(value: str) -> ShownVersion | None:
     return ShownVersion(frame, cards) if _FRAME.fullmatch(frame) else None
 
 
-def frame_digest(dash: Dashboard, request: HttpRequest) -> str:
+def frame_digest(dash: Dashboard, *, csrf_secret: str) -> str:
     """Everything of the live part that the out-of-band answer does not send again, and the CSRF
     secret the cards' forms carry (a new one, after signing in again, needs the cards again)."""
     groups = tuple(
         (group.node.pk, group.node.name, group.status.running, [card.profile.pk for card in group.cards])
         for group in dash.groups
     )
-    get_token(request)  # sets the secret when the request came without one
-    return _digest(repr((dash.poll_seconds, groups)), request.META.get("CSRF_COOKIE", ""))
+    return _digest(repr((dash.poll_seconds, groups)), csrf_secret)
 
 
-def changed_cards_html(cards: Sequence[RenderedCard], shown: ShownVersion, *, request: HttpRequest) -> SafeString:
+def changed_cards_html(cards: Sequence[RenderedCard], shown: ShownVersion, *, token: str) -> SafeString:
     """The cards whose shape changed since `shown`, whole; of the others, the figures that changed."""
-    token = get_token(request)
     out: list[str] = []
     for card in cards:
         shape, figures = shown.cards.get(card.pk, ("", ""))

@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.http import FileResponse, HttpResponse, HttpResponseBadRequest, HttpResponseBase
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -74,17 +75,18 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
     changed since the version the page sent (`v`)."""
     dash, back_url = dashboard_data(), reverse("servers:dashboard")
     rendered = {group.node.pk: render_cards(group.cards, request=request, back_url=back_url) for group in dash.groups}
-    frame = frame_digest(dash, request)
+    token = get_token(request)  # one masked token for every card form of this answer
+    frame = frame_digest(dash, csrf_secret=request.META["CSRF_COOKIE"])  # get_token set it
     dash.version = live_version(frame, [card for cards in rendered.values() for card in cards])
     if not request.htmx:
-        _fill_cards(dash, rendered, request)
+        _fill_cards(dash, rendered, token)
         context = {"dash": dash, "has_models": not dash.cards and _has_local_models()}
         return render(request, "servers/dashboard.html", context)
     shown = parse_version(request.GET.get("v", ""))
     if shown is not None and shown.frame == frame:
-        response = _live_changes(dash, rendered, shown, request)
+        response = _live_changes(dash, rendered, shown, token)
     else:
-        _fill_cards(dash, rendered, request)
+        _fill_cards(dash, rendered, token)
         # The live part's templates use nothing of the request (the cards' CSRF token is put in by
         # cards_html): rendered without the context processors, which every poll would run.
         response = HttpResponse(render_to_string("servers/_live.html", {"dash": dash}))
@@ -93,16 +95,16 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
     return response
 
 
-def _fill_cards(dash: Dashboard, rendered: dict[int, list[RenderedCard]], request: AuthedRequest) -> None:
+def _fill_cards(dash: Dashboard, rendered: dict[int, list[RenderedCard]], token: str) -> None:
     for group in dash.groups:
-        group.html = cards_html(rendered[group.node.pk], request=request)
+        group.html = cards_html(rendered[group.node.pk], token=token)
 
 
 def _live_changes(
-    dash: Dashboard, rendered: dict[int, list[RenderedCard]], shown: ShownVersion, request: AuthedRequest
+    dash: Dashboard, rendered: dict[int, list[RenderedCard]], shown: ShownVersion, token: str
 ) -> HttpResponse:
     """Out-of-band swaps only: the node summaries, the cards and figures that changed, the version."""
-    changes = mark_safe("".join(changed_cards_html(cards, shown, request=request) for cards in rendered.values()))
+    changes = mark_safe("".join(changed_cards_html(cards, shown, token=token) for cards in rendered.values()))
     response = HttpResponse(render_to_string("servers/_live_changes.html", {"dash": dash, "changes": changes}))
     response["HX-Reswap"] = "none"
     return response

@@ -250,7 +250,9 @@ def test_a_top_k_beyond_the_vocabulary_cannot_take_the_model_down(live: Live) ->
             temperature=0.8,
             extra_body={"top_k": 100_000},
         )
-        assert chat.choices[0].message.content is not None
+        # A sampled answer may be empty (the tiny model can draw its end token first): what
+        # counts is that it was answered, not refused or left hanging by a dead thread.
+        assert chat.choices[0].finish_reason in ("stop", "length")
     message = ant(live).messages.create(
         model="tiny",
         messages=[{"role": "user", "content": "Hi"}],

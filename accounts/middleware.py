@@ -45,7 +45,7 @@ class ApprovedLoginRequiredMiddleware(LoginRequiredMiddleware):
     def get_login_url(self, view_func: Callable[..., Any]) -> str:
         """Always our login page, also for the Django admin's views (which name their own):
         one login form, with the pending/disabled messages and the brute-force lockout."""
-        return str(settings.LOGIN_URL)
+        return str(resolve_url(settings.LOGIN_URL))
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
@@ -53,8 +53,8 @@ class ApprovedLoginRequiredMiddleware(LoginRequiredMiddleware):
         if is_public(view_func):
             return None
         user = request.user
-        login_url = resolve_url(self.get_login_url(view_func))
         if not user.is_authenticated:
+            login_url = self.get_login_url(view_func)
             htmx = getattr(request, "htmx", None)
             if htmx:
                 # Come back to the page the fragment was on, not to the fragment itself.
@@ -67,5 +67,5 @@ class ApprovedLoginRequiredMiddleware(LoginRequiredMiddleware):
         if status != UserStatus.APPROVED:
             logout(request)
             messages.error(request, DISABLED_MESSAGE)
-            return _redirect(request, login_url)
+            return _redirect(request, self.get_login_url(view_func))
         return None

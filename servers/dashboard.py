@@ -350,6 +350,7 @@ def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
         card.note,
         card.note_level,
         card.model_missing,
+        card.node.name if card.model_missing and card.node else "",  # the download-again form names it
         operable,
         card.on_demand,
     )

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from library.models import Download, DownloadState
 from mlxmanager.formatting import human_bytes
+from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.chat import CHAT_MAX_TOKENS
 from servers.models import DesiredState, Server, ServerEvent, ServerState, SystemSample
@@ -228,6 +229,16 @@ def test_a_model_gone_from_the_machine_offers_the_download_again(
     card = html[html.index(f'id="server-card-{profile.pk}"') :]
     assert "btn-download-again" in card and 'value="mlx-community/Deleted-Model-4bit"' in card
     assert "exit code" not in card
+    assert f'name="node" value="{profile.node.name}"' in card
+    # On another Mac (reached by its URL): the card is kept rendered between polls, and a renamed
+    # node is not left behind in its form.
+    studio = set_node("studio", url="http://studio.local:8000/")
+    ServerProfile.objects.filter(pk=profile.pk).update(node=studio)
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'name="node" value="studio"' in html[html.index(f'id="server-card-{profile.pk}"') :]
+    Node.objects.filter(pk=studio.pk).update(name="studio-2")
+    html = user_client.get("/servers/", headers=HTMX).content.decode()
+    assert 'name="node" value="studio-2"' in html[html.index(f'id="server-card-{profile.pk}"') :]
     # A stopped server is not offered a Restart; a failed one is not offered a download of a folder.
     folder = make_profile("folder", model="/nowhere/model")
     set_server(folder, ServerState.FATAL, last_error="The model folder /nowhere/model is not on this machine")

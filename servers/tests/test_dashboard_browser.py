@@ -161,3 +161,43 @@ def test_dashboard_and_server_page_live(
     screenshot(page, "servers-page-phone")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 392, f"the server page scrolls sideways on a phone ({width}px)"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_poll_keeps_the_focus_and_a_selection_on_the_server_and_profile_pages(
+    page: Any, live_server: Any, approved_user: Any, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """The server page and the profile page poll their server's part every second while it starts:
+    the answer is morphed into the page, so the button someone tabbed to keeps the focus and the
+    command they are selecting stays selected, while the figures change under them."""
+    profile = make_profile("warming", model="mlx-community/Qwen3-4B-4bit")
+    ServerProfile.objects.filter(pk=profile.pk).update(owner=approved_user)  # Stop is offered to its owner
+    set_server(profile, ServerState.STARTING, pid=4242, started_at=timezone.now(), restart_count=0)
+    beat()
+    browser_login(page, live_server.url, approved_user.email)
+    card = f"#server-card-{profile.pk}"
+
+    page.goto(f"{live_server.url}/servers/{profile.pk}/")
+    page.evaluate("document.getElementById('server-state').kept = true")
+    page.focus(f"{card} .btn-stop")
+    page.evaluate(
+        "const range = document.createRange();"
+        " range.selectNodeContents(document.querySelector('.server-command'));"
+        " getSelection().removeAllRanges(); getSelection().addRange(range);"
+    )
+    selected = page.evaluate("getSelection().toString()")
+    assert "mlx_lm" in selected or "mlx-community/Qwen3-4B-4bit" in selected
+    Server.objects.filter(profile=profile).update(restart_count=3)
+    expect(page.locator(f"{card}-restarts")).to_have_text("3", timeout=15_000)  # a poll came in
+    with page.expect_response(lambda answer: f"/servers/{profile.pk}/state/" in answer.url):
+        pass  # and one more after it
+    assert page.evaluate("document.getElementById('server-state').kept") is True
+    assert page.evaluate("document.activeElement.matches('.btn-stop')"), "the poll took the focus away"
+    assert page.evaluate("getSelection().toString()") == selected, "the poll dropped the selection"
+
+    page.goto(f"{live_server.url}/profiles/{profile.pk}/")
+    page.focus(f"{card} .btn-stop")
+    Server.objects.filter(profile=profile).update(restart_count=4)
+    expect(page.locator(f"{card}-restarts")).to_have_text("4", timeout=15_000)
+    assert page.evaluate("document.activeElement.matches('.btn-stop')"), "the card's poll took the focus away"

@@ -64,10 +64,22 @@ def test_search_download_watch_progress_then_delete(
     seen: set[int] = set()
     deadline = time.monotonic() + 60
     screenshot_taken = False
+    focused_at: int | None = None  # the progress when Cancel got the focus
+    focus_kept = False
     while time.monotonic() < deadline:
         text = page.locator("#downloads").inner_text(timeout=5000)
         if match := re.search(r"(\d+)%", text):
             seen.add(int(match[1]))
+            if focused_at is None and int(match[1]) < 50:
+                # The section polls every second and is morphed into the page: a button someone
+                # tabbed to keeps the focus while the progress moves.
+                page.evaluate("document.getElementById('downloads').kept = true")
+                page.focus("#downloads .download button")
+                focused_at = int(match[1])
+            elif focused_at is not None and focused_at < int(match[1]) < 100 and not focus_kept:
+                assert page.evaluate("document.getElementById('downloads').kept") is True
+                assert page.evaluate("document.activeElement.textContent.trim()") == "Cancel"
+                focus_kept = True
             if 20 < int(match[1]) < 90 and not screenshot_taken:
                 assert "left" in text and "/s" in text  # speed and time left
                 screenshot(page, "library-download-progress")
@@ -77,6 +89,7 @@ def test_search_download_watch_progress_then_delete(
         time.sleep(0.25)
     in_between = sorted(p for p in seen if 0 < p < 100)
     assert len(in_between) >= 2, f"the progress bar never moved: {sorted(seen)}"
+    assert focus_kept, f"the focus was not checked while the download ran: {sorted(seen)}"
     model_row = page.locator(f'tr[data-model="{MEDIUM}"]')
     model_row.wait_for()  # the page reloaded itself when the download ended
     assert "completed" in page.locator(".recent-downloads").inner_text()

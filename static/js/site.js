@@ -20,7 +20,9 @@
   }
   document.addEventListener("DOMContentLoaded", function () { applyWidths(document); });
   document.addEventListener("htmx:load", function (event) { applyWidths(event.target); });
-  // An out-of-band swap's new content is loaded only when it settles: sized at once instead.
+  // New content is loaded only when it settles: sized at once instead (a morphed bar would
+  // otherwise show no width until then).
+  document.addEventListener("htmx:afterSwap", function (event) { applyWidths(event.detail.target); });
   document.addEventListener("htmx:oobAfterSwap", function (event) { applyWidths(event.target); });
   // A dashboard card replaced by its own button's answer: the page's version of it no longer says
   // what it shows, so it is taken out and the next poll sends that card whole (servers/dashboard.py).

@@ -62,6 +62,19 @@ def test_system_page_in_a_browser(live_server: Any, page: Any, admin_user: User)
     with page.expect_request(lambda r: r.url.endswith("/system/") and r.headers.get("hx-request") == "true"):
         pass
     expect(page.locator("#supervisor-pid")).to_have_text(re.compile(r"^\s*8765"), timeout=12_000)
+    # Morphed into the page: a path being selected stays selected, and the bars keep their width.
+    page.evaluate(
+        "document.getElementById('system-live').kept = true; const range = document.createRange();"
+        " range.selectNodeContents(document.querySelector('#hub-cache dd.mono'));"
+        " getSelection().removeAllRanges(); getSelection().addRange(range);"
+    )
+    selected = page.evaluate("getSelection().toString()")
+    assert selected.strip()
+    set_node(pid=8766)
+    expect(page.locator("#supervisor-pid")).to_have_text(re.compile(r"^\s*8766"), timeout=12_000)
+    assert page.evaluate("document.getElementById('system-live').kept") is True
+    assert page.evaluate("getSelection().toString()") == selected, "the poll dropped the selection"
+    expect(page.locator("#system-live .membar .mem-servers")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()

@@ -113,6 +113,11 @@ def test_dashboard_and_server_page_live(
     expect(page.locator(f"#server-card-{broken.pk}-restarts")).to_have_text("6", timeout=30_000)
     assert page.evaluate(f"document.getElementById('server-card-{broken.pk}').dataset.kept") == "yes"
     expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
+    # A new card changes the frame: the whole live part comes, still without a reload.
+    added = make_profile("added-later", model="mlx-community/Added-4bit")
+    page.wait_for_selector(f"#server-card-{added.pk}", timeout=30_000)
+    assert page.locator(".server-card").count() == 6 and page.evaluate("window.__noReload") is True
+    expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
     screenshots(page, "servers-dashboard-after-polls")
 
     # A button answers at once with the card; a fatal server can be started again.

@@ -8,11 +8,10 @@ class GatewayConfig(AppConfig):
     def ready(self) -> None:
         from gateway.cards import card_usage
         from gateway.services import forward_seen_prune, usage_prune
-        from servers.dashboard import CARD_EXTRA_PROVIDERS
+        from servers.dashboard import card_extra_register
         from servers.housekeeping import pruner_register
 
-        if card_usage not in CARD_EXTRA_PROVIDERS:
-            CARD_EXTRA_PROVIDERS.append(card_usage)
+        card_extra_register(card_usage)
         # off the request path: the supervisor runs them once a minute
         pruner_register(forward_seen_prune)
         pruner_register(usage_prune)

@@ -1,6 +1,6 @@
 """The gateway's section on the dashboard cards: requests in the last hour, the last tokens per
 second, and a "Use it" panel (base URL, model name, snippets for the OpenAI and Anthropic clients
-and curl, loaded when it is opened: gateway.keys_views.use_it). Registered with `servers.dashboard.CARD_EXTRA_PROVIDERS` when the app is ready."""
+and curl, loaded when it is opened: gateway.keys_views.use_it). Registered with `servers.dashboard.card_extra_register` when the app is ready."""
 
 from __future__ import annotations
 

@@ -90,12 +90,19 @@ class CardExtra:
 # Apps above this one (the gateway) add sections to the cards without this app importing them:
 # each provider gets the profiles on the page and returns profile pk -> its section (one query).
 CardExtraProvider = Callable[[Sequence[ServerProfile]], dict[int, CardExtra]]
-CARD_EXTRA_PROVIDERS: list[CardExtraProvider] = []
+_card_extra_providers: list[CardExtraProvider] = []
+
+
+def card_extra_register(provider: CardExtraProvider) -> None:
+    """Called once by an app above servers, when it is ready (a second call with the same function
+    changes nothing), as servers.housekeeping.pruner_register."""
+    if provider not in _card_extra_providers:
+        _card_extra_providers.append(provider)
 
 
 def card_extras(profiles: Sequence[ServerProfile]) -> dict[int, list[CardExtra]]:
     found: dict[int, list[CardExtra]] = {}
-    for provider in CARD_EXTRA_PROVIDERS:
+    for provider in _card_extra_providers:
         for pk, extra in provider(profiles).items():
             found.setdefault(pk, []).append(extra)
     return found

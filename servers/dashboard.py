@@ -579,7 +579,6 @@ class Dashboard:
     cards: list[Card]
     groups: list[NodeGroup]
     series_cached: bool = False  # the sparklines came from the few-second cache (Server-Timing says so)
-    version: str = ""  # what a page showing this holds (live_version), set by the view once rendered
 
     @property
     def several_nodes(self) -> bool:

@@ -77,19 +77,19 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
     rendered = {group.node.pk: render_cards(group.cards, request=request, back_url=back_url) for group in dash.groups}
     token = get_token(request)  # one masked token for every card form of this answer
     frame = frame_digest(dash, csrf_secret=request.META["CSRF_COOKIE"])  # get_token set it
-    dash.version = live_version(frame, [card for cards in rendered.values() for card in cards])
+    version = live_version(frame, [card for cards in rendered.values() for card in cards])  # what the page will show
     if not request.htmx:
         _fill_cards(dash, rendered, token)
-        context = {"dash": dash, "has_models": not dash.cards and _has_local_models()}
+        context = {"dash": dash, "version": version, "has_models": not dash.cards and _has_local_models()}
         return render(request, "servers/dashboard.html", context)
     shown = parse_version(request.GET.get("v", ""))
     if shown is not None and shown.frame == frame:
-        response = _live_changes(dash, rendered, shown, token)
+        response = _live_changes(dash, rendered, shown, token, version)
     else:
         _fill_cards(dash, rendered, token)
         # The live part's templates use nothing of the request (the cards' CSRF token is put in by
         # cards_html): rendered without the context processors, which every poll would run.
-        response = HttpResponse(render_to_string("servers/_live.html", {"dash": dash}))
+        response = HttpResponse(render_to_string("servers/_live.html", {"dash": dash, "version": version}))
     # Visible in the browser's network panel, and how the benchmark tells cache hits from misses.
     response["Server-Timing"] = f'sparklines;desc="{"cached" if dash.series_cached else "computed"}"'
     return response
@@ -101,11 +101,13 @@ def _fill_cards(dash: Dashboard, rendered: dict[int, list[RenderedCard]], token:
 
 
 def _live_changes(
-    dash: Dashboard, rendered: dict[int, list[RenderedCard]], shown: ShownVersion, token: str
+    dash: Dashboard, rendered: dict[int, list[RenderedCard]], shown: ShownVersion, token: str, version: str
 ) -> HttpResponse:
     """Out-of-band swaps only: the node summaries, the cards and figures that changed, the version."""
     changes = mark_safe("".join(changed_cards_html(cards, shown, token=token) for cards in rendered.values()))
-    response = HttpResponse(render_to_string("servers/_live_changes.html", {"dash": dash, "changes": changes}))
+    response = HttpResponse(
+        render_to_string("servers/_live_changes.html", {"dash": dash, "changes": changes, "version": version})
+    )
     response["HX-Reswap"] = "none"
     return response
 

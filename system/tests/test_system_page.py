@@ -264,7 +264,8 @@ def test_htmx_poll_gets_only_the_live_part(user_client: Client) -> None:
     # (site.js skips the requests of a data-pause-hidden poll while the tab is hidden: no eval for a filter.)
     trigger = "every 5s, visibilitychange from:document"
     assert html.startswith(
-        f'<div id="system-live" hx-get="/system/" data-pause-hidden hx-trigger="{trigger}" hx-swap="outerHTML">'
+        f'<div id="system-live" hx-get="/system/" data-pause-hidden hx-trigger="{trigger}"'
+        ' hx-ext="morph" hx-swap="morph:outerHTML">'  # morphed in: a selection on the page survives the poll
     )
     assert "<html" not in html and 'id="versions"' not in html
     assert 'id="mem-total"' in html

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from conftest import browser_login, screenshot
 from library.downloads import DownloadRunner
 from library.local import cached_repo_ids
+from library.models import Download, DownloadState
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -146,3 +149,29 @@ def test_a_refused_download_shows_its_reason_in_place(
     refusal = page.locator(".field-error")
     refusal.wait_for()
     assert "is not a Hugging Face repo id" in refusal.inner_text()
+
+
+def test_a_focused_cancel_stays_with_its_download_when_another_ends(
+    page: Any, live_server: Any, approved_user: User
+) -> None:
+    """The downloads list is morphed into the page at each poll: rows are matched by id, so when
+    the first download ends and the list moves up, the Cancel someone tabbed to still cancels the
+    download it was next to, not the one that slid into its place."""
+    first, second, _third = (
+        Download.objects.create(
+            repo_id=f"mlx-community/Model-{n}-4bit",
+            requested_by=approved_user,
+            state=DownloadState.DOWNLOADING,
+            bytes_done=n * 1000,
+            bytes_total=10_000,
+        )
+        for n in (1, 2, 3)
+    )
+    browser_login(page, live_server.url, approved_user.email)
+    page.goto(f"{live_server.url}/models/")
+    page.focus(f'article[data-download="{second.pk}"] button')
+    Download.objects.filter(pk=first.pk).update(state=DownloadState.COMPLETED, finished_at=timezone.now())
+    page.locator(f'.recent-downloads [data-download="{first.pk}"]').wait_for(timeout=15_000)
+    assert page.locator("#downloads .download").count() == 2
+    cancels = page.evaluate("document.activeElement.closest('form').getAttribute('hx-post')")
+    assert cancels == reverse("library:cancel", args=[second.pk]), f"the focused Cancel now posts to {cancels}"

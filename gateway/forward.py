@@ -101,7 +101,9 @@ def forwarded_caller(request: HttpRequest) -> Caller:
         request.headers.get(h, "") for h in (AT_HEADER, NONCE_HEADER, USER_HEADER, KEY_HEADER)
     )
     expected = _request_signature(request, secret=secret, at=at, nonce=nonce, user=user_id, key=key_id)
-    if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a header can hold any byte).
+    given = request.headers.get(SIGNATURE_HEADER, "").encode("latin-1", "replace")
+    if not hmac.compare_digest(expected.encode(), given):
         raise GatewayError(
             401,
             "Forwarded request refused: its node signature is missing or wrong (MLXM_NODE_SECRET).",

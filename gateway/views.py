@@ -29,9 +29,9 @@ from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
 from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, target_resolve, usable_profiles
+from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
-from library.local import local_model_path, read_config
 from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
@@ -53,18 +53,34 @@ def _flavour(api: GatewayApi) -> Flavour:
     return Flavour.ANTHROPIC if api is GatewayApi.MESSAGES else Flavour.OPENAI
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
+
+
 def _parse_body(request: HttpRequest) -> dict[str, Any]:
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(request.body, parse_constant=_not_json)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         raise GatewayError(400, "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The body must be a JSON object.")
     if not isinstance(body.get("model"), str) or not body["model"].strip():
         raise GatewayError(400, "model: required, the name of a model (GET /v1/models lists them).")
+    if not _is_text(body):
+        raise GatewayError(400, "The body holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair).")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise GatewayError(400, "stream: must be true or false.")
     return body
+
+
+def _is_text(body: dict[str, Any]) -> bool:
+    """Every string encodes as UTF-8: what the database stores and what the model server is sent
+    (JSON may escape half of a surrogate pair alone, which no text holds)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
@@ -89,26 +105,6 @@ class Prepared:
     upstream: dict[str, Any]
     target: Target | None  # None: an on-demand model that must be started first, or another node's
     forward: Forward | None = None  # another node serves the model: the request goes there
-
-
-def _vocabulary_size(model: str) -> int | None:
-    folder = local_model_path(model)
-    size = read_config(folder).get("vocab_size") if folder else None
-    return size if isinstance(size, int) and size > 0 else None
-
-
-def _guard_top_k(upstream: dict[str, Any], model: str) -> None:
-    """mlx-lm 0.32 checks only `top_k >= 0`: a larger value than the vocabulary kills its generation
-    thread (the server then answers 503 for ever), so any key holder could take a model down. Such a
-    value keeps every token anyway, which is what 0 (no top-k) means."""
-    top_k = upstream.get("top_k")
-    if top_k is None:
-        return
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise GatewayError(400, "top_k: must be a whole number, 0 or more.")
-    vocabulary = _vocabulary_size(model)
-    if vocabulary is None or top_k >= vocabulary:
-        upstream["top_k"] = 0
 
 
 def _prompt_text(upstream: dict[str, Any]) -> str:
@@ -153,7 +149,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
         meter.profile = needed.profile
         return Prepared(body=body, upstream=upstream, target=None, forward=forward_destination(request, needed.profile))
     assert meter.profile is not None
-    _guard_top_k(upstream, meter.profile.model)
+    sampling_guard(upstream, meter.profile.model)
     _guard_prompt_fit(upstream, meter.profile.model)
     return Prepared(body=body, upstream=upstream, target=target)
 

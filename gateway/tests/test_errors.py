@@ -57,6 +57,18 @@ def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
         ("/v1/chat/completions", "{", "not valid JSON"),
         ("/v1/chat/completions", [1, 2], "JSON object"),
         ("/v1/chat/completions", {"messages": []}, "model: required"),
+        ("/v1/chat/completions", '{"model": "tiny", "messages": [], "temperature": NaN}', "not valid JSON"),
+        (
+            "/v1/chat/completions",
+            '{"model": "tiny", "messages": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "not valid JSON",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            "surrogate",
+        ),
+        ("/v1/messages", '{"model": "a\\udfffb", "max_tokens": 5, "messages": []}', "surrogate"),
         ("/v1/chat/completions", {"model": "tiny", "messages": "hi"}, "messages: required"),
         ("/v1/chat/completions", {"model": "tiny", "messages": [], "stream": "yes"}, "stream: must be"),
         ("/v1/completions", {"model": "tiny"}, "prompt: required"),

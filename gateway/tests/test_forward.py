@@ -84,6 +84,7 @@ def test_a_signed_forward_acts_for_that_person_and_key(approved_user: User) -> N
     [
         (SECRET, {"secret": "not-the-secret"}, 401, "signature is missing or wrong", "signature"),
         (SECRET, {forward.SIGNATURE_HEADER: ""}, 401, "signature is missing or wrong", "signature"),
+        (SECRET, {forward.SIGNATURE_HEADER: "\xe9" * 64}, 401, "signature is missing or wrong", "signature"),
         # someone else, with the signature made for this person
         (SECRET, {forward.USER_HEADER: "999"}, 401, "signature is missing or wrong", "signature"),
         (SECRET, {"at": str(int(time.time()) - 3600)}, 401, "too old", "expired"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import anthropic
@@ -15,6 +16,7 @@ from accounts.models import UserStatus
 from gateway.models import ApiKey, UsageRecord
 from gateway.services import key_revoke
 from gateway.tests.conftest import Live, start_profile
+from library.local import read_config
 from profiles.models import ServerProfile
 from testing.net import free_port
 from testing.supervisor import wait_for
@@ -237,18 +239,17 @@ def test_second_model_by_alias(live: Live, tiny_model: object, supervisor_proces
     wait_for(lambda: UsageRecord.objects.filter(profile=second).exists(), timeout=20, what="a record for second")
 
 
-def test_a_top_k_beyond_the_vocabulary_cannot_take_the_model_down(live: Live) -> None:
-    """mlx-lm's generation thread dies on a top_k larger than the vocabulary (the tiny model has 256
-    tokens), and its server then answers 503 for ever: through the gateway such a value means 'no
-    top-k', so a key holder cannot break a model everyone shares."""
+def test_options_that_would_kill_the_generation_thread_cannot_take_the_model_down(live: Live) -> None:
+    """mlx-lm's one generation thread dies on a top_k larger than the vocabulary, a stop that is not text, a logit_bias token beyond the vocabulary or a seed out of
+    range, and its server then answers 503 for ever. Through the gateway such a top_k means 'no
+    top-k' and the others are refused naming the option, so a key holder cannot break a model
+    everyone shares; options it can use still reach it."""
     client = oai(live)
+    hello = [{"role": "user", "content": "Hello"}]
+    vocabulary = read_config(Path(live.profile.model))["vocab_size"]
     for _ in range(2):
         chat = client.chat.completions.create(
-            model="tiny",
-            messages=[{"role": "user", "content": "Hello"}],
-            max_tokens=4,
-            temperature=0.8,
-            extra_body={"top_k": 100_000},
+            model="tiny", messages=hello, max_tokens=4, temperature=0.8, extra_body={"top_k": 100_000}
         )
         # A sampled answer may be empty (the tiny model can draw its end token first): what
         # counts is that it was answered, not refused or left hanging by a dead thread.
@@ -260,10 +261,25 @@ def test_a_top_k_beyond_the_vocabulary_cannot_take_the_model_down(live: Live) ->
         extra_body={"temperature": 0.8, "top_k": 100_000},
     )
     assert message.stop_reason in ("end_turn", "max_tokens")
-    with pytest.raises(openai.BadRequestError, match="top_k"):
-        client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, extra_body={"top_k": -3}
-        )
+    for option, value in [
+        ("top_k", -3),
+        ("stop", [["x"]]),
+        ("stop", [1]),
+        ("logit_bias", {"99999999999999999999": 1}),
+        ("logit_bias", {str(vocabulary): 1}),  # one past the last token
+        ("seed", 2**64),
+    ]:
+        with pytest.raises(openai.BadRequestError, match=f"{option}:"):
+            client.chat.completions.create(model="tiny", messages=hello, max_tokens=4, extra_body={option: value})
+        with pytest.raises(openai.BadRequestError, match=f"{option}:"):
+            client.completions.create(model="tiny", prompt="Hello", max_tokens=4, extra_body={option: value})
+    # What the model can use goes through.
+    last = str(vocabulary - 1)
+    biased = client.completions.create(
+        model="tiny", prompt="Hello", max_tokens=3, temperature=0.0, logit_bias={last: 100}, seed=7, stop=["\n\n"]
+    )
+    assert biased.choices[0].finish_reason in ("stop", "length")
+    assert biased.usage is not None and biased.usage.completion_tokens >= 1
     profile = ServerProfile.objects.get(name="tiny")
     assert profile.server.state == "running" and profile.server.restart_count == 0
 

@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 from django.utils import timezone
+from openai.types.chat import ChatCompletionMessageParam
 
 from accounts.models import UserStatus
 from gateway.models import ApiKey, UsageRecord
@@ -245,7 +246,7 @@ def test_options_that_would_kill_the_generation_thread_cannot_take_the_model_dow
     top-k' and the others are refused naming the option, so a key holder cannot break a model
     everyone shares; options it can use still reach it."""
     client = oai(live)
-    hello = [{"role": "user", "content": "Hello"}]
+    hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
     vocabulary = read_config(Path(live.profile.model))["vocab_size"]
     for _ in range(2):
         chat = client.chat.completions.create(

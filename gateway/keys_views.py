@@ -4,6 +4,9 @@ dashboard card's "Use it" panel: how to reach a profile's model with a key."""
 
 from __future__ import annotations
 
+import json
+import shlex
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -79,5 +82,13 @@ def use_it(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """The snippets of a card's "Use it" panel (htmx loads them when the panel is first opened)."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
     origin = request.build_absolute_uri("/").rstrip("/")
-    context = {"model": profile.name, "slug": slugify(profile.name), "origin": origin, "base_url": f"{origin}/v1"}
+    hello = {"model": profile.name, "messages": [{"role": "user", "content": "Hello"}]}
+    context = {
+        "model": profile.name,
+        "model_literal": json.dumps(profile.name, ensure_ascii=False),  # a Python string literal too
+        "curl_data": shlex.quote(json.dumps(hello, ensure_ascii=False)),  # any name, quotes and all
+        "slug": slugify(profile.name),
+        "origin": origin,
+        "base_url": f"{origin}/v1",
+    }
     return render(request, "gateway/_use_it.html", context)

@@ -32,12 +32,16 @@ def profile_list(request: AuthedRequest) -> HttpResponse:
     return render(request, "profiles/list.html", {"rows": rows})
 
 
+PAGE_HEAD = ("name", "description")
+
+
 @require_GET
 def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(ServerProfile.objects.select_related("created_by"), pk=pk)
     status = server_status(profile)
     form = ProfileForm(instance=profile)
-    settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields]
+    # The name heads the page and the description is a paragraph under it: the rest, as set.
+    settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields if name not in PAGE_HEAD]
     return render(
         request,
         "profiles/detail.html",

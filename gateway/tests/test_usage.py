@@ -3,10 +3,14 @@ dashboard card's gateway section."""
 
 from __future__ import annotations
 
+import ast
 import csv
+import html
 import io
+import json
 import random
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,6 +124,21 @@ def test_dashboard_card_shows_requests_and_use_it(make_user: Any, settings: Any)
     assert 'OpenAI(base_url="http://mac.local:8000/v1", api_key="YOUR_KEY")' in text
     assert 'Anthropic(base_url="http://mac.local:8000", api_key="YOUR_KEY")' in text
     assert 'model="tiny"' in text and "curl http://mac.local:8000/v1/chat/completions" in text
+
+
+def test_use_it_snippets_name_any_profile_as_code_that_runs(make_user: Any) -> None:
+    """A name with quotes, an apostrophe and a dash comes out as a valid Python string and a valid
+    shell word of JSON, not escaped for JavaScript (tiny\\u002Dchat) or cut at a quote."""
+    name = """it's "tiny"-chat"""
+    odd = ServerProfile.objects.create(name=name, model="/m", port=9001)
+    answer = login(make_user()).get(f"/accounts/keys/use/{odd.pk}/", headers={"HX-Request": "true"})
+    snippets = [html.unescape(pre) for pre in re.findall(r"<pre[^>]*>(.*?)</pre>", answer.content.decode(), re.S)]
+    openai_call, anthropic_call = (ast.parse(code).body[2] for code in snippets[:2])
+    for call in (openai_call, anthropic_call):
+        assert isinstance(call, ast.Assign) and isinstance(call.value, ast.Call)
+        assert {k.arg: ast.literal_eval(k.value) for k in call.value.keywords if k.arg == "model"} == {"model": name}
+    curl = shlex.split(snippets[2].replace("\\\n", " "))
+    assert json.loads(curl[curl.index("-d") + 1])["model"] == name
 
 
 def test_use_it_panel_needs_a_known_profile_and_a_login(make_user: Any, client: Client) -> None:

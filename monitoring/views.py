@@ -21,6 +21,7 @@ from accounts.middleware import public
 from accounts.models import User
 from audit.models import AuditRecord
 from gateway.keys import authenticate_key, key_from_headers
+from mlxmanager.formatting import csv_cell
 from mlxmanager.types import AuthedRequest
 from monitoring.collector import ManagerCollector
 from monitoring.forms import AuditFilterForm
@@ -134,11 +135,6 @@ def activity(request: AuthedRequest) -> HttpResponseBase:
 class _Echo:
     def write(self, value: str) -> str:
         return value
-
-
-def csv_cell(value: str) -> str:
-    """Keep spreadsheets from running a cell as a formula (CSV injection)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _csv_rows(records: QuerySet[AuditRecord]) -> Iterator[str]:

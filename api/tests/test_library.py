@@ -45,3 +45,10 @@ def test_a_members_model_check_says_one_thing_for_every_path_outside_the_allowed
 def test_an_administrators_model_check_still_reads_any_folder(admin_api: ApiClient, tmp_path: Path) -> None:
     answer = admin_api.call("get", "/models/check", QUERY_STRING="model=/etc").json()
     assert "config.json" in answer["problem"]
+
+
+def test_a_lone_surrogate_in_a_download_is_a_400_not_a_500(admin_api: ApiClient) -> None:
+    response = admin_api.call("post", "/models/downloads", '{"repo_id": "a/b", "revision": "a\\ud800b"}')
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "revision" and "surrogate" in response.json()["detail"]
+    assert not Download.objects.exists()

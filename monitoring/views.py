@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 from collections.abc import Iterator
 
@@ -46,7 +45,7 @@ def _basic_auth_user(request: HttpRequest, header: str) -> User:
     so failed attempts count towards django-axes' lockout."""
     try:
         email, _, password = base64.b64decode(header.removeprefix("Basic ").strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError): all ValueErrors
         raise Unauthenticated from None
     user = authenticate(request, username=email, password=password)  # a lockout raises PermissionDenied
     if not isinstance(user, User):

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
+from pydantic import Field
 
 from api.auth import user_of
 from api.errors import ERROR_CODES, ApiError, Error, form_error, not_found
@@ -59,7 +60,12 @@ class LocalModelOut(Schema):
 
 class DownloadIn(Schema):
     repo_id: str
-    revision: str = "main"
+    revision: str = Field(
+        "main",
+        max_length=100,  # Download.revision's column (PostgreSQL refuses a longer one with a 500)
+        pattern=r"^[A-Za-z0-9._/-]*$",
+        description="A branch, tag or commit sha on the Hub (letters, digits, `._-/`); blank: main.",
+    )
 
 
 class DownloadOut(Schema):

@@ -13,8 +13,10 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Schema
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from ninja.parser import Parser
+from ninja.types import DictStrAny
 
 from accounts.models import User
 from api import library, profiles, servers, system, users
@@ -47,6 +49,47 @@ def key_or_session(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_text_at(value: object, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Where in parsed JSON the first string (a key or a value) that UTF-8 cannot encode is: the
+    path to it (a bad key: the path to its object), or None when every string is text."""
+    if isinstance(value, str):
+        return None if _is_text(value) else path
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = [(str(index), item) for index, item in enumerate(value)]
+    else:
+        return None
+    for key, item in items:
+        if not _is_text(key):
+            return path
+        if (found := _not_text_at(item, (*path, key))) is not None:
+            return found
+    return None
+
+
+class TextOnlyParser(Parser):
+    """JSON bodies as ninja reads them, refused when a string is not text: `"\\ud800"` (a lone
+    UTF-16 surrogate) is valid JSON and a Python str, but no database can store it (SQLite's
+    encode raised a 500). One check for every operation, before any schema sees the body."""
+
+    def parse_body(self, request: HttpRequest) -> DictStrAny:
+        data = super().parse_body(request)
+        if (path := _not_text_at(data)) is not None:
+            field = ".".join(path) or None
+            detail = "The text is not valid Unicode (it holds a lone UTF-16 surrogate, such as \\ud800)."
+            raise ApiError(400, f"{field}: {detail}" if field else detail, field=field)
+        return data
+
+
 api = NinjaAPI(
     title="MLX Manager API",
     version="1",
@@ -59,6 +102,7 @@ api = NinjaAPI(
     auth=ApiKeyAuth(),
     urls_namespace="api",
     docs_decorator=key_or_session,
+    parser=TextOnlyParser(),
 )
 
 
@@ -75,6 +119,15 @@ def on_forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
 @api.exception_handler(ApiError)
 def on_refused(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return api.create_response(request, exc.body(), status=exc.status)
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    """ninja's own refusals (a body it cannot parse) in the one shape; ninja wraps whatever the
+    parser raises in an HttpError, so the parser's ApiError is its cause."""
+    if isinstance(exc.__cause__, ApiError):
+        return on_refused(request, exc.__cause__)
+    return api.create_response(request, {"detail": str(exc), "field": None, "errors": None}, status=exc.status_code)
 
 
 @api.exception_handler(NinjaValidationError)

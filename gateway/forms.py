@@ -42,8 +42,15 @@ class KeyForm(forms.Form):
         return value
 
 
-class UsageQuery(forms.Form):
+class UserQuery(forms.Form):
+    """A query string's `user`: the one person an administrator's page shows. Read it from
+    `cleaned_data` after `is_valid()`: a bad value (`²`, a number past the database's integers)
+    is simply missing there, so the page shows everyone instead of a 500."""
+
+    user = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
+
+
+class UsageQuery(UserQuery):
     """The Usage page's query string: a period, and (for administrators) one person."""
 
     days = forms.TypedChoiceField(choices=[(value, value) for value in PERIODS], coerce=int, required=False)
-    user = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)

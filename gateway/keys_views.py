@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from gateway.forms import KeyForm
+from gateway.forms import KeyForm, UserQuery
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
 from mlxmanager.types import AuthedRequest
@@ -30,11 +30,12 @@ def _keys(queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
 
 def _page(request: AuthedRequest, form: KeyForm, status: int = 200) -> HttpResponse:
     others = None
-    owner_filter = request.GET.get("user", "")
     if request.user.is_admin:
         others = _keys(ApiKey.objects.exclude(user=request.user))
-        if owner_filter.isdigit():
-            others = others.filter(user_id=int(owner_filter))
+        query = UserQuery(request.GET)
+        query.is_valid()  # a bad `user` is left out of cleaned_data: no filter, never a 500
+        if owner := query.cleaned_data.get("user"):
+            others = others.filter(user_id=owner)
     context = {
         "section": "account",
         "form": form,

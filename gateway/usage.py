@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from gateway.models import UsageRecord
+from mlxmanager.formatting import csv_cell
 
 PERIODS = {"1": "24 hours", "7": "7 days", "30": "30 days", "90": "90 days"}
 CSV_COLUMNS = [
@@ -87,13 +88,14 @@ def _fill_days(rows: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:
 
 
 def usage_csv_rows(records: QuerySet[UsageRecord]) -> list[list[object]]:
+    """The export's rows, every cell through `csv_cell`: the model name, the error and the key's
+    name are what a member sent or chose, and an administrator opens the file in a spreadsheet."""
     rows: list[list[object]] = []
     for r in records.select_related("user", "api_key").order_by("created_at").iterator():
-        rows.append(
-            [
-                r.created_at.isoformat(), r.user.email if r.user else "", r.api_key.name if r.api_key else "",
-                r.model_name, r.api, r.stream, r.status, r.error, r.prompt_tokens, r.completion_tokens,
-                r.ttft_ms, r.duration_ms, r.tokens_per_second,
-            ]
-        )  # fmt: skip
+        cells = [
+            r.created_at.isoformat(), r.user.email if r.user else "", r.api_key.name if r.api_key else "",
+            r.model_name, r.api, r.stream, r.status, r.error, r.prompt_tokens, r.completion_tokens,
+            r.ttft_ms, r.duration_ms, r.tokens_per_second,
+        ]  # fmt: skip
+        rows.append([csv_cell(cell) for cell in cells])
     return rows

@@ -1,4 +1,5 @@
-"""How the app writes a number of bytes, in Python and in templates (one function for both).
+"""How the app writes a number of bytes, in Python and in templates (one function for both),
+an address, and a cell of a CSV export.
 
 Decimal units (1 GB = 1000**3 bytes), as macOS's Finder and Activity Monitor and the Hugging Face
 Hub show sizes, so a model's size here matches what the owner sees there. Templates use it as the
@@ -26,6 +27,15 @@ def human_bytes(size: float) -> str:
 def host_port(host: str, port: int) -> str:
     """`host:port`, with an IPv6 address in brackets: 127.0.0.1:8080, [::1]:8080."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def csv_cell(value: object) -> object:
+    """A cell of a CSV export as written: text that a spreadsheet would run as a formula (CSV
+    injection: `=HYPERLINK(...)`, `+`, `-`, `@`, a tab or a carriage return first) gets a leading
+    quote; numbers, booleans and None are left as they are (only text can be someone's input)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return f"'{value}"
+    return value
 
 
 register = template.Library()

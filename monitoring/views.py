@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from accounts.middleware import public
 from accounts.models import User
 from audit.models import AuditRecord
 from gateway.keys import authenticate_key, key_from_headers
+from mlxmanager.formatting import csv_cell
 from mlxmanager.types import AuthedRequest
 from monitoring.collector import ManagerCollector
 from monitoring.forms import AuditFilterForm
@@ -45,7 +45,7 @@ def _basic_auth_user(request: HttpRequest, header: str) -> User:
     so failed attempts count towards django-axes' lockout."""
     try:
         email, _, password = base64.b64decode(header.removeprefix("Basic ").strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError): all ValueErrors
         raise Unauthenticated from None
     user = authenticate(request, username=email, password=password)  # a lockout raises PermissionDenied
     if not isinstance(user, User):
@@ -134,11 +134,6 @@ def activity(request: AuthedRequest) -> HttpResponseBase:
 class _Echo:
     def write(self, value: str) -> str:
         return value
-
-
-def csv_cell(value: str) -> str:
-    """Keep spreadsheets from running a cell as a formula (CSV injection)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _csv_rows(records: QuerySet[AuditRecord]) -> Iterator[str]:

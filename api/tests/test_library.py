@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from accounts.models import User
@@ -45,3 +46,25 @@ def test_a_members_model_check_says_one_thing_for_every_path_outside_the_allowed
 def test_an_administrators_model_check_still_reads_any_folder(admin_api: ApiClient, tmp_path: Path) -> None:
     answer = admin_api.call("get", "/models/check", QUERY_STRING="model=/etc").json()
     assert "config.json" in answer["problem"]
+
+
+def test_a_lone_surrogate_in_a_download_is_a_400_not_a_500(admin_api: ApiClient) -> None:
+    response = admin_api.call("post", "/models/downloads", '{"repo_id": "a/b", "revision": "a\\ud800b"}')
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "revision" and "surrogate" in response.json()["detail"]
+    assert not Download.objects.exists()
+
+
+@pytest.mark.parametrize("revision", ["r" * 101, "main branch", "main;rm", "ref\nname", "v1?x=1"])
+def test_a_revision_that_is_no_git_ref_is_a_400_naming_it(admin_api: ApiClient, revision: str) -> None:
+    response = admin_api.call("post", "/models/downloads", {"repo_id": "a/b", "revision": revision})
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "revision" and response.json()["detail"].startswith("revision: ")
+    assert not Download.objects.exists()
+
+
+@pytest.mark.parametrize("revision", ["r" * 100, "v1.2_rc-3", "refs/pr/7", "0123456789abcdef0123456789abcdef01234567"])
+def test_a_git_ref_or_sha_is_queued(admin_api: ApiClient, revision: str) -> None:
+    response = admin_api.call("post", "/models/downloads", {"repo_id": "a/b", "revision": revision})
+    assert response.status_code == 202, response.content
+    assert Download.objects.get().revision == revision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,24 @@ def test_a_members_paths_outside_the_allowed_folders_get_one_answer_whatever_is_
         answers.add(response.json()["detail"])
     assert len(answers) == 1 and "Not an allowed location" in answers.pop()
     assert not ServerProfile.objects.exists()
+
+
+def test_a_lone_surrogate_in_a_json_string_is_a_400_naming_the_field(admin_api: ApiClient, model_dir: str) -> None:
+    """`\\ud800` is valid JSON but no text a database can store: refused before any endpoint runs."""
+    pk = admin_api.call("post", "/profiles/", {"name": "one", "model": model_dir}).json()["id"]
+    for method, path, body, field in [
+        ("post", "/profiles/", '{"name": "a\\ud800b", "model": ' + json.dumps(model_dir) + "}", "name"),
+        ("patch", f"/profiles/{pk}", '{"name":"a\\ud800b"}', "name"),
+        ("patch", f"/profiles/{pk}", '{"chat_template_args": {"k": ["x", "\\udfff"]}}', "chat_template_args.k.1"),
+        ("patch", f"/profiles/{pk}", '{"\\ud800": 1}', None),
+    ]:
+        response = admin_api.call(method, path, body)
+        assert response.status_code == 400, (body, response.content)
+        assert "lone UTF-16 surrogate" in response.json()["detail"] and response.json()["field"] == field
+    assert list(ServerProfile.objects.values_list("name", flat=True)) == ["one"]
+
+
+def test_a_body_that_is_not_json_is_a_400_in_the_one_error_shape(admin_api: ApiClient) -> None:
+    response = admin_api.call("post", "/profiles/", "{not json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Cannot parse request body", "field": None, "errors": None}

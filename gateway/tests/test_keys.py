@@ -73,6 +73,13 @@ def test_revoke_own_not_others_unless_admin(make_user: Any, admin_user: User) ->
     assert ApiKey.objects.get(pk=bobs.pk).revoked_at is not None
 
 
+@pytest.mark.parametrize("owner", ["²", "99999999999999999999", "-1", "x"])
+def test_a_bad_owner_filter_shows_everyones_keys_not_a_500(make_user: Any, admin_user: User, owner: str) -> None:
+    key_create(user=make_user("b@example.com"), name="bob's")
+    answer = login(admin_user).get("/accounts/keys/", {"user": owner})
+    assert answer.status_code == 200 and "bob&#x27;s" in answer.content.decode()
+
+
 def test_authenticate_key_refuses_every_unusable_key(make_user: Any) -> None:
     user = make_user()
     secret = key_create(user=user, name="k").secret

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from gateway.models import GatewayApi, UsageRecord
-from gateway.services import usage_record
+from gateway.services import key_create, usage_record
 from profiles.models import ServerProfile
 from servers.supervisor.core import Supervisor
 from servers.tests.supervisor_fakes import FakeHost
@@ -76,6 +76,21 @@ def test_csv_export(make_user: Any) -> None:
     assert answer["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
     assert len(rows) == 1 and rows[0]["model"] == "tiny" and rows[0]["completion_tokens"] == "7"
+
+
+def test_csv_export_defuses_formulas_a_member_sent(make_user: Any, admin_user: User) -> None:
+    """The model name, the error and the key's name are the member's; the administrator's
+    spreadsheet must show them as text, not run them."""
+    alice = make_user("alice@example.com")
+    key = key_create(user=alice, name="@SUM(1)").key
+    evil = '=HYPERLINK("http://evil/","x")'
+    usage_record(
+        user=alice, api_key=key, model_name=evil, api=GatewayApi.CHAT, status=404, error=f"-{evil}", duration_ms=1.0
+    )
+    answer = login(admin_user).get("/usage/?format=csv&days=30")
+    (row,) = csv.DictReader(io.StringIO(answer.content.decode()))
+    assert (row["model"], row["error"], row["key"]) == (f"'{evil}", f"'-{evil}", "'@SUM(1)")
+    assert row["user"] == "alice@example.com" and row["status"] == "404"
 
 
 def test_recording_a_request_deletes_nothing(make_user: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,8 +147,13 @@ def test_a_pending_account_cannot_read_it(make_user: Callable[..., User]) -> Non
     assert Client().get("/metrics", headers=basic(pending.email, PASSWORD)).status_code in (401, 403)
 
 
-def test_garbage_credentials_are_401_not_500(db: None) -> None:
-    response = Client().get("/metrics", headers={"Authorization": "Basic %%%not-base64"})
+@pytest.mark.parametrize(
+    "credentials",
+    ["%%%not-base64", "\xe9\xe9\xe9\xe9", base64.b64encode(b"\xff\xfe:password").decode()],
+    ids=["not-base64", "not-ascii", "not-utf8"],
+)
+def test_garbage_credentials_are_401_not_500(db: None, credentials: str) -> None:
+    response = Client().get("/metrics", headers={"Authorization": f"Basic {credentials}"})
     assert response.status_code == 401
 
 

@@ -23,6 +23,7 @@ from api import library, profiles, servers, system, users
 from api.auth import ApiKeyAuth, user_of
 from api.errors import ERROR_CODES, ApiError, Error
 from gateway.keys import authenticate_key, key_from_headers
+from mlxmanager.jsontext import not_text_at
 
 UNAUTHORIZED = "Send a personal API key as `Authorization: Bearer <key>` (create one under Account → API keys)."
 
@@ -49,33 +50,6 @@ def key_or_session(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     return wrapper
 
 
-def _is_text(value: str) -> bool:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _not_text_at(value: object, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
-    """Where in parsed JSON the first string (a key or a value) that UTF-8 cannot encode is: the
-    path to it (a bad key: the path to its object), or None when every string is text."""
-    if isinstance(value, str):
-        return None if _is_text(value) else path
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = [(str(index), item) for index, item in enumerate(value)]
-    else:
-        return None
-    for key, item in items:
-        if not _is_text(key):
-            return path
-        if (found := _not_text_at(item, (*path, key))) is not None:
-            return found
-    return None
-
-
 class TextOnlyParser(Parser):
     """JSON bodies as ninja reads them, refused when a string is not text: `"\\ud800"` (a lone
     UTF-16 surrogate) is valid JSON and a Python str, but no database can store it (SQLite's
@@ -83,7 +57,7 @@ class TextOnlyParser(Parser):
 
     def parse_body(self, request: HttpRequest) -> DictStrAny:
         data = super().parse_body(request)
-        if (path := _not_text_at(data)) is not None:
+        if (path := not_text_at(data)) is not None:
             field = ".".join(path) or None
             detail = "The text is not valid Unicode (it holds a lone UTF-16 surrogate, such as \\ud800)."
             raise ApiError(400, f"{field}: {detail}" if field else detail, field=field)

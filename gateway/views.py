@@ -32,6 +32,7 @@ from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, targ
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
+from mlxmanager.jsontext import not_text_at
 from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
@@ -66,21 +67,12 @@ def _parse_body(request: HttpRequest) -> dict[str, Any]:
         raise GatewayError(400, "The body must be a JSON object.")
     if not isinstance(body.get("model"), str) or not body["model"].strip():
         raise GatewayError(400, "model: required, the name of a model (GET /v1/models lists them).")
-    if not _is_text(body):
-        raise GatewayError(400, "The body holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair).")
+    if (path := not_text_at(body)) is not None:
+        where = ".".join(path) or "The body"
+        raise GatewayError(400, f"{where}: not valid text (a lone UTF-16 surrogate, such as \\ud800).")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise GatewayError(400, "stream: must be true or false.")
     return body
-
-
-def _is_text(body: dict[str, Any]) -> bool:
-    """Every string encodes as UTF-8: what the database stores and what the model server is sent
-    (JSON may escape half of a surrogate pair alone, which no text holds)."""
-    try:
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:

@@ -107,12 +107,18 @@ class ModelDeleteRefused(PermissionDenied):
 
 
 def model_delete_refusal(*, user: User, repo_id: str) -> str | None:
-    """Why `user` may not delete `repo_id`, or None. A member may delete a model they downloaded
-    that no one else's profile uses; administrators and "delete any model" may delete any."""
+    """Why `user` may not delete `repo_id`, or None. A member may delete a model only they
+    downloaded that no one else's profile uses; administrators and "delete any model" may delete any.
+    (Downloading a model someone else has, which completes at once, gives no right to delete theirs.)"""
     if user.is_admin or user.has_perm("library.delete_any_model"):
         return None
-    if not Download.objects.filter(repo_id=repo_id, requested_by=user, state=DownloadState.COMPLETED).exists():
+    downloaders = set(
+        Download.objects.filter(repo_id=repo_id, state=DownloadState.COMPLETED).values_list("requested_by", flat=True)
+    )
+    if user.pk not in downloaders:
         return f"Only the person who downloaded {repo_id} or an administrator can delete it."
+    if downloaders != {user.pk}:
+        return f"Other people downloaded {repo_id} too; only an administrator can delete it."
     use = model_uses([repo_id])[repo_id]
     if others := [name for name, owner in use.owners.items() if owner != user.pk]:
         return (

@@ -22,6 +22,20 @@ def test_a_member_may_not_delete_a_model_someone_else_downloaded(member_api: Api
     assert (Path(settings.HF_HUB_CACHE) / "models--mlx-community--Theirs").exists()
 
 
+def test_downloading_a_model_someone_else_has_gives_no_right_to_delete_it(
+    member_api: ApiClient, approved_user: User, admin_user: User
+) -> None:
+    """A download of a model already in the cache completes at once: it must not make its
+    requester one who may delete what the administrator downloaded."""
+    fake_cached_repo(Path(settings.HF_HUB_CACHE), "mlx-community/Shared")
+    for who in (admin_user, approved_user):
+        Download.objects.create(repo_id="mlx-community/Shared", requested_by=who, state=DownloadState.COMPLETED)
+    response = member_api.call("post", "/models/delete", {"repo_id": "mlx-community/Shared"})
+    assert response.status_code == 403, response.content
+    assert "Other people downloaded mlx-community/Shared too" in response.json()["detail"]
+    assert (Path(settings.HF_HUB_CACHE) / "models--mlx-community--Shared").exists()
+
+
 def test_a_member_may_not_cancel_someone_elses_download(member_api: ApiClient, admin_user: User) -> None:
     theirs = Download.objects.create(repo_id="mlx-community/Theirs", requested_by=admin_user)
     response = member_api.call("post", f"/models/downloads/{theirs.pk}/cancel")

@@ -16,7 +16,6 @@ from gateway.errors import GatewayError
 from library.local import local_model_path, read_config
 
 STOP_MAX = 16  # OpenAI takes 4; mlx-lm has no limit, and each one is a state machine to build
-LOGIT_BIAS_LIMIT = 100  # OpenAI's range, -100 to 100
 SEED_END = 2**64  # mx.random.seed takes an unsigned 64-bit number
 DRAFT_TOKENS_MAX = 64  # speculative decoding drafts a few tokens a step; a huge count only uses memory
 
@@ -58,7 +57,8 @@ def _check_stop(stop: Any) -> None:
 
 
 def _check_logit_bias(bias: Any, vocabulary: int | None) -> None:
-    """Token ids (as JSON keys, so strings) of this model's vocabulary, each to a bias of -100 to 100."""
+    """Token ids (as JSON keys, so strings) of this model's vocabulary, each to a finite number (OpenAI
+    takes -100 to 100; mlx-lm adds any bias to the logits, so -1000 bans a token here as well)."""
     if bias is None:
         return
     if not isinstance(bias, dict):
@@ -69,9 +69,8 @@ def _check_logit_bias(bias: Any, vocabulary: int | None) -> None:
     for token, value in bias.items():
         if not (isinstance(token, str) and token.isascii() and token.isdigit() and int(token) < size):
             raise GatewayError(400, f"logit_bias: {token!r} is not a token id of this model (0 to {size - 1}).")
-        number_ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not number_ok or abs(value) > LOGIT_BIAS_LIMIT:
-            raise GatewayError(400, f"logit_bias: the bias of token {token} must be a number from -100 to 100.")
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)):
+            raise GatewayError(400, f"logit_bias: the bias of token {token} must be a number.")
 
 
 def _limit_top_k(upstream: dict[str, Any], vocabulary: int | None) -> None:

@@ -29,7 +29,7 @@ def model(tmp_path: Path) -> str:
         {"stop": ["END", "\n\n"]},
         {"seed": 0},
         {"seed": 2**64 - 1},
-        {"logit_bias": {"0": -100, "255": 100, "17": 2.5}},
+        {"logit_bias": {"0": -100, "255": 100, "17": 2.5, "2": -1000}},
         {"logit_bias": {}},
         {"num_draft_tokens": 3},
         {"stop": None, "seed": None, "logit_bias": None},
@@ -58,7 +58,6 @@ def test_what_the_model_server_can_use_goes_through_unchanged(model: str, option
         ({"logit_bias": {"99999999999999999999": 1}}, "logit_bias"),
         ({"logit_bias": {"-1": 1}}, "logit_bias"),
         ({"logit_bias": {"²": 1}}, "logit_bias"),  # a digit to str.isdigit, not to int()
-        ({"logit_bias": {"5": 101}}, "logit_bias"),
         ({"logit_bias": {"5": "1"}}, "logit_bias"),
         ({"logit_bias": {"5": float("inf")}}, "logit_bias"),
         ({"logit_bias": [5, 1]}, "logit_bias"),

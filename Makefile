@@ -75,16 +75,19 @@ PG_TESTS ?= accounts/tests/test_registration.py accounts/tests/test_users_page.p
 	gateway/tests/test_keys.py gateway/tests/test_usage.py api/tests/test_profiles.py api/tests/test_users.py
 
 ## Every test, browser ones included, on every core (TEST_WORKERS=0 runs them in one process);
-## then the database tests again on PostgreSQL.
+## then the database tests again on PostgreSQL. Work stealing: a worker that runs out takes tests
+## queued for the other, so the run does not end with one worker idle beside a minute-long test
+## (943 s instead of 1053 s for the first pass, on 2 cores).
 TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist worksteal
 test: dev-setup browser systemd-analyze prometheus postgresql
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-postgresql
 
 test-postgresql: dev-setup postgresql
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m testing.postgres run -- $(PY) -m pytest -n $(TEST_WORKERS) -m "not browser" $(PYTEST_ARGS) $(PG_TESTS)
+	$(PY) -m testing.postgres run -- $(PY) -m pytest $(XDIST) -m "not browser" $(PYTEST_ARGS) $(PG_TESTS)
 
 lint: dev-setup
 	$(VENV)/bin/ruff check .

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts import services
 from accounts.forms import RightsForm
 from accounts.models import GRANTABLE_RIGHTS, User, UserStatus
-from mlxmanager.types import AuthedRequest
+from accounts.types import AuthedRequest
 
 STATUS_FILTERS = ("all", *UserStatus.values)
 

@@ -19,7 +19,7 @@ from accounts.forms import LoginForm, RegistrationForm
 from accounts.middleware import public
 from accounts.models import UserStatus
 from accounts.services import user_register
-from mlxmanager.types import AuthedRequest
+from accounts.types import AuthedRequest
 
 
 @public

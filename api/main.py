@@ -22,8 +22,8 @@ from accounts.models import User
 from api import library, profiles, servers, system, users
 from api.auth import ApiKeyAuth, user_of
 from api.errors import ERROR_CODES, ApiError, Error
+from core.jsontext import not_text_at
 from gateway.keys import authenticate_key, key_from_headers
-from mlxmanager.jsontext import not_text_at
 
 UNAUTHORIZED = "Send a personal API key as `Authorization: Bearer <key>` (create one under Account → API keys)."
 

@@ -11,7 +11,7 @@ from ninja import Router, Schema
 
 from api.auth import AdminKeyAuth
 from api.errors import ERROR_CODES, Error
-from mlxmanager.memory import Memory, for_models, mlx_device_info
+from core.memory import Memory, for_models, mlx_device_info
 from nodes.status import supervisor_status
 from servers.selectors import system_memory as newest_memory
 from system import info
@@ -22,7 +22,7 @@ router = Router(tags=["system"])
 
 @dataclass(frozen=True)
 class MemoryOut(Memory):
-    """mlxmanager.memory's figure as the pages show it, with what servers use and what models may."""
+    """core.memory's figure as the pages show it, with what servers use and what models may."""
 
     used_by_servers: int
     recommended_for_models: int

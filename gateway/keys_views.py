@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.types import AuthedRequest
 from gateway.forms import KeyForm, UserQuery
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
-from mlxmanager.types import AuthedRequest
 from profiles.models import ServerProfile
 
 NEW_SECRET_SESSION_KEY = "gateway_new_api_key"

@@ -2,7 +2,7 @@
 requests ask at the same moment) and wait until it runs.
 
 The wait reads the server's row (the web process's truth) whenever the supervisor says a state
-changed (a datagram, `mlxmanager.wakeup.StateWatch`), and every POLL_INTERVAL in case a nudge was
+changed (a datagram, `core.wakeup.StateWatch`), and every POLL_INTERVAL in case a nudge was
 lost, so the request goes on as soon as `running` is written; it is bounded by
 `MLXM_ON_DEMAND_TIMEOUT` (then 504). Requests in one worker share one waiting task; across
 workers the row lock makes the first one start it and the others join.
@@ -18,8 +18,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from accounts.models import User
+from core.wakeup import StateWatch
 from gateway.errors import GatewayError
-from mlxmanager.wakeup import StateWatch
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server
 from servers.services import ServerActionRefused, server_start

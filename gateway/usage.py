@@ -12,8 +12,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import User
+from core.formatting import csv_cell
 from gateway.models import UsageRecord
-from mlxmanager.formatting import csv_cell
 
 PERIODS = {"1": "24 hours", "7": "7 days", "30": "30 days", "90": "90 days"}
 CSV_COLUMNS = [

@@ -10,9 +10,9 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.types import AuthedRequest
 from gateway.forms import UsageQuery
 from gateway.usage import CSV_COLUMNS, PERIODS, usage_csv_rows, usage_summarise, usage_visible
-from mlxmanager.types import AuthedRequest
 
 
 def usage(request: AuthedRequest) -> HttpResponse:

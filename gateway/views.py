@@ -23,6 +23,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.middleware import public
+from core.jsontext import not_text_at
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.meter import Meter
@@ -32,7 +33,6 @@ from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, targ
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
-from mlxmanager.jsontext import not_text_at
 from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin

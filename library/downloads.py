@@ -46,9 +46,9 @@ from tqdm.auto import tqdm
 
 from audit.models import AuditKind
 from audit.services import audit_record
+from core.formatting import human_bytes
 from library.local import disk_free
 from library.models import Download, DownloadState
-from mlxmanager.formatting import human_bytes
 from nodes.selectors import this_node_id
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes

@@ -22,8 +22,8 @@ from huggingface_hub import HfApi, get_session, hf_hub_url, hf_raise_for_status,
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import build_hf_headers
 
+from core.memory import for_models
 from library.local import cached_repo_ids
-from mlxmanager.memory import for_models
 
 T = TypeVar("T")
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}

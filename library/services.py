@@ -15,10 +15,10 @@ from accounts.models import User
 from accounts.permissions import may_act
 from audit.models import AuditKind
 from audit.services import audit_record
+from core.wakeup import wake_supervisor
 from library.local import is_valid_repo_id
 from library.models import Download, DownloadState
 from library.selectors import model_uses
-from mlxmanager.wakeup import wake_supervisor
 from nodes.models import Node
 from nodes.selectors import this_node
 

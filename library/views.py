@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.types import AuthedRequest
+from core.memory import for_models
 from library.forms import DownloadForm, SearchForm
 from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
@@ -34,8 +36,6 @@ from library.services import (
     download_retry,
     model_delete,
 )
-from mlxmanager.memory import for_models
-from mlxmanager.types import AuthedRequest
 from nodes.models import Node
 
 RECENT_SHOWN = 5

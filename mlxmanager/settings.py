@@ -142,7 +142,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.navigation",
             ],
-            "builtins": ["mlxmanager.formatting"],  # the human_bytes filter everywhere
+            "builtins": ["core.formatting"],  # the human_bytes filter everywhere
         },
     },
 ]

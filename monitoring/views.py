@@ -18,10 +18,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from accounts.middleware import public
 from accounts.models import User
+from accounts.types import AuthedRequest
 from audit.models import AuditRecord
+from core.formatting import csv_cell
 from gateway.keys import authenticate_key, key_from_headers
-from mlxmanager.formatting import csv_cell
-from mlxmanager.types import AuthedRequest
 from monitoring.collector import ManagerCollector
 from monitoring.forms import AuditFilterForm
 from monitoring.gateway_metrics import GatewayCollector

@@ -30,7 +30,7 @@ class Node(models.Model):
     memory_total = models.PositiveBigIntegerField(null=True, blank=True)
     memory_available = models.PositiveBigIntegerField(null=True, blank=True)
     memory_for_models = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="What model servers together may use (mlxmanager.memory.for_models)."
+        null=True, blank=True, help_text="What model servers together may use (core.memory.for_models)."
     )
     versions = models.JSONField(default=dict, blank=True, help_text="mlx, mlx-lm and the app's version.")
     hub_cache_bytes = models.PositiveBigIntegerField(

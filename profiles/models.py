@@ -5,8 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
-from mlxmanager.formatting import host_port
-from mlxmanager.models import QuickLoadModel
+from core.formatting import host_port
+from core.models import QuickLoadModel
 from nodes.models import Node
 from nodes.selectors import this_node_id
 

@@ -12,8 +12,8 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.types import AuthedRequest
 from library.local import cached_repo_ids
-from mlxmanager.types import AuthedRequest
 from nodes.models import Node
 from profiles import services
 from profiles.argv import OPTIONS, command_line

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from mlxmanager.formatting import host_port
+from core.formatting import host_port
 from servers.models import Server
 
 

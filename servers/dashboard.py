@@ -31,8 +31,8 @@ from django.utils.functional import cached_property
 from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import User
+from core.formatting import human_bytes
 from library.local import is_valid_repo_id, local_model_path
-from mlxmanager.formatting import human_bytes
 from nodes.models import Node
 from nodes.status import SupervisorStatus, node_statuses, supervisor_status
 from profiles.models import ServerProfile

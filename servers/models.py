@@ -5,7 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
-from mlxmanager.models import QuickLoadModel
+from core.models import QuickLoadModel
 from nodes.models import Node
 from nodes.selectors import this_node_id
 from profiles.models import ServerProfile

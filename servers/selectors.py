@@ -6,8 +6,8 @@ from collections.abc import Collection, Sequence
 
 from django.db.models import Q
 
+from core.memory import Memory, memory, swap
 from library.selectors import ModelUse
-from mlxmanager.memory import Memory, memory, swap
 from nodes.models import Node
 from nodes.selectors import this_node
 from profiles.models import ServerProfile

@@ -14,7 +14,7 @@ from accounts.models import User
 from accounts.permissions import may_act
 from audit.models import AuditKind
 from audit.services import audit_record
-from mlxmanager.wakeup import wake_supervisor
+from core.wakeup import wake_supervisor
 from profiles.models import ServerProfile
 from profiles.services import profile_can_use
 from servers.models import DesiredState, Server, ServerEvent, ServerState

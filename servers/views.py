@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from mlxmanager.types import AuthedRequest
+from accounts.types import AuthedRequest
 from nodes.status import supervisor_status
 from profiles.argv import command_line
 from profiles.models import ServerProfile

@@ -1,6 +1,6 @@
 """Facts about this machine for the System page: chip, OS, versions, the Hugging Face cache, and
 the supervisor as its heartbeat reports it. Memory, and what models may use of it, is
-mlxmanager.memory's (the supervisor samples it; servers.selectors.system_memory reads the sample).
+core.memory's (the supervisor samples it; servers.selectors.system_memory reads the sample).
 
 Reads only.
 """

@@ -13,8 +13,8 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from mlxmanager.memory import for_models, mlx_device_info
-from mlxmanager.types import AuthedRequest
+from accounts.types import AuthedRequest
+from core.memory import for_models, mlx_device_info
 from nodes.status import node_statuses, supervisor_status
 from servers.charts import sparkline_points
 from servers.selectors import system_memory

@@ -6,8 +6,8 @@ from dataclasses import fields
 from typing import Any
 
 from api.tests.conftest import ApiClient
+from core.memory import Memory
 from library.models import Download
-from mlxmanager.memory import Memory
 from profiles.models import ServerProfile
 
 

@@ -10,7 +10,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # Lower layers first; an app may import its own layer and those below, never above.
-LAYERS = ["audit", "accounts", "nodes", "library", "profiles", "servers", "system", "gateway", "monitoring", "api"]
+LAYERS = [
+    "core",
+    "audit",
+    "accounts",
+    "nodes",
+    "library",
+    "profiles",
+    "servers",
+    "system",
+    "gateway",
+    "monitoring",
+    "api",
+]
 SUPERVISOR = "servers.supervisor"
 SUPERVISOR_CLIENTS = {"servers.management.commands.runsupervisor"}
 
@@ -92,3 +104,15 @@ def test_make_test_collects_every_apps_tests() -> None:
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     with_tests = {path.parent.parent.name for path in ROOT.glob("*/tests/__init__.py")} | {"e2e"}
     assert with_tests <= set(options["testpaths"])
+
+
+def test_no_app_imports_the_project_package() -> None:
+    """`mlxmanager/` is the top: settings, urls, asgi, wsgi and the gunicorn hooks. What apps share
+    lives in `core/`, which imports no app (it is the lowest layer)."""
+    wrong = []
+    for name, path in app_modules().items():
+        if ".tests" in name:
+            continue
+        wrong += [f"{name} imports {target}" for target in imported(path) if is_under(target, "mlxmanager")]
+    assert not wrong, "An app imports the project package:\n" + "\n".join(sorted(wrong))
+    assert LAYERS[0] == "core"

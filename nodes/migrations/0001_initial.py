@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('stopped_at', models.DateTimeField(blank=True, help_text='Set by a clean stop of the supervisor.', null=True)),
                 ('memory_total', models.PositiveBigIntegerField(blank=True, null=True)),
                 ('memory_available', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('memory_for_models', models.PositiveBigIntegerField(blank=True, help_text='What model servers together may use (mlxmanager.memory.for_models).', null=True)),
+                ('memory_for_models', models.PositiveBigIntegerField(blank=True, help_text='What model servers together may use (core.memory.for_models).', null=True)),
                 ('versions', models.JSONField(blank=True, default=dict, help_text="mlx, mlx-lm and the app's version.")),
                 ('hub_cache_bytes', models.PositiveBigIntegerField(blank=True, help_text="The Hugging Face cache's size on disk, as the supervisor last measured it.", null=True)),
                 ('local_models', models.JSONField(blank=True, default=list, help_text='The models in its cache: [{"repo_id": ..., "size": bytes}, ...].')),

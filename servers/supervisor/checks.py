@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.formatting import human_bytes
+from core.memory import for_models
 from library.local import local_model_path, read_config, weights_bytes
-from mlxmanager.formatting import human_bytes
-from mlxmanager.memory import for_models
 from profiles.models import ServerProfile
 from servers.supervisor.host import Host
 

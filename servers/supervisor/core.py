@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Field, QuerySet
 
+from core.memory import for_models
 from library.local import local_models
-from mlxmanager.memory import for_models
 from nodes.models import Node
 from nodes.selectors import this_node
 from nodes.services import node_beat, node_publish_models, node_register, node_stop

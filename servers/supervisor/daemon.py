@@ -20,7 +20,7 @@ import psycopg
 from django.conf import settings
 from django.db import Error, connection
 
-from mlxmanager.wakeup import WAKE_CHANNEL, wake_socket_path
+from core.wakeup import WAKE_CHANNEL, wake_socket_path
 from servers.supervisor.core import DATABASE_AWAY, Supervisor
 
 log = logging.getLogger("mlxmanager.supervisor")
@@ -69,7 +69,7 @@ class InstanceLock:
 
 
 class WakeSocket:
-    """The datagram socket `mlxmanager.wakeup.wake_supervisor` writes to, plus a self-pipe that
+    """The datagram socket `core.wakeup.wake_supervisor` writes to, plus a self-pipe that
     signals (SIGTERM, SIGINT, SIGCHLD) write to, so `wait` returns at once for either; and a pipe
     that probes' threads write to (`answered`) when an answer is in."""
 

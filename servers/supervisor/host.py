@@ -22,7 +22,7 @@ from typing import Protocol
 
 import psutil
 
-from mlxmanager.memory import memory, swap
+from core.memory import memory, swap
 from profiles.ports import port_holder
 from servers.addresses import probe_address
 

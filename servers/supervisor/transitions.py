@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditKind
 from audit.services import audit_record
-from mlxmanager.wakeup import wake_watchers
+from core.wakeup import wake_watchers
 from servers.models import Server, ServerEvent
 from servers.states import State, is_allowed
 

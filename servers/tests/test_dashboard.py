@@ -12,8 +12,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.formatting import human_bytes
 from library.models import Download, DownloadState
-from mlxmanager.formatting import human_bytes
 from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.chat import CHAT_MAX_TOKENS

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlxmanager.wakeup import wake_local, wake_socket_path, wake_supervisor
+from core.wakeup import wake_local, wake_socket_path, wake_supervisor
 from servers.supervisor.daemon import AlreadyRunning, InstanceLock, WakeSocket
 from servers.supervisor.logfile import append_line, rotate_if_large, tail
 

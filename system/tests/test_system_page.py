@@ -21,9 +21,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core import memory as machine_memory
+from core.formatting import human_bytes
 from library.models import Download, DownloadState
-from mlxmanager import memory as machine_memory
-from mlxmanager.formatting import human_bytes
 from profiles.models import ServerProfile
 from servers.charts import sparkline_points
 from servers.models import Server, ServerState, SystemSample

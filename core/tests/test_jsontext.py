@@ -1,11 +1,11 @@
-"""Where parsed JSON holds a string that is not text (mlxmanager/jsontext.py)."""
+"""Where parsed JSON holds a string that is not text (core/jsontext.py)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from mlxmanager.jsontext import not_text_at
+from core.jsontext import not_text_at
 
 
 def test_text_everywhere_is_none() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.template import engines
 
-from mlxmanager.formatting import human_bytes
+from core.formatting import human_bytes
 
 
 def test_sizes_are_decimal_like_macos_and_the_hub() -> None:

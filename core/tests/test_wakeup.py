@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlxmanager.wakeup import StateWatch, wake_watchers, watchers_folder
+from core.wakeup import StateWatch, wake_watchers, watchers_folder
 
 
 def test_a_transition_nudge_ends_the_wait_at_once_and_a_dead_watchers_socket_is_removed(

@@ -26,6 +26,7 @@ from accounts.middleware import public
 from core.jsontext import not_text_at
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
+from gateway.inline import anthropic_inline_guard, openai_inline_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
@@ -77,10 +78,12 @@ def _parse_body(request: HttpRequest) -> dict[str, Any]:
 
 def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
     if api is GatewayApi.MESSAGES:
+        anthropic_inline_guard(body.get("messages"))
         upstream = messages_to_chat(body)
     else:
         if api is GatewayApi.CHAT and not isinstance(body.get("messages"), list):
             raise GatewayError(400, "messages: required, a list of messages.")
+        openai_inline_guard(body.get("messages"))
         if api is GatewayApi.COMPLETIONS and not isinstance(body.get("prompt"), str):
             raise GatewayError(400, "prompt: required, a string.")
         upstream = {k: v for k, v in body.items() if k not in LOADING_FIELDS}

@@ -147,3 +147,19 @@ def test_a_prompt_longer_than_the_context_is_400_with_the_counts(
         else {**body, "messages": [{"role": "user", "content": "hello"}]}
     )
     assert post(ThreadClient(), path, body, authorization=f"Bearer {secret}").status_code == 502  # a short one goes on
+
+
+def test_inline_media_passes_the_url_check(approved_user: User) -> None:
+    """A data: URL and base64 go past the check (here to the 503 of a stopped server); a URL does not."""
+    ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    secret = key_create(user=approved_user, name="k").secret
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": [image]}]}
+    assert post(ThreadClient(), "/v1/chat/completions", chat, authorization=f"Bearer {secret}").status_code == 503
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    message = {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
+    answer = post(ThreadClient(), "/v1/messages", message, x_api_key=secret)
+    assert answer.status_code == 400 and "only text" in answer.json()["error"]["message"]  # not a URL refusal
+    image["image_url"] = {"url": " HTTP://127.0.0.1/x"}
+    answer = post(ThreadClient(), "/v1/chat/completions", chat, authorization=f"Bearer {secret}")
+    assert answer.status_code == 400 and "image_url.url" in answer.json()["error"]["message"]

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-postgresql lint bench setup dev-setup browser systemd-analyze prometheus postgresql migrate clean
+.PHONY: run test test-postgresql check lint bench setup dev-setup system-deps migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,33 +34,21 @@ run: migrate
 	@echo "MLX Manager on http://$(HOST):$(PORT)/ (Ctrl-C stops the web server and the supervisor)"
 	@$(PY) -m mlxmanager.run -f Procfile start
 
-## Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "Installing Debian's chromium for the browser tests"; \
+## The Debian packages the tests use, in one apt call: chromium (Playwright drives it; nothing is
+## downloaded by Playwright), systemd-analyze (verifies the generated systemd units), prometheus
+## (promtool and a real server scraping the app) and postgresql (the throwaway clusters of
+## testing/postgres.py; no service is started). Installs only what is missing.
+SYSTEM_DEPS_MISSING = $(strip \
+	$(if $(shell command -v chromium),,chromium) \
+	$(if $(shell command -v systemd-analyze),,systemd) \
+	$(if $(and $(shell command -v prometheus),$(shell command -v promtool)),,prometheus) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
+system-deps:
+	@if [ -n "$(SYSTEM_DEPS_MISSING)" ]; then \
+		echo "Installing Debian's $(SYSTEM_DEPS_MISSING) for the tests"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
-
-## systemd-analyze, with which the tests verify the generated systemd units (system/tests/test_installservice.py).
-systemd-analyze:
-	@command -v systemd-analyze >/dev/null 2>&1 || { \
-		echo "Installing Debian's systemd for systemd-analyze verify"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq systemd >/dev/null; }
-
-## Debian's prometheus: `promtool check metrics` and a real server scraping the app (monitoring/tests/).
-prometheus:
-	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
-		echo "Installing Debian's prometheus for the metrics tests"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
-
-## Debian's postgresql: the throwaway clusters the tests start themselves (testing/postgres.py; no service).
-postgresql:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-		echo "Installing Debian's postgresql for the database tests"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_DEPS_MISSING) >/dev/null; \
+	fi
 
 ## The tests that exercise the database (services, permissions, the supervisor's plumbing, the
 ## gateway's records), run a second time on a throwaway PostgreSQL. Left out there to keep it short:
@@ -80,12 +68,12 @@ PG_TESTS ?= accounts/tests/test_registration.py accounts/tests/test_users_page.p
 ## (943 s instead of 1053 s for the first pass, on 2 cores).
 TEST_WORKERS ?= auto
 XDIST = -n $(TEST_WORKERS) --dist worksteal
-test: dev-setup browser systemd-analyze prometheus postgresql
+test: dev-setup system-deps
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-postgresql
 
-test-postgresql: dev-setup postgresql
+test-postgresql: dev-setup system-deps
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m testing.postgres run -- $(PY) -m pytest $(XDIST) -m "not browser" $(PYTEST_ARGS) $(PG_TESTS)
 

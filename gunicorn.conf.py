@@ -6,7 +6,7 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('MLXM_WEB_PORT', 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # ASGI, with gunicorn's own asyncio worker: a `/v1/` stream waits on its model server without a
 # thread, so one worker relays hundreds of streams; page views (sync) run in asgiref's threads.
-# Chosen over uvicorn's worker and gthread by measurement (README, "Serving").
+# Chosen over uvicorn's worker and gthread by measurement (docs/performance.md, "Serving").
 worker_class = os.environ.get("WEB_WORKER_CLASS", "asgi")  # bench: uvicorn.workers.UvicornWorker
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 60

@@ -7,7 +7,7 @@ as `make run` serves it (testing/stack.py) and a real `mlx_lm.server` on the tin
 - the dashboard partial's p95 while 16 streams run, against idle.
 
 `WEB_WORKER_CLASS=uvicorn.workers.UvicornWorker make bench` measures uvicorn's worker instead of
-gunicorn's own `asgi` worker (README, "Serving")."""
+gunicorn's own `asgi` worker (docs/performance.md, "Serving")."""
 
 from __future__ import annotations
 

@@ -28,6 +28,12 @@ class KeyForm(forms.Form):
         help_text="None selected: every model you may use.",
         widget=forms.CheckboxSelectMultiple,
     )
+    may_manage = forms.BooleanField(
+        required=False,
+        label="May also manage",
+        help_text="Scripts with this key may also change things through /api/v1/ (profiles, servers, downloads), "
+        "as you may in the pages. Unticked: it only uses models.",
+    )
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()

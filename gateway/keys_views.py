@@ -61,6 +61,7 @@ def key_new(request: AuthedRequest) -> HttpResponse:
         name=form.cleaned_data["name"],
         expires_at=form.cleaned_data["expires_at"],
         profiles=form.cleaned_data["profiles"],
+        may_manage=form.cleaned_data["may_manage"],
     )
     # Shown once, on the page after the redirect, then gone from the session.
     request.session[NEW_SECRET_SESSION_KEY] = {"name": created.key.name, "secret": created.secret}

@@ -30,14 +30,27 @@ class NewKey:
 
 
 def key_create(
-    *, user: User, name: str, expires_at: datetime | None = None, profiles: Iterable[ServerProfile] = ()
+    *,
+    user: User,
+    name: str,
+    expires_at: datetime | None = None,
+    profiles: Iterable[ServerProfile] = (),
+    may_manage: bool = False,
 ) -> NewKey:
+    """A new key for `user`. `may_manage` lets it change things through `/api/v1/`; it never
+    grants more than the person may do in the pages (the API's services check that)."""
     secret = new_secret()
     key = ApiKey.objects.create(
-        user=user, name=name, prefix=secret[:PREFIX_SHOWN], secret_hash=key_hash(secret), expires_at=expires_at
+        user=user,
+        name=name,
+        prefix=secret[:PREFIX_SHOWN],
+        secret_hash=key_hash(secret),
+        expires_at=expires_at,
+        may_manage=may_manage,
     )
     key.profiles.set(list(profiles))
-    audit_record(kind=AuditKind.KEY, action="create", subject=f"{key} of {user.email}", by=user)
+    scope = " (may manage)" if may_manage else ""
+    audit_record(kind=AuditKind.KEY, action="create", subject=f"{key}{scope} of {user.email}", by=user)
     return NewKey(key=key, secret=secret)
 
 

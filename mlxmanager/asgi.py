@@ -6,7 +6,7 @@ Why: under Django's ASGI handler a sync view costs about 19 thread hops (each sy
 `process_request` and `process_response`, the view, the signals), each waiting for a core on a
 busy machine, and a new thread, hence a new database connection, per request. Here a page costs
 one hop to a thread that keeps its connection, as under a WSGI server; the `/v1/` views stay
-async, so a stream waits on its model server without a thread. Measured in README, "Serving".
+async, so a stream waits on its model server without a thread. Measured in docs/performance.md, "Serving".
 """
 
 from __future__ import annotations

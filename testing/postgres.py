@@ -22,7 +22,7 @@ from pathlib import Path
 
 from testing.net import free_port
 
-INSTALL_HINT = "PostgreSQL is not installed: `apt-get install postgresql` (or `make postgresql`)."
+INSTALL_HINT = "PostgreSQL is not installed: `apt-get install postgresql` (or `make system-deps`)."
 SUPERUSER = "mlxm"
 DATABASE = "mlxm"
 # A throwaway cluster need not survive a power cut: no fsync makes every test's commits cheaper.

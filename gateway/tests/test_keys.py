@@ -17,6 +17,7 @@ from gateway.models import ApiKey
 from gateway.services import key_create
 from profiles.forms import ProfileForm
 from profiles.models import ServerProfile
+from servers.models import DesiredState, Server
 
 pytestmark = pytest.mark.django_db
 
@@ -116,3 +117,23 @@ def test_aliases_unique_across_profiles_ignoring_case(db: Any, tmp_path: Any) ->
     form.is_valid()
     assert "aliases" not in form.errors
     assert form.cleaned_data["aliases"] == "mine, other"
+
+
+def test_a_key_made_in_the_page_may_manage_only_when_ticked(approved_user: User) -> None:
+    """The README's JSON API examples POST with a key that may manage: the key page makes one."""
+    client = login(approved_user)
+    assert client.post("/accounts/keys/new/", {"name": "script", "may_manage": "on"}).status_code == 302
+    manager_secret = re.search(r'id="new-api-key"[^>]*>([^<]+)<', client.get("/accounts/keys/").content.decode())[1]  # type: ignore[index]
+    assert client.post("/accounts/keys/new/", {"name": "chat"}).status_code == 302
+    user_secret = re.search(r'id="new-api-key"[^>]*>([^<]+)<', client.get("/accounts/keys/").content.decode())[1]  # type: ignore[index]
+    assert ApiKey.objects.get(name="script").may_manage and not ApiKey.objects.get(name="chat").may_manage
+    assert "manages" in client.get("/accounts/keys/").content.decode()
+
+    mine = ServerProfile.objects.create(name="mine", model="/m", port=9123, owner=approved_user)
+    start = f"/api/v1/servers/{mine.pk}/start"
+    api = Client()
+    refused = api.post(start, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {user_secret}")
+    assert refused.status_code == 403 and "may only use models" in refused.content.decode()
+    done = api.post(start, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {manager_secret}")
+    assert done.status_code == 200, done.content
+    assert Server.objects.get(profile=mine).desired_state == DesiredState.RUNNING

@@ -86,11 +86,13 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "axes",
+    "corsheaders",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # answers a /v1/ preflight before the login check
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,9 +110,27 @@ MIDDLEWARE = [
 # Under ASGI each of these is a thread hop per request, so the page-only ones are left out.
 GATEWAY_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
+
+# CORS for browser apps on other origins, on `/v1/` only (never the pages), none unless set. No
+# credentials: a cross-origin app sends a key, never this site's session cookie.
+CORS_ALLOWED_ORIGINS = env.list("MLXM_CORS_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/v1/.*$"
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = (
+    *("accept", "authorization", "content-type", "user-agent", "x-requested-with"),
+    *("x-api-key", "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access"),
+    *("openai-organization", "openai-project", "openai-beta"),
+    # what the openai and anthropic JavaScript SDKs send from a browser
+    *("x-stainless-os", "x-stainless-lang", "x-stainless-package-version", "x-stainless-runtime"),
+    *("x-stainless-runtime-version", "x-stainless-arch", "x-stainless-retry-count", "x-stainless-timeout"),
+    *("x-stainless-async", "x-stainless-helper-method", "x-stainless-stream-helper"),
+)
+CORS_EXPOSE_HEADERS = ("retry-after",)
+CORS_PREFLIGHT_MAX_AGE = 600
 
 # Content-Security-Policy on every page: scripts and styles from this site only, no inline code.
 CONTENT_SECURITY_POLICY = {

@@ -1,12 +1,14 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from gateway import views
+from gateway import catalog_views, views
 
 app_name = "gateway"
 
 urlpatterns = [
-    path("models", views.models, name="models"),
+    path("models", catalog_views.models, name="models"),
+    path("models/<path:model_id>", catalog_views.model_detail, name="model"),
     path("chat/completions", views.chat_completions, name="chat_completions"),
     path("completions", views.completions, name="completions"),
     path("messages", views.messages, name="messages"),
+    re_path(r"^(?P<rest>.*)$", catalog_views.not_found, name="not_found"),  # JSON, never Django's HTML 404
 ]

@@ -30,11 +30,10 @@ from gateway.inline import anthropic_inline_guard, openai_inline_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
-from gateway.routing import Caller, ForwardNeeded, Target, caller_identify, target_resolve, usable_profiles
+from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
-from nodes.status import node_statuses
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -188,7 +187,7 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
     meter = Meter(api=api, stream=False)
     try:
         if request.method != "POST":
-            raise GatewayError(405, "Use POST.")
+            raise GatewayError(405, "Use POST.", headers={"Allow": "POST"})
         prepared = await sync_to_async(_prepare)(request, meter, api)
         if prepared.forward is not None:
             return await _forwarded(request, prepared.forward, meter, flavour)
@@ -385,40 +384,3 @@ def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> Async
                 yield out
 
     return _guarded(answer, meter, Flavour.ANTHROPIC, events())
-
-
-@gateway_view
-async def models(request: HttpRequest) -> HttpResponseBase:
-    flavour = Flavour.ANTHROPIC if "anthropic-version" in request.headers else Flavour.OPENAI
-    try:
-        data = await sync_to_async(_model_list)(request)
-    except GatewayError as error:
-        return error_response(flavour, error)
-    return JsonResponse({"object": "list", "data": data, "has_more": False, "first_id": None, "last_id": None})
-
-
-def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
-    caller: Caller = caller_identify(request)
-    if request.method != "GET":
-        raise GatewayError(405, "Use GET.")
-    listed = []
-    unknown = {status.node.pk for status in node_statuses() if status.states_unknown}  # as the dashboard
-    for profile in usable_profiles(caller):
-        server = getattr(profile, "server", None)
-        created = profile.created_at
-        state = "unknown" if profile.node_id in unknown else server.state if server else "stopped"
-        listed.append(
-            {
-                "id": profile.name,
-                "object": "model",
-                "type": "model",
-                "created": int(created.timestamp()),
-                "created_at": created.isoformat().replace("+00:00", "Z"),
-                "display_name": profile.name,
-                "owned_by": "mlx-manager",
-                "aliases": profile.alias_list,
-                "state": state,
-                "node": profile.node.name,
-            }
-        )
-    return listed

@@ -83,6 +83,8 @@ def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
         if api is GatewayApi.CHAT and not isinstance(body.get("messages"), list):
             raise GatewayError(400, "messages: required, a list of messages.")
         openai_inline_guard(body.get("messages"))
+        if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
+            raise GatewayError(400, "n: only 1 is supported (the model server gives one answer per request).")
         if api is GatewayApi.COMPLETIONS and not isinstance(body.get("prompt"), str):
             raise GatewayError(400, "prompt: required, a string.")
         upstream = {k: v for k, v in body.items() if k not in LOADING_FIELDS}
@@ -271,7 +273,7 @@ async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayA
     meter.record_soon()
     if api is GatewayApi.MESSAGES:
         return JsonResponse(chat_to_message(data, model=target.profile.name))
-    data["model"] = target.profile.name
+    data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
     return JsonResponse(data)
 
 
@@ -295,7 +297,7 @@ async def _open_stream(
             if isinstance(body.get("stream_options"), dict)
             else False
         )
-        events = _openai_events(answer, meter, keep_usage_chunk=wants_usage)
+        events = _openai_events(answer, meter, keep_usage_chunk=wants_usage, model=body["model"])
     return StreamingHttpResponse(events, content_type="text/event-stream", headers=STREAM_HEADERS)
 
 
@@ -361,12 +363,26 @@ async def _guarded(
         meter.record_soon()
 
 
-def _openai_events(answer: httpx.Response, meter: Meter, *, keep_usage_chunk: bool) -> AsyncIterator[bytes]:
+UPSTREAM_MODEL_FIELD = b'"model": "' + LOADED_MODEL.encode() + b'"'  # as mlx-lm's json.dumps writes it
+
+
+def _named(event: bytes, data: dict[str, Any], model: str) -> bytes:
+    """The chunk with `model` as the client named it: a byte replacement (the line is not built
+    again), or, should the server write it otherwise, the JSON written anew."""
+    if data.get("model") == model:
+        return event
+    renamed = event.replace(UPSTREAM_MODEL_FIELD, b'"model": ' + json.dumps(model).encode(), 1)
+    if renamed == event:
+        return b"data: " + json.dumps({**data, "model": model}).encode()
+    return renamed
+
+
+def _openai_events(answer: httpx.Response, meter: Meter, *, keep_usage_chunk: bool, model: str) -> AsyncIterator[bytes]:
     async def events() -> AsyncIterator[bytes]:
         async for event, data in _chunks(answer, meter):
             if data is not None and not data.get("choices") and data.get("usage") and not keep_usage_chunk:
                 continue  # asked for by the gateway, not by this client
-            yield event + b"\n\n"
+            yield (event if data is None else _named(event, data, model)) + b"\n\n"
 
     return _guarded(answer, meter, Flavour.OPENAI, events())
 

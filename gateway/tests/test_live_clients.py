@@ -236,7 +236,7 @@ def test_body_model_naming_another_local_model_is_never_passed_through(live: Liv
 def test_second_model_by_alias(live: Live, tiny_model: object, supervisor_process: object) -> None:
     second = start_profile(tiny_model, "second", supervisor_process, aliases="other")  # type: ignore[arg-type]
     reply = oai(live).chat.completions.create(model="OTHER", messages=[{"role": "user", "content": "x"}], max_tokens=2)
-    assert reply.model == "second"
+    assert reply.model == "OTHER"  # the name the client sent; the usage is recorded under the profile
     wait_for(lambda: UsageRecord.objects.filter(profile=second).exists(), timeout=20, what="a record for second")
 
 
@@ -295,3 +295,31 @@ def test_an_answer_asked_longer_than_the_context_leaves_is_capped_to_that_room(l
     assert completion.usage is not None and 0 < completion.usage.completion_tokens <= 56, completion.usage
     short = client.completions.create(model="tiny", prompt="hello", max_tokens=3, temperature=0.0)
     assert short.usage is not None and short.usage.completion_tokens <= 3
+
+
+def test_the_model_is_named_as_the_client_sent_it_and_n_above_1_is_refused(live: Live) -> None:
+    client = oai(live)
+    chunks = list(
+        client.chat.completions.create(
+            model="GPT-4o-mini",
+            messages=[{"role": "user", "content": "Hello"}],
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert len(chunks) >= 3 and {c.model for c in chunks} == {"GPT-4o-mini"}  # never "default_model"
+    whole = client.completions.create(model="tiny", prompt="a b c d", max_tokens=2)
+    assert whole.model == "tiny"
+    streamed = list(client.completions.create(model="Claude-Tiny", prompt="a b c d e", max_tokens=3, stream=True))
+    assert streamed and {c.model for c in streamed} == {"Claude-Tiny"}
+
+    for n in (2, 0, "2"):
+        error = openai_error(
+            lambda n=n: client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2, n=n
+            )
+        )
+        assert error.status_code == 400 and str(cast(dict[str, Any], error.body)["message"]).startswith("n: ")
+    one = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2, n=1)
+    assert len(one.choices) == 1

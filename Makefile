@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-postgresql check lint bench setup dev-setup system-deps migrate clean
+.PHONY: run test test-postgresql check lint bench setup dev-setup system-deps agents migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_DEPS_MISSING) >/dev/null; \
 	fi
 
+## The agent CLIs the tests drive through /v1/ (Claude Code, Codex), at the versions of
+## testing/agents/package-lock.json; skipped where npm is absent (the tests say so).
+AGENTS := testing/agents
+$(AGENTS)/node_modules/.installed: $(AGENTS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(AGENTS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm is absent: the agent CLI tests will be skipped"; fi
+agents: $(AGENTS)/node_modules/.installed
+
 ## The tests that exercise the database (services, permissions, the supervisor's plumbing, the
 ## gateway's records), run a second time on a throwaway PostgreSQL. Left out there to keep it short:
 ## browser tests, slow fuzzing and real-model gateway tests (profiles/tests/test_views.py,
@@ -68,7 +77,7 @@ PG_TESTS ?= accounts/tests/test_registration.py accounts/tests/test_users_page.p
 ## (943 s instead of 1053 s for the first pass, on 2 cores).
 TEST_WORKERS ?= auto
 XDIST = -n $(TEST_WORKERS) --dist worksteal
-test: dev-setup system-deps
+test: dev-setup system-deps agents
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-postgresql

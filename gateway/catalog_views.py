@@ -49,6 +49,11 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponseBase:
 
 @gateway_view
 async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
+    """Authenticated first, as every /v1/ view: a caller without a key learns nothing of the paths."""
+    try:
+        await sync_to_async(caller_identify)(request)
+    except GatewayError as error:
+        return error_response(_flavour(request), error)
     error = GatewayError(404, f"No such endpoint: {request.method} {request.path}.")
     return error_response(_flavour(request), error)
 

@@ -21,7 +21,14 @@ EXEMPT = {"healthz", "accounts:login", "accounts:register", "accounts:pending"}
 SELF_GUARDED = {"monitoring:metrics"}
 # Open to the middleware because they authenticate each request themselves (API key, or session +
 # CSRF token): anyone else gets a 401 in the API's own JSON shape, never a page.
-KEY_AUTHENTICATED = {"gateway:models", "gateway:chat_completions", "gateway:completions", "gateway:messages"}
+KEY_AUTHENTICATED = {
+    "gateway:models",
+    "gateway:model",
+    "gateway:chat_completions",
+    "gateway:completions",
+    "gateway:messages",
+    "gateway:not_found",
+}
 # Every view of /api/v1/ (namespace `api`) authenticates each request with a key (its docs and
 # schema: a key or a signed-in user); api/tests/test_auth.py walks them and proves the 401s.
 API_NAMESPACE = "api:"

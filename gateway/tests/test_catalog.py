@@ -30,7 +30,7 @@ def test_unknown_paths_are_json_404_in_the_apis_shape(secret: str) -> None:
         "type": "error",
         "error": {"type": "not_found_error", "message": answer.json()["error"]["message"]},
     }
-    assert ThreadClient().get("/v1/nothing").status_code == 404  # without a key as well: nothing is said
+    assert ThreadClient().get("/v1/nothing").status_code == 401  # without a key: no map of the paths
 
 
 def test_a_wrong_method_is_405_with_allow(secret: str) -> None:

@@ -112,7 +112,7 @@ def make_scripted_model(target: Path, *, call: ToolCall | None = None, answer: s
     head = np.zeros((len(vocab), len(vocab)), dtype=np.float32)  # head[next, current]
     head[EOS, :] = 1.0  # a token without a successor ends the answer
     for chain in chains:
-        for current, following in zip(chain, chain[1:] + ["</s>"], strict=True):
+        for current, following in zip(chain, [*chain[1:], "</s>"], strict=True):
             head[index[following], index[current]] = 10.0
     model = llama.Model(llama.ModelArgs.from_dict(config))
     weights = dict(tree_flatten(model.parameters()))

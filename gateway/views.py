@@ -27,6 +27,7 @@ from core.jsontext import not_text_at
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
+from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
@@ -274,6 +275,8 @@ async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayA
     if api is GatewayApi.MESSAGES:
         return JsonResponse(chat_to_message(data, model=target.profile.name))
     data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
+    if upstream.get("logprobs"):
+        await sync_to_async(logprobs_complete)(data, model=target.profile.model)
     return JsonResponse(data)
 
 

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -30,6 +30,8 @@ from gateway.inline import anthropic_inline_guard, openai_inline_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
+from gateway.responses_request import responses_to_chat
+from gateway.responses_stream import ResponseStream, chat_to_response
 from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
@@ -79,6 +81,9 @@ def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
     if api is GatewayApi.MESSAGES:
         anthropic_inline_guard(body.get("messages"))
         upstream = messages_to_chat(body)
+    elif api is GatewayApi.RESPONSES:
+        upstream = responses_to_chat(body)
+        openai_inline_guard(upstream["messages"])  # images are data: URLs already; this says it twice
     else:
         if api is GatewayApi.CHAT and not isinstance(body.get("messages"), list):
             raise GatewayError(400, "messages: required, a list of messages.")
@@ -184,6 +189,11 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
     return await _relay(request, GatewayApi.MESSAGES)
 
 
+@gateway_view
+async def responses(request: HttpRequest) -> HttpResponseBase:
+    return await _relay(request, GatewayApi.RESPONSES)
+
+
 async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
     flavour = _flavour(api)
     meter = Meter(api=api, stream=False)
@@ -198,7 +208,7 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         if meter.stream:
             stream = await _open_stream(url, prepared.upstream, meter, api, prepared.body)
             return await _whole_under_wsgi(request, stream)
-        return await _whole(url, prepared.upstream, meter, api, target)
+        return await _whole(url, prepared.upstream, meter, api, target, prepared.body)
     except GatewayError as error:
         meter.fail(error.status, error.message)
         meter.record_soon()
@@ -257,7 +267,9 @@ async def _send(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Re
     raise AssertionError("unreachable")
 
 
-async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target) -> HttpResponseBase:
+async def _whole(
+    url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target, body: dict[str, Any]
+) -> HttpResponseBase:
     try:
         answer = await _send(url, upstream, stream=False)
     except httpx.HTTPError as exc:
@@ -273,6 +285,8 @@ async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayA
     meter.record_soon()
     if api is GatewayApi.MESSAGES:
         return JsonResponse(chat_to_message(data, model=target.profile.name))
+    if api is GatewayApi.RESPONSES:
+        return JsonResponse(chat_to_response(data, body))
     data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
     return JsonResponse(data)
 
@@ -291,6 +305,8 @@ async def _open_stream(
         raise _upstream_refusal(answer.status_code, text)
     if api is GatewayApi.MESSAGES:
         events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
+    elif api is GatewayApi.RESPONSES:
+        events = _responses_events(answer, meter, ResponseStream(body))
     else:
         wants_usage = (
             bool((body.get("stream_options") or {}).get("include_usage"))
@@ -341,20 +357,26 @@ async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[b
 
 
 async def _guarded(
-    answer: httpx.Response, meter: Meter, flavour: Flavour, events: AsyncIterator[bytes]
+    answer: httpx.Response,
+    meter: Meter,
+    flavour: Flavour,
+    events: AsyncIterator[bytes],
+    failed: Callable[[int, str], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Relay `events`; an upstream failure becomes an error event; a client that goes away
-    (the ASGI handler cancels us) closes the upstream connection; usage is recorded either way."""
+    """Relay `events`; an upstream failure becomes an error event (`failed` writes it, else the
+    flavour's); a client that goes away (the ASGI handler cancels us) closes the upstream
+    connection; usage is recorded either way."""
+    failed = failed or (lambda status, message: stream_error_event(flavour, status, message))
     try:
         async for event in events:
             yield event
     except StreamCut:
         meter.fail(502, "The model server stopped in the middle of the answer.")
-        yield stream_error_event(flavour, 502, meter.error)
+        yield failed(502, meter.error)
     except httpx.HTTPError as exc:
         failure = _upstream_failure(exc)
         meter.fail(failure.status, failure.message)
-        yield stream_error_event(flavour, failure.status, failure.message)
+        yield failed(failure.status, failure.message)
     except BaseException:
         meter.fail(499, "The client closed the connection before the answer ended.")
         raise
@@ -387,9 +409,21 @@ def _openai_events(answer: httpx.Response, meter: Meter, *, keep_usage_chunk: bo
     return _guarded(answer, meter, Flavour.OPENAI, events())
 
 
-def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
-    translator = MessageStream(model)
+class Translator(Protocol):
+    """Another API's stream events from chat completion chunks (MessageStream, ResponseStream)."""
 
+    def start(self) -> bytes: ...
+    def chunk(self, data: dict[str, Any]) -> bytes: ...
+    def finish(self, prompt_tokens: int | None, completion_tokens: int | None) -> bytes: ...
+
+
+def _translated(
+    answer: httpx.Response,
+    meter: Meter,
+    translator: Translator,
+    flavour: Flavour,
+    failed: Callable[[int, str], bytes] | None = None,
+) -> AsyncIterator[bytes]:
     async def events() -> AsyncIterator[bytes]:
         yield translator.start()
         async for _event, data in _chunks(answer, meter):
@@ -399,4 +433,12 @@ def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> Async
             elif out := translator.chunk(data):
                 yield out
 
-    return _guarded(answer, meter, Flavour.ANTHROPIC, events())
+    return _guarded(answer, meter, flavour, events(), failed)
+
+
+def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
+    return _translated(answer, meter, MessageStream(model), Flavour.ANTHROPIC)
+
+
+def _responses_events(answer: httpx.Response, meter: Meter, translator: ResponseStream) -> AsyncIterator[bytes]:
+    return _translated(answer, meter, translator, Flavour.OPENAI, lambda _status, message: translator.failed(message))

@@ -5,6 +5,7 @@ a `response` and events that the openai SDK's own models validate."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -406,3 +407,9 @@ def test_length_is_incomplete_and_failure_is_failed() -> None:
     failed = parse_events(raw)[-1]
     assert failed.type == "response.failed" and failed.response.error.message == "The model server stopped."
     assert failed.response.error.code == "server_error"
+
+
+def test_the_docs_list_every_ignored_field() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    listed = docs.split("**Accepted and ignored**", 1)[1].split("\n- ", 1)[0]
+    assert {name for name in IGNORED_FIELDS if f"`{name}`" not in listed} == set()

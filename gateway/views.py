@@ -27,6 +27,7 @@ from core.jsontext import not_text_at
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
+from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
@@ -288,6 +289,8 @@ async def _whole(
     if api is GatewayApi.RESPONSES:
         return JsonResponse(chat_to_response(data, body))
     data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
+    if upstream.get("logprobs"):
+        await sync_to_async(logprobs_complete)(data, model=target.profile.model)
     return JsonResponse(data)
 
 

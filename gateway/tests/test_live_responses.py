@@ -5,6 +5,8 @@ text and function calls, whole and streamed, and the refusals."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from accounts.models import User
 from gateway.models import GatewayApi, UsageRecord
 from gateway.services import key_create
 from gateway.tests.conftest import start_profile
+from servers.models import Server
 from testing.scriptedmodel import DEFAULT_ANSWER, ToolCall
 from testing.supervisor import wait_for
 from testing.web import WebServer
@@ -48,6 +51,9 @@ def responses_client(
         yield openai.OpenAI(base_url=web.url + "/v1", api_key=secret, max_retries=0, timeout=60)
     finally:
         web.stop()
+
+
+LONG_ANSWER = " ".join(f"w{n}" for n in range(1500))  # long enough to be killed in the middle of it
 
 
 def _without_ids(response: Response) -> dict[str, Any]:
@@ -181,3 +187,21 @@ def test_refusals_in_openai_shape(responses_client: openai.OpenAI) -> None:
             input=[{"role": "user", "content": [{"type": "input_image", "image_url": inline, "detail": "auto"}]}],
         )
     assert "refused" in text_only.value.message
+
+
+def test_model_server_killed_mid_stream_fails_the_response(
+    responses_client: openai.OpenAI, supervisor_process: Any, scripted_model: Callable[..., Path]
+) -> None:
+    profile = start_profile(scripted_model(answer=LONG_ANSWER), "talker", supervisor_process)
+    pid = Server.objects.get(profile=profile).pid
+    assert pid is not None
+    events = iter(responses_client.responses.create(model="talker", input="Talk", max_output_tokens=4000, stream=True))
+    assert next(e for e in events if e.type == "response.output_text.delta").delta == "w0"
+    os.kill(pid, signal.SIGKILL)
+    rest = list(events)
+    failed = rest[-1]
+    assert failed.type == "response.failed", [e.type for e in rest[-3:]]
+    assert failed.response.status == "failed" and failed.response.error is not None
+    assert "stopped in the middle" in failed.response.error.message  # Codex reads error.message
+    assert not any(e.type == "response.completed" for e in rest)
+    wait_for(lambda: UsageRecord.objects.filter(status=502).exists(), timeout=20, what="the failed stream's record")

@@ -204,7 +204,7 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for n, part in enumerate(content):
         at = f"{where}.{n}"
-        kind = part.get("type") if isinstance(part, dict) else None
+        kind = part.get("type") if isinstance(part, dict) and isinstance(part.get("type"), str) else None
         if isinstance(part, dict) and kind in TEXT_PARTS:
             text = _text(part, TEXT_PARTS[kind], at, required=False) or ""
             parts.append({"type": "text", "text": text})
@@ -279,7 +279,7 @@ class _Conversation:
 
     def _message(self, item: dict[str, Any], where: str) -> None:
         role = item.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _fail(f"{where}.role", "must be system, developer, user or assistant.")
         content = _content(item.get("content"), f"{where}.content")
         if ROLES[role] == "system":

@@ -413,3 +413,48 @@ def test_the_docs_list_every_ignored_field() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
     listed = docs.split("**Accepted and ignored**", 1)[1].split("\n- ", 1)[0]
     assert {name for name in IGNORED_FIELDS if f"`{name}`" not in listed} == set()
+
+
+JUNK: list[Any] = [None, 0, -1, 1.5, True, "", "x", [], [None], {}, {"type": "x"}]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if path else []
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, child in children:
+        found += _paths(child, (*path, key))
+    return found
+
+
+def _replaced(value: Any, path: tuple[Any, ...], junk: Any) -> Any:
+    if not path:
+        return junk
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], junk)
+    return copy
+
+
+def test_any_value_anywhere_is_translated_or_refused_never_a_crash() -> None:
+    """Every field and item of a full request replaced in turn by values of every JSON type: the
+    answer is a translation or a GatewayError (a 400), never another exception (a 500)."""
+    body = codex_body(
+        instructions="Be brief.",
+        max_output_tokens=8,
+        temperature=0.5,
+        tool_choice={"type": "function", "name": "exec_command"},
+        text={"format": {"type": "text"}},
+    )
+    body["input"] = [
+        *body["input"],
+        {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": '{"cmd": "ls"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "a"}]},
+        {"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AA=="}]},
+    ]
+    for path in _paths(body):
+        for junk in JUNK:
+            changed = _replaced(body, path, junk)
+            try:
+                responses_to_chat(changed)
+                ResponseStream(changed).start()
+            except GatewayError as error:
+                assert error.status == 400 and error.message.split(":")[0], (path, junk)

@@ -36,7 +36,7 @@ from gateway.responses_stream import ResponseStream, chat_to_response
 from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
-from gateway.upstream import upstream_client
+from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -232,51 +232,15 @@ async def _forwarded(request: HttpRequest, forward: Forward, meter: Meter, flavo
     return await _whole_under_wsgi(request, response)
 
 
-def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
-    if isinstance(exc, httpx.TimeoutException):
-        return GatewayError(504, "The model server did not answer in time.")
-    if isinstance(exc, httpx.ConnectError):
-        return GatewayError(502, "Could not connect to the model server: it may have just stopped or crashed.")
-    return GatewayError(502, f"The model server failed while answering ({type(exc).__name__}).")
-
-
-def _upstream_refusal(status: int, text: str) -> GatewayError:
-    """A 4xx from the server is about the request (a bad parameter): 400; anything else: 502."""
-    detail = text.strip()[:300]
-    if 400 <= status < 500:
-        return GatewayError(400, f"The model server refused the request: {detail or status}")
-    return GatewayError(502, f"The model server answered {status}" + (f": {detail}" if detail else "."))
-
-
-# The model server dropped or reset the connection before any answer: mlx-lm's server closes every
-# connection after its response (a kept-alive one may be gone), and it listens with a backlog of 5,
-# so a burst of new connections (32 streams at once) can be reset before it accepts them.
-DROPPED_BEFORE_ANSWER = (httpx.RemoteProtocolError, httpx.ReadError)
-RESEND_AFTER = 0.05  # seconds: room for the server to accept what is waiting
-
-
-async def _send(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Response:
-    """POST to the model server; once more if the connection was dropped before any answer."""
-    client = upstream_client()
-    for attempt in (1, 2):
-        try:
-            return await client.send(client.build_request("POST", url, json=upstream), stream=stream)
-        except DROPPED_BEFORE_ANSWER:
-            if attempt == 2:
-                raise
-            await asyncio.sleep(RESEND_AFTER)
-    raise AssertionError("unreachable")
-
-
 async def _whole(
     url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target, body: dict[str, Any]
 ) -> HttpResponseBase:
     try:
-        answer = await _send(url, upstream, stream=False)
+        answer = await upstream_send(url, upstream, stream=False)
     except httpx.HTTPError as exc:
-        raise _upstream_failure(exc) from None
+        raise upstream_failure(exc) from None
     if answer.status_code != 200:
-        raise _upstream_refusal(answer.status_code, answer.text)
+        raise upstream_refusal(answer.status_code, answer.text)
     try:
         data = answer.json()
     except ValueError:
@@ -299,13 +263,13 @@ async def _open_stream(
 ) -> HttpResponseBase:
     """Open the upstream stream first, so that a refusal still gets its own status and JSON."""
     try:
-        answer = await _send(url, upstream, stream=True)
+        answer = await upstream_send(url, upstream, stream=True)
     except httpx.HTTPError as exc:
-        raise _upstream_failure(exc) from None
+        raise upstream_failure(exc) from None
     if answer.status_code != 200:
         text = (await answer.aread()).decode(errors="replace")
         await answer.aclose()
-        raise _upstream_refusal(answer.status_code, text)
+        raise upstream_refusal(answer.status_code, text)
     if api is GatewayApi.MESSAGES:
         events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
     elif api is GatewayApi.RESPONSES:
@@ -377,7 +341,7 @@ async def _guarded(
         meter.fail(502, "The model server stopped in the middle of the answer.")
         yield failed(502, meter.error)
     except httpx.HTTPError as exc:
-        failure = _upstream_failure(exc)
+        failure = upstream_failure(exc)
         meter.fail(failure.status, failure.message)
         yield failed(failure.status, failure.message)
     except BaseException:

@@ -73,7 +73,7 @@ def test_codex_writes_a_file_through_the_gateway(
             timeout=HANG_GUARD,
         )
         records = UsageRecord.objects.filter(api=GatewayApi.RESPONSES)
-        if run.returncode == 0:
+        if run.returncode == 0 and (work / "out.txt").exists():  # else the assertions below say what failed
             wait_for(lambda: records.count() >= 2, what="the usage records of both requests")
     finally:
         web.stop()

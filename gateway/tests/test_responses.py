@@ -458,3 +458,29 @@ def test_any_value_anywhere_is_translated_or_refused_never_a_crash() -> None:
                 ResponseStream(changed).start()
             except GatewayError as error:
                 assert error.status == 400 and error.message.split(":")[0], (path, junk)
+
+
+def test_a_reasoning_models_thinking_is_a_reasoning_item() -> None:
+    """mlx-lm puts a thinking model's thoughts in `reasoning` (whole) or delta `reasoning` (streamed)."""
+    body = {"model": "qwen", "input": "Why?", "reasoning": {"effort": "low"}}
+    events, _ = streamed(
+        body,
+        [
+            mlx_chunk({"reasoning": "Hmm, "}),
+            mlx_chunk({"reasoning": "because."}),
+            mlx_chunk({"content": "Because."}, "stop"),
+        ],
+    )
+    final = events[-1].response
+    thought, message = final.output
+    assert thought.type == "reasoning" and thought.content[0].text == "Hmm, because." and thought.summary == []
+    assert message.type == "message" and final.output_text == "Because."
+    assert [e.delta for e in events if e.type == "response.reasoning_text.delta"] == ["Hmm, ", "because."]
+    assert [e.output_index for e in events if e.type == "response.output_item.done"] == [0, 1]
+    whole = Response.model_validate(
+        chat_to_response(
+            {"choices": [{"message": {"content": "Because.", "reasoning": "Hmm, because."}, "finish_reason": "stop"}]},
+            body,
+        )
+    )
+    assert [item.type for item in whole.output] == ["reasoning", "message"] and whole.output_text == "Because."

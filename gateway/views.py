@@ -45,6 +45,7 @@ LOADED_MODEL = "default_model"
 LOADING_FIELDS = ("model", "draft_model", "adapters")
 UPSTREAM_PATHS = {GatewayApi.CHAT: "/v1/chat/completions", GatewayApi.COMPLETIONS: "/v1/completions"}
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+GENERATED = ("content", "tool_calls", "reasoning")  # a chunk's delta holding what the model wrote
 
 
 def gateway_view(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -315,7 +316,8 @@ async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[b
                 continue
             if data.get("choices"):
                 choice = data["choices"][0]
-                if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                delta = choice.get("delta") or {}
+                if any(delta.get(part) for part in GENERATED) or choice.get("text"):
                     meter.token()
             elif data.get("usage"):
                 meter.usage(data["usage"])

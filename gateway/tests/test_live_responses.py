@@ -144,6 +144,10 @@ def test_a_function_call_and_its_output_streamed(responses_client: openai.OpenAI
     assert done.item.model_dump() == parsed  # what Codex CLI reads the call from
     whole = responses_client.responses.create(model="scripted", input=QUESTION, tools=TOOLS, max_output_tokens=16)
     assert _without_ids(final) == _without_ids(whole)
+    streamed = UsageRecord.objects.filter(api=GatewayApi.RESPONSES, stream=True)
+    wait_for(streamed.exists, what="the streamed call's usage record")
+    record = streamed.get()
+    assert record.ttft_ms is not None and record.completion_tokens  # a call is the first thing generated
 
     answer: ResponseInputParam = [
         *QUESTION,

@@ -10,5 +10,6 @@ urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat_completions"),
     path("completions", views.completions, name="completions"),
     path("messages", views.messages, name="messages"),
+    path("responses", views.responses, name="responses"),
     re_path(r"^(?P<rest>.*)$", catalog_views.not_found, name="not_found"),  # JSON, never Django's HTML 404
 ]

@@ -9,7 +9,6 @@ supervisor writes only its own columns of `Server`; every state change goes thro
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from servers.models import DesiredState, Server, ServerSample, SystemSample
 from servers.states import PROBED, UP, WITH_PROCESS, State
 from servers.supervisor import checks, logfile
 from servers.supervisor.host import HealthAnswer, Host, Process
+from servers.supervisor.policy import KILLED_FROM_OUTSIDE, KillReason, Policy, describe_exit, on_grid, refusal_message
 from servers.supervisor.transitions import save_fields, server_note, transition
 
 log = logging.getLogger("mlxmanager.supervisor")
@@ -50,54 +50,6 @@ DATABASE_AWAY = (OperationalError, InterfaceError)
 EXIT_POLL = 0.1  # seconds between checks that a process being stopped has gone
 
 
-@dataclass(frozen=True)
-class Policy:
-    """Timings and limits; the defaults are what `runsupervisor` uses."""
-
-    start_timeout: float = 300.0  # for a profile without its own: this plus some per GiB of weights
-    start_probe_interval: float = 0.02
-    loading_probe_interval: float = 1.0  # GET /health while the one-token answer is awaited
-    stop_timeout: float = 10.0
-    health_interval: float = 5.0
-    health_timeout: float = 2.0
-    unhealthy_after: int = 3  # consecutive failed probes: running -> unhealthy
-    restart_unhealthy_after: int = 3  # further failed probes while unhealthy: restart
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    fatal_after: int = 5  # consecutive failed starts, or crashes within failure_window: fatal
-    failure_window: float = 120.0
-    memory_headroom: int = 2 * 1024**3
-    sample_interval: float = 5.0
-    sample_retention: float = 3600.0
-    cache_size_interval: float = 60.0  # how often the Hugging Face cache's size is measured
-    heartbeat_interval: float = 2.0
-    # With nothing due, wake this often (a web request wakes it at once; this catches what the
-    # wake-up cannot tell, such as an adopted process's exit). Every tick reads and reconciles
-    # every server, so with many servers this is most of an idle supervisor's CPU.
-    idle_interval: float = 5.0
-    idle_minute: float = 60.0  # seconds in one of a profile's "stop after N minutes idle" (tests shorten it)
-    # A /v1/ request counted in `in_flight` with no use of its server for this long is taken as
-    # gone: a gunicorn worker killed mid-request never counts its requests down, and the server
-    # would otherwise never be idle-stopped nor stopped to make room.
-    in_flight_stale: float = 3600.0
-    log_max_bytes: int = 10 * 1024**2
-    log_backups: int = 5
-
-    @classmethod
-    def from_settings(cls, **overrides: Any) -> Policy:
-        values: dict[str, Any] = {
-            "start_timeout": settings.MLXM_START_TIMEOUT,
-            "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
-            "idle_interval": settings.MLXM_SUPERVISOR_POLL,
-            "sample_interval": settings.MLXM_SUPERVISOR_POLL,
-            "log_max_bytes": settings.MLXM_LOG_MAX_BYTES,
-        }
-        return cls(**{**values, **overrides})
-
-    def backoff_delay(self, failures: int) -> float:
-        return min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
-
-
 @dataclass
 class Runtime:
     """What the supervisor keeps in memory about one server between ticks."""
@@ -106,8 +58,8 @@ class Runtime:
     start_deadline: float = 0.0
     next_probe: float = 0.0
     kill_at: float | None = None  # SIGKILL is due then (a stop or a forced restart is under way)
-    killing_for: str = ""  # "timeout" | "unhealthy" | "orphan" | "failed" while a forced end is under way
-    kill_message: str = ""  # with "failed": what went wrong, for the event once the process has gone
+    killing_for: KillReason = KillReason.NONE  # while a forced end is under way
+    kill_message: str = ""  # with FAILED: what went wrong, for the event once the process has gone
     log_start: int = 0  # bytes of the log written before this process started
     log_scanned: int = 0  # how far the log has been searched for a failed load
     readiness: Future[str | None] | None = None  # the one-token generation, once /health has answered
@@ -118,20 +70,6 @@ class Runtime:
     restart_pending: bool = False  # a stop that is the first half of a restart
     making_room: set[int] = field(default_factory=set)  # servers being stopped so that this one fits
     state: State = State.STOPPED  # as of the end of the last reconcile
-
-
-# SIGKILL that the supervisor did not send: on macOS and Linux that is almost always the system
-# ending the biggest process when memory runs out (jetsam, the OOM killer).
-KILLED_FROM_OUTSIDE = (
-    "The process was killed by SIGKILL, which the supervisor did not send: "
-    "most likely the system ran out of memory. Try a smaller model or stop another server."
-)
-
-
-def on_grid(now: float, interval: float) -> float:
-    """The next multiple of `interval` after `now`: periodic work of every server lands on the
-    same ticks, so an idle supervisor with many servers wakes up rarely."""
-    return (math.floor(now / interval) + 1) * interval
 
 
 def _dt(timestamp: float) -> datetime:
@@ -243,7 +181,7 @@ class Supervisor:
         if process is not None and state not in WITH_PROCESS:
             # Recorded as not running, yet alive: end it rather than leave a stray copy.
             rt.process = process
-            self._kill(server, rt, reason="orphan")
+            self._kill(server, rt, reason=KillReason.ORPHAN)
             return
         if process is not None:
             rt.process = process
@@ -492,7 +430,7 @@ class Supervisor:
         fault_point("after-spawn")
         rt.process = process
         rt.kill_at = None
-        rt.killing_for = ""
+        rt.killing_for = KillReason.NONE
         rt.start_deadline = now + self.start_timeout(profile)
         rt.next_probe = now
         rt.readiness = rt.probe = None
@@ -515,7 +453,7 @@ class Supervisor:
         """Starting -> running once GET /health has answered 200 and then a one-token generation
         has come back; a load that failed (503, or the log says so) ends the attempt at once."""
         if now >= rt.start_deadline:
-            self._kill(server, rt, reason="timeout")
+            self._kill(server, rt, reason=KillReason.TIMEOUT)
             return
         answered = any(f is not None and f.done() for f in (rt.probe, rt.readiness))  # they call `notify`
         if rt.process is None or (now < rt.next_probe and not answered):
@@ -531,7 +469,7 @@ class Supervisor:
             # Still loading: a slow watch for a load that fails (503) until the answer wakes us.
             answer = self._health(server, rt, now, next_at=now + self.policy.loading_probe_interval)
             if answer is not None and answer.refused:
-                self._end_failed_start(server, rt, _refusal(answer))
+                self._end_failed_start(server, rt, refusal_message(answer.status))
             return
         error = rt.readiness.result()
         rt.readiness = rt.probe = None
@@ -557,7 +495,7 @@ class Supervisor:
         answer = self._health(server, rt, now, next_at=now + self.policy.start_probe_interval)
         if answer is None or not answer.ok:
             if answer is not None and answer.refused:
-                self._end_failed_start(server, rt, _refusal(answer))
+                self._end_failed_start(server, rt, refusal_message(answer.status))
             return
         save_fields(server, last_health_at=_dt(now), last_health_ms=answer.ms)
         rt.next_probe = now + self.policy.loading_probe_interval
@@ -598,7 +536,7 @@ class Supervisor:
         """The process cannot serve: end it; its exit then records the failed start."""
         rt.readiness = None
         rt.kill_message = message
-        self._kill(server, rt, reason="failed")
+        self._kill(server, rt, reason=KillReason.FAILED)
 
     def _probe(self, server: Server, rt: Runtime, now: float) -> None:
         answer = self._health(server, rt, now, next_at=on_grid(now, self.policy.health_interval))
@@ -623,8 +561,8 @@ class Supervisor:
             return
         if answer.refused:
             # mlx-lm answers 503 for ever once its generation thread has died: a crash, not a hiccup.
-            rt.kill_message = _refusal(answer)
-            self._kill(server, rt, reason="failed")
+            rt.kill_message = refusal_message(answer.status)
+            self._kill(server, rt, reason=KillReason.FAILED)
             return
         failures = server.health_failures + 1
         save_fields(server, health_failures=failures)
@@ -633,9 +571,9 @@ class Supervisor:
                 server, State.UNHEALTHY, cause="health", message=f"GET /health failed {failures} times in a row."
             )
         elif state == State.UNHEALTHY and failures >= self.policy.unhealthy_after + self.policy.restart_unhealthy_after:
-            self._kill(server, rt, reason="unhealthy")
+            self._kill(server, rt, reason=KillReason.UNHEALTHY)
 
-    def _kill(self, server: Server, rt: Runtime, *, reason: str) -> None:
+    def _kill(self, server: Server, rt: Runtime, *, reason: KillReason) -> None:
         """End the process without a state change yet; its exit then decides the next state."""
         if rt.process is None:
             return
@@ -740,7 +678,7 @@ class Supervisor:
 
     def _stop(self, server: Server, rt: Runtime, *, restart: bool, cause: str = "", message: str = "") -> None:
         rt.restart_pending = restart
-        rt.killing_for = ""
+        rt.killing_for = KillReason.NONE
         rt.probe = rt.readiness = None
         if not cause:
             cause, message = self._stop_reason(restart=restart)
@@ -770,30 +708,30 @@ class Supervisor:
         rt.process = None
         reason = rt.killing_for
         rt.kill_at = None
-        rt.killing_for = ""
+        rt.killing_for = KillReason.NONE
         rt.readiness = rt.probe = None
         save_fields(server, pid=None, process_started_at=None, last_exit_code=code, rss_bytes=None, cpu_percent=None)
         state = State(server.state)
         if state == State.STOPPING:
             transition(
-                server, State.STOPPED, cause="supervisor", message=f"Stopped ({_describe_exit(code)}).", exit_code=code
+                server, State.STOPPED, cause="supervisor", message=f"Stopped ({describe_exit(code)}).", exit_code=code
             )
             if server.desired_state == DesiredState.RUNNING and not self.shutting_down:
                 self._start(server, rt, cause="restart")
             return
-        if reason == "orphan":
+        if reason == KillReason.ORPHAN:
             return
-        if reason == "timeout":
+        if reason == KillReason.TIMEOUT:
             timeout = self.start_timeout(server.profile)
             message, cause = f"Did not answer a one-token generation within {timeout:g} s; killed.", "timeout"
-        elif reason == "failed":
-            message, cause = f"{rt.kill_message} Stopped it ({_describe_exit(code)}).", "health"
-        elif reason == "unhealthy":
+        elif reason == KillReason.FAILED:
+            message, cause = f"{rt.kill_message} Stopped it ({describe_exit(code)}).", "health"
+        elif reason == KillReason.UNHEALTHY:
             message, cause = f"Restarted after {server.health_failures} failed health checks.", "health"
         elif code == -signal.SIGKILL:
             message, cause = KILLED_FROM_OUTSIDE, "exit"
         else:
-            message, cause = f"The process exited on its own ({_describe_exit(code)}).", "exit"
+            message, cause = f"The process exited on its own ({describe_exit(code)}).", "exit"
         self._fail(server, rt, message=message, cause=cause, exit_code=code)
 
     def _fail(self, server: Server, rt: Runtime, *, message: str, cause: str, exit_code: int | None) -> None:
@@ -913,13 +851,6 @@ class Supervisor:
             pruner(now=at)
 
 
-def _refusal(answer: HealthAnswer) -> str:
-    return (
-        f"GET /health answered {answer.status}: the model server cannot generate "
-        "(its model did not load, or its generation thread died)."
-    )
-
-
 def save_columns(servers: Sequence[Server], columns: Sequence[str]) -> None:
     """Write the same columns of many servers with one statement run for each row (executemany).
     An idle supervisor does this for every server every few seconds; Django's bulk_update builds
@@ -935,14 +866,3 @@ def save_columns(servers: Sequence[Server], columns: Sequence[str]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit code unknown"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"

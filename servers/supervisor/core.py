@@ -11,32 +11,29 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Field, QuerySet
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, QuerySet
 
 from core.memory import for_models
-from library.local import local_models
 from nodes.models import Node
 from nodes.selectors import this_node
-from nodes.services import node_beat, node_publish_models, node_register, node_stop
+from nodes.services import node_beat, node_register, node_stop
 from nodes.versions import node_versions
 from profiles.argv import build_server_argv, one_line
 from profiles.modelinfo import default_start_timeout
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
-from servers.housekeeping import pruners
 from servers.logs import server_log_path
-from servers.models import DesiredState, Server, ServerSample, SystemSample
+from servers.models import DesiredState, Server
 from servers.states import PROBED, UP, WITH_PROCESS, State
-from servers.supervisor import checks, logfile
+from servers.supervisor import checks, logfile, upkeep
 from servers.supervisor.host import HealthAnswer, Host, Process
 from servers.supervisor.policy import KILLED_FROM_OUTSIDE, KillReason, Policy, describe_exit, on_grid, refusal_message
 from servers.supervisor.transitions import save_fields, server_note, transition
@@ -299,7 +296,7 @@ class Supervisor:
         return rt.process is not None and rt.state in PROBED and rt.probe is None and now >= rt.next_probe
 
     def _save_health(self) -> None:
-        save_columns(self.healthy, ["last_health_at", "last_health_ms", "health_failures"])
+        upkeep.save_columns(self.healthy, upkeep.HEALTH_COLUMNS)
         self.healthy = []
 
     def seconds_until_next(self) -> float:
@@ -787,53 +784,18 @@ class Supervisor:
     # --- samples ---
 
     def measure_hub_cache(self) -> None:
-        """The cache's size on disk and the models in it, published on this node's row: for the
-        System page (walking it in a polled view would block) and for every node's Models page
-        (another node cannot read this disk)."""
-        size = self.host.folder_size(Path(settings.HF_HUB_CACHE))
-        models = [{"repo_id": model.name, "size": model.size} for model in local_models()]
-        node_publish_models(node=self.node, models=models, cache_bytes=size, now=_dt(self.host.time()))
+        upkeep.hub_cache_publish(node=self.node, host=self.host, at=_dt(self.host.time()))
 
     def sample(self, now: float, servers: Mapping[int, Server]) -> None:
         """Memory and CPU of each of `servers` that runs and of the system, in one transaction;
-        and the heartbeat, with the memory available."""
+        and the heartbeat, with the memory available. The hub cache and pruning when due."""
         at = _dt(now)
-        usages: dict[int, tuple[int, float]] = {}
-        for pk, rt in self.runtimes.items():
-            if pk in servers and rt.process is not None and rt.process.alive():
-                usage = self.host.usage(rt.process)
-                if usage is not None:
-                    usages[pk] = usage
-        changed: list[Server] = []  # a row that says so already is not written again
-        for pk, (rss, cpu) in usages.items():
-            server = servers[pk]
-            if (server.rss_bytes, server.cpu_percent) != (rss, cpu):
-                server.rss_bytes, server.cpu_percent = rss, cpu
-                changed.append(server)
-        total, available = self.host.memory()
-        swap_total, swap_used = self.host.swap()
+        processes = {pk: rt.process for pk, rt in self.runtimes.items() if pk in servers and rt.process is not None}
+        usages = upkeep.usages_measure(self.host, processes)
         with transaction.atomic():
-            ServerSample.objects.bulk_create(
-                ServerSample(server_id=pk, taken_at=at, rss_bytes=rss, cpu_percent=cpu)
-                for pk, (rss, cpu) in usages.items()
-            )
-            save_columns(changed, ["rss_bytes", "cpu_percent"])
-            SystemSample.objects.create(
-                node=self.node,
-                taken_at=at,
-                memory_total=total,
-                memory_available=available,
-                memory_used_by_servers=sum(rss for rss, _cpu in usages.values()),
-                swap_total=swap_total,
-                swap_used=swap_used,
-            )
+            available = upkeep.samples_write(node=self.node, host=self.host, at=at, usages=usages, servers=servers)
             self.beat(now, memory_available=available)
-        for pk in usages:
-            logfile.rotate_if_large(
-                server_log_path(servers[pk].profile_id),
-                max_bytes=self.policy.log_max_bytes,
-                backups=self.policy.log_backups,
-            )
+        upkeep.logs_rotate((servers[pk].profile_id for pk in usages), self.policy)
         if now >= self.next_cache_size:
             self.next_cache_size = now + self.policy.cache_size_interval
             self.measure_hub_cache()
@@ -842,27 +804,5 @@ class Supervisor:
             self.prune(at)
 
     def prune(self, at: datetime) -> None:
-        """Once a minute: forget this node's samples past their retention, and run the clean-ups
-        the apps above registered (servers.housekeeping), off their request paths."""
-        cutoff = at - timedelta(seconds=self.policy.sample_retention)
-        ServerSample.objects.filter(server__profile__node=self.node, taken_at__lt=cutoff).delete()
-        SystemSample.objects.filter(node=self.node, taken_at__lt=cutoff).delete()
-        for pruner in pruners():
-            pruner(now=at)
-
-
-def save_columns(servers: Sequence[Server], columns: Sequence[str]) -> None:
-    """Write the same columns of many servers with one statement run for each row (executemany).
-    An idle supervisor does this for every server every few seconds; Django's bulk_update builds
-    a CASE expression per row and cost more CPU than the writes themselves."""
-    if not servers:
-        return
-    fields = [field for name in columns if isinstance(field := Server._meta.get_field(name), Field)]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
-    sql = f"UPDATE {quote(Server._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"
-    rows = [
-        [f.get_db_prep_save(getattr(server, f.attname), connection) for f in fields] + [server.pk] for server in servers
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        """Once a minute: samples past their retention, and the apps' clean-ups."""
+        upkeep.samples_prune(node=self.node, cutoff=at - timedelta(seconds=self.policy.sample_retention), at=at)

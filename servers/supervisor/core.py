@@ -33,7 +33,7 @@ from servers.addresses import listen_address
 from servers.logs import server_log_path
 from servers.models import DesiredState, Server
 from servers.states import PROBED, UP, WITH_PROCESS, State
-from servers.supervisor import checks, logfile, upkeep
+from servers.supervisor import checks, eviction, logfile, upkeep
 from servers.supervisor.host import HealthAnswer, Host, Process
 from servers.supervisor.policy import KILLED_FROM_OUTSIDE, KillReason, Policy, describe_exit, on_grid, refusal_message
 from servers.supervisor.transitions import save_fields, server_note, transition
@@ -67,6 +67,11 @@ class Runtime:
     restart_pending: bool = False  # a stop that is the first half of a restart
     making_room: set[int] = field(default_factory=set)  # servers being stopped so that this one fits
     state: State = State.STOPPED  # as of the end of the last reconcile
+
+
+def _candidate(server: Server) -> eviction.Candidate:
+    last_use = server.last_used_at or server.state_changed_at or datetime.min.replace(tzinfo=UTC)
+    return eviction.Candidate(pk=server.pk, memory=server.rss_bytes or 0, last_use=last_use)
 
 
 def _dt(timestamp: float) -> datetime:
@@ -591,19 +596,21 @@ class Supervisor:
         short = checks.memory_shortfall(server.profile, self.host, headroom=self.policy.memory_headroom)
         if short <= 0:
             return False
+        rows = {row.pk: row for row in self._room_candidates(server)}
+        pool = [_candidate(row) for row in rows.values()]
         freed = 0
-        for candidate in self._room_candidates(server):
-            if freed >= short:
-                break
-            if self._stop_for_room(candidate, server):
-                rt.making_room.add(candidate.pk)
-                freed += candidate.rss_bytes or 0
+        while picked := eviction.victims(short - freed, pool):
+            for victim in picked:
+                if self._stop_for_room(rows[victim.pk], server):
+                    rt.making_room.add(victim.pk)
+                    freed += victim.memory
+            pool = [c for c in pool if c not in picked]
         return bool(rt.making_room)
 
-    def _room_candidates(self, server: Server) -> list[Server]:
-        """Idle on-demand servers of this node a request started, not kept running: least recently
-        used first (stopping another node's server frees nothing here)."""
-        candidates = (
+    def _room_candidates(self, server: Server) -> QuerySet[Server]:
+        """Idle on-demand servers of this node a request started, not kept running (stopping
+        another node's server frees nothing here)."""
+        return (
             self.servers()
             .filter(
                 state__in=[s.value for s in UP],
@@ -615,8 +622,6 @@ class Supervisor:
             )
             .exclude(pk=server.pk)
         )
-        epoch = datetime.min.replace(tzinfo=UTC)
-        return sorted(candidates, key=lambda c: c.last_used_at or c.state_changed_at or epoch)
 
     def _stop_for_room(self, victim: Server, server: Server) -> bool:
         stopped = Server.objects.filter(pk=victim.pk, desired_state=DesiredState.RUNNING, in_flight=0).update(
@@ -634,9 +639,13 @@ class Supervisor:
         """Count as ended the requests whose server has been unused for `in_flight_stale` (their
         worker died before counting them down). Conditional on the row as read, so a request that
         began or ended meanwhile keeps its count."""
-        if server.in_flight <= 0 or server.last_used_at is None:
-            return
-        if now - server.last_used_at.timestamp() < self.policy.in_flight_stale:
+        stale = eviction.use_stale(
+            in_flight=server.in_flight,
+            last_used_at=server.last_used_at,
+            now=now,
+            stale_after=self.policy.in_flight_stale,
+        )
+        if not stale:
             return
         released = Server.objects.filter(
             pk=server.pk, in_flight=server.in_flight, last_used_at=server.last_used_at
@@ -651,11 +660,10 @@ class Supervisor:
         """Stop a server unused for its idle time. The desired state turns `stopped` only if no
         request began meanwhile (one conditional UPDATE), so a request never loses its server."""
         self._release_stale_use(server, now)
-        since = server.idle_since
-        if since is None or server.profile.idle_minutes is None:
-            return False
-        limit = server.profile.idle_minutes * self.policy.idle_minute
-        if now - since.timestamp() < limit:
+        minutes = server.profile.idle_minutes
+        if not eviction.idle_due(
+            idle_since=server.idle_since, idle_minutes=minutes, minute=self.policy.idle_minute, now=now
+        ):
             return False
         stopped = Server.objects.filter(
             pk=server.pk, desired_state=DesiredState.RUNNING, in_flight=0, last_used_at=server.last_used_at
@@ -663,7 +671,6 @@ class Supervisor:
         if not stopped:
             return False
         server.desired_state = DesiredState.STOPPED
-        minutes = server.profile.idle_minutes
         self._stop(
             server,
             rt,

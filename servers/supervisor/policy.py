@@ -1,15 +1,20 @@
-"""What the supervisor's decisions depend on and no process: timings and limits, the backoff, why
-a process is being ended, and how an exit reads in an event. Imports nothing of the supervisor."""
+"""What the supervisor's decisions depend on and no process: timings and limits (a profile's start
+timeout), the backoff, why a process is being ended, and how an exit reads in an event. Imports
+nothing of the supervisor."""
 
 from __future__ import annotations
 
 import math
 import signal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
+
+from profiles.modelinfo import default_start_timeout
+from profiles.models import ServerProfile
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,13 @@ class Policy:
         return min(self.backoff_base * 2 ** max(failures - 1, 0), self.backoff_max)
 
 
+def start_timeout(profile: ServerProfile, policy: Policy) -> float:
+    """The profile's own start timeout, or one scaled by the size of the model's weights."""
+    if profile.start_timeout:
+        return float(profile.start_timeout)
+    return default_start_timeout(profile.model, base=policy.start_timeout)
+
+
 class KillReason(StrEnum):
     """Why the supervisor is ending a process on its own (not a stop asked for): its exit then
     reads as this, not as a crash."""
@@ -83,6 +95,11 @@ def on_grid(now: float, interval: float) -> float:
     """The next multiple of `interval` after `now`: periodic work of every server lands on the
     same ticks, so an idle supervisor with many servers wakes up rarely."""
     return (math.floor(now / interval) + 1) * interval
+
+
+def utc(timestamp: float) -> datetime:
+    """A time as the clock (`Host.time`) gives it, as the database stores it."""
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def refusal_message(status: int | None) -> str:

@@ -25,6 +25,7 @@ from servers.models import DesiredState, Server, ServerEvent, ServerSample, Syst
 from servers.services import ServerActionRefused, server_restart, server_start, server_stop
 from servers.states import ALLOWED, State
 from servers.supervisor.core import Policy, Supervisor
+from servers.supervisor.managed import stale_use_release
 from servers.tests.supervisor_fakes import FakeHost, FakeProcess, GiB
 
 pytestmark = pytest.mark.django_db
@@ -736,7 +737,7 @@ def test_a_stale_count_is_kept_when_a_request_began_meanwhile(tmp_path: Path) ->
     Server.objects.filter(pk=rig.server.pk).update(last_used_at=old, in_flight=1)
     server = Server.objects.select_related("profile").get(pk=rig.server.pk)
     Server.objects.filter(pk=server.pk).update(in_flight=2, last_used_at=old + timedelta(hours=1))  # a new one
-    rig.sup._release_stale_use(server, rig.host.time() + POLICY.in_flight_stale)
+    stale_use_release(server, now=rig.host.time() + POLICY.in_flight_stale, stale_after=POLICY.in_flight_stale)
     assert Server.objects.get(pk=server.pk).in_flight == 2
 
 

@@ -14,9 +14,9 @@ from django.db import transaction
 from library.local import local_models
 from nodes.models import Node
 from nodes.services import node_publish_models
-from servers.housekeeping import pruners
 from servers.logs import server_log_path
 from servers.models import Server, ServerSample, SystemSample
+from servers.signals import prune_due
 from servers.supervisor import logfile
 from servers.supervisor.host import Host, Process
 from servers.supervisor.policy import Policy
@@ -90,9 +90,8 @@ def hub_cache_publish(*, node: Node, host: Host, at: datetime) -> None:
 
 
 def samples_prune(*, node: Node, cutoff: datetime, at: datetime) -> None:
-    """Forget this node's samples older than `cutoff`, and run the clean-ups the apps above
-    registered (servers.housekeeping), off their request paths."""
+    """Forget this node's samples older than `cutoff`, and signal the apps above to clean up
+    theirs (`servers.signals.prune_due`), off their request paths."""
     ServerSample.objects.filter(server__profile__node=node, taken_at__lt=cutoff).delete()
     SystemSample.objects.filter(node=node, taken_at__lt=cutoff).delete()
-    for pruner in pruners():
-        pruner(now=at)
+    prune_due.send(sender=Node, now=at)

@@ -105,16 +105,6 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
 ]
 
-# `/v1/` (served by its own handler, mlxmanager/asgi.py) runs only what the gateway needs: the
-# session and user for a signed-in browser (its CSRF token is checked by the gateway itself).
-# Under ASGI each of these is a thread hop per request, so the page-only ones are left out.
-GATEWAY_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-]
-
 # CORS for browser apps on other origins, on `/v1/` only (never the pages), none unless set. No
 # credentials: a cross-origin app sends a key, never this site's session cookie.
 CORS_ALLOWED_ORIGINS = env.list("MLXM_CORS_ORIGINS", default=[])

@@ -54,6 +54,7 @@ class Policy:
     def from_settings(cls, **overrides: Any) -> Policy:
         values: dict[str, Any] = {
             "start_timeout": settings.MLXM_START_TIMEOUT,
+            "stop_timeout": settings.MLXM_STOP_TIMEOUT,
             "memory_headroom": settings.MLXM_MEMORY_HEADROOM,
             "idle_interval": settings.MLXM_SUPERVISOR_POLL,
             "sample_interval": settings.MLXM_SUPERVISOR_POLL,

@@ -30,7 +30,7 @@ from gateway.inline import anthropic_inline_guard, openai_inline_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
-from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
+from gateway.routing import ForwardNeeded, Target, caller_identify, profile_resolve, target_of
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_client
@@ -152,8 +152,8 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
 
 def _target_in_use(meter: Meter, model: str) -> Target:
     assert meter.caller is not None
-    target = target_resolve(meter.caller, model)
-    meter.profile = target.profile
+    meter.profile = profile_resolve(meter.caller, model)  # before the checks: a refusal is counted under its name
+    target = target_of(meter.caller, meter.profile)
     server_use_begin(profile=target.profile)
     meter.in_use = True
     return target

@@ -134,10 +134,5 @@ class ServerProfile(QuickLoadModel):
         return split_aliases(self.aliases)
 
     @property
-    def base_url(self) -> str:
-        """The OpenAI-compatible base URL of this profile's server."""
-        return f"http://{self.address}/v1"
-
-    @property
     def address(self) -> str:
         return host_port(self.host, self.port)

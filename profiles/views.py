@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.types import AuthedRequest
+from core.web import gateway_base_url
 from library.local import cached_repo_ids
 from nodes.models import Node
 from profiles import services
@@ -52,6 +53,7 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
             "can_manage": services.profile_can_manage(user=request.user, profile=profile),
             "command": command_line(profile),
             "settings_rows": settings_rows,
+            "gateway_url": gateway_base_url(request),
         },
     )
 

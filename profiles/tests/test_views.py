@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shlex
 import socket
 from collections.abc import Callable
@@ -286,3 +287,10 @@ def test_model_check_says_what_is_wrong_with_a_null_character(admin_client: Clie
     response = admin_client.get("/profiles/check/model/", {"model": "mlx-community/a\x00b"}, headers=HTMX)
     assert response.status_code == 200
     assert "Null characters are not allowed" in response.content.decode()
+
+
+def test_the_forms_help_shows_code_not_backticks(user_client: Client) -> None:
+    html = user_client.get("/profiles/new/").content.decode()
+    helps = re.findall(r'<small class="muted" id="id_\w+_helptext">(.*?)</small>', html, re.S)
+    assert helps and not any("`" in text for text in helps), [t for t in helps if "`" in t]
+    assert "may send as <code>model</code> to /v1/" in html

@@ -18,7 +18,7 @@ from library.local import cached_repo_ids
 from nodes.models import Node
 from profiles import services
 from profiles.argv import OPTIONS, command_line
-from profiles.forms import ProfileForm, name_from_model
+from profiles.forms import AUTO_START_SHOWN, ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
 from profiles.models import ServerProfile
 from profiles.ports import TYPING_SCAN_SECONDS, NoFreePort, next_free_port, port_status
@@ -69,6 +69,8 @@ SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
 def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
     """A setting as shown on the profile page, and whether it is the server's default."""
     value = getattr(profile, name)
+    if name == "auto_start":
+        return AUTO_START_SHOWN[bool(value)], not value
     if isinstance(value, bool):
         return ("Yes" if value else "No"), not value
     if value in (None, "", {}):

@@ -294,3 +294,16 @@ def test_the_forms_help_shows_code_not_backticks(user_client: Client) -> None:
     helps = re.findall(r'<small class="muted" id="id_\w+_helptext">(.*?)</small>', html, re.S)
     assert helps and not any("`" in text for text in helps), [t for t in helps if "`" in t]
     assert "may send as <code>model</code> to /v1/" in html
+
+
+def test_the_profile_page_says_when_the_server_starts_with_the_supervisor(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """Not a bare "No": the supervisor starts again every server that was running when it stopped."""
+    profile = make_profile(name="tiny", port=9311)
+    html = user_client.get(f"/profiles/{profile.pk}/").content.decode()
+    row = html.split("Start with the supervisor</dt>")[1].split("</dd>")[0]
+    assert "Only if it was running when the supervisor stopped" in row
+    ServerProfile.objects.filter(pk=profile.pk).update(auto_start=True)
+    row = user_client.get(f"/profiles/{profile.pk}/").content.decode().split("Start with the supervisor</dt>")[1]
+    assert row.split("</dd>")[0].endswith("Yes, every time")

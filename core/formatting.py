@@ -9,6 +9,7 @@ Hub show sizes, so a model's size here matches what the owner sees there. Templa
 from __future__ import annotations
 
 import re
+import sys
 
 from django import template
 from django.utils.html import escape
@@ -62,3 +63,9 @@ CODE_SPAN = re.compile(r"`([^`]+)`")
 def code_spans(value: object) -> SafeString:
     """Help text written with `backticks` (as in docs) shown with <code> instead, the rest escaped."""
     return mark_safe(CODE_SPAN.sub(r"<code>\1</code>", str(escape(value))))  # escaped first: only <code> is markup
+
+
+@register.simple_tag
+def this_machine() -> str:
+    """How pages name the machine they run on: a Mac on macOS, a machine elsewhere (Linux)."""
+    return "this Mac" if sys.platform == "darwin" else "this machine"

@@ -523,3 +523,8 @@ def test_a_new_csrf_secret_gets_the_whole_live_part(
     user_client.cookies["csrftoken"] = "N" * 32
     _, html, _ = poll(user_client, version)
     assert html.count('class="server-card"') == 3 and 'id="server-live"' in html
+
+
+def test_the_banner_for_a_supervisor_never_run_ends_its_sentence_once(user_client: Client) -> None:
+    html = user_client.get("/servers/").content.decode()
+    assert re.search(r"The supervisor has never run here</strong>\. ", html), "one full stop, not '. .'"

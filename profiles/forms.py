@@ -215,6 +215,8 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "keep_running": "Keep running",
         }
         help_texts = {
+            "model": "A Hugging Face repo id (mlx-community/Qwen3-4B-4bit), or the absolute path of a model folder "
+            "in an allowed model folder (Models page).",
             "auto_start": AUTO_START_HELP,
             "host": "An IP address or localhost; 0.0.0.0 makes the server reachable from the network.",
             "adapter_path": "Absolute path to a folder of trained adapter weights.",

@@ -95,7 +95,8 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
         "form": form,
         "profile": profile,
         "cached_models": cached_repo_ids(),
-        "check": check_model(model, any_path=form.any_path) if model.strip() else None,
+        # The field's own error says what is wrong with the model: not said a second time below it.
+        "check": check_model(model, any_path=form.any_path) if model.strip() and not form.errors.get("model") else None,
         "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
         "running": profile is not None and not server_status(profile).stopped,
     }

@@ -419,14 +419,34 @@ class Systemd:
         result = runner.run(("systemctl", "--user", "show", "--property=LoadState,ActiveState,SubState,MainPID", label))
         props = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         if result.returncode != 0:
-            answer = (result.stderr or result.stdout).strip().splitlines()
-            detail = f"systemctl could not say: {answer[0] if answer else result.returncode}"
+            detail = _systemctl_failure(result)
             return ServiceStatus(service.name, label, path, path.exists(), False, None, None, detail)
         loaded = props.get("LoadState") == "loaded"
         running = props.get("ActiveState") == "active"
         pid = int(props.get("MainPID", "0") or 0) or None
         detail = f"{props.get('ActiveState', 'unknown')} ({props.get('SubState', 'unknown')})"
         return ServiceStatus(service.name, label, path, path.exists(), loaded, running, pid, detail)
+
+
+NO_USER_MANAGER = (
+    "This account has no systemd user session here (usual in a container, or over SSH without lingering), "
+    "so it cannot run as a service yet: run `loginctl enable-linger` as this user once and log in again, "
+    "or keep using `make run`."
+)
+NO_SYSTEMD = (
+    "This Linux has no systemd (no `systemctl`): MLX Manager cannot install itself as a service; use `make run`."
+)
+
+
+def _systemctl_failure(result: CommandResult) -> str:
+    """What a failed `systemctl --user show` means, in words: its own message only when unknown."""
+    answer = (result.stderr or result.stdout).strip().splitlines()
+    first = answer[0] if answer else str(result.returncode)
+    if result.returncode == 127:
+        return NO_SYSTEMD
+    if "connect to bus" in first or "DBUS_SESSION_BUS_ADDRESS" in first or "XDG_RUNTIME_DIR" in first:
+        return NO_USER_MANAGER
+    return f"systemctl could not say: {first}"
 
 
 BACKENDS: dict[str, type[Launchd] | type[Systemd]] = {"darwin": Launchd, "linux": Systemd}

@@ -54,8 +54,8 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
         await sync_to_async(caller_identify)(request)
     except GatewayError as error:
         return error_response(_flavour(request), error)
-    error = GatewayError(404, f"No such endpoint: {request.method} {request.path}.")
-    return error_response(_flavour(request), error)
+    missing = GatewayError(404, f"No such endpoint: {request.method} {request.path}.")
+    return error_response(_flavour(request), missing)
 
 
 def _model_list(request: HttpRequest) -> list[dict[str, Any]]:

@@ -142,10 +142,17 @@ def usable_profiles(caller: Caller) -> list[ServerProfile]:
     ]
 
 
-def target_resolve(caller: Caller, model: str) -> Target:
+def profile_resolve(caller: Caller, model: str) -> ServerProfile:
+    """The profile `model` names (404 when none does) if the caller may use it (403 when not),
+    whatever its server's state."""
     profile = profile_named(model) or _profile_in_table(caller, model)
     if not profile_may_use(caller, profile):
         raise GatewayError(403, f"This API key may not use '{profile.name}'.")
+    return profile
+
+
+def target_resolve(caller: Caller, model: str) -> Target:
+    profile = profile_resolve(caller, model)
     if not profile.node.is_local:
         raise ForwardNeeded(profile)
     server = _server_of(profile)

@@ -58,7 +58,7 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
 
 
-def _parse_body(request: HttpRequest) -> dict[str, Any]:
+def parse_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
@@ -134,7 +134,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server;
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
-    body = _parse_body(request)
+    body = parse_body(request)
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
     try:
@@ -270,10 +270,11 @@ async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayA
         raise GatewayError(502, "The model server's answer was not JSON.") from None
     meter.usage(data.get("usage"))
     meter.first_token_at = time.perf_counter()
-    meter.record_soon()
     if api is GatewayApi.MESSAGES:
-        return JsonResponse(chat_to_message(data, model=target.profile.name))
-    data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
+        data = chat_to_message(data, model=target.profile.name)  # a GatewayError is recorded by _relay
+    else:
+        data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
+    meter.record_soon()
     return JsonResponse(data)
 
 
@@ -332,7 +333,8 @@ async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[b
                 continue
             if data.get("choices"):
                 choice = data["choices"][0]
-                if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                delta = choice.get("delta") or {}
+                if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
                     meter.token()
             elif data.get("usage"):
                 meter.usage(data["usage"])
@@ -351,6 +353,9 @@ async def _guarded(
     except StreamCut:
         meter.fail(502, "The model server stopped in the middle of the answer.")
         yield stream_error_event(flavour, 502, meter.error)
+    except GatewayError as error:  # an answer that cannot be translated (a tool call's arguments)
+        meter.fail(error.status, error.message)
+        yield stream_error_event(flavour, error.status, error.message)
     except httpx.HTTPError as exc:
         failure = _upstream_failure(exc)
         meter.fail(failure.status, failure.message)

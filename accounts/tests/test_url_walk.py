@@ -27,6 +27,7 @@ KEY_AUTHENTICATED = {
     "gateway:chat_completions",
     "gateway:completions",
     "gateway:messages",
+    "gateway:count_tokens",
     "gateway:not_found",
 }
 # Every view of /api/v1/ (namespace `api`) authenticates each request with a key (its docs and

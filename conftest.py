@@ -104,6 +104,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def scripted_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Makes (once per script) a model folder whose answers are scripted (testing/scriptedmodel.py):
+    `scripted_model(ToolCall("Bash", {"command": "..."}), answer="...")`."""
+    from testing.scriptedmodel import DEFAULT_ANSWER, ToolCall, make_scripted_model
+
+    made: dict[tuple[str, str], Path] = {}
+
+    def make(call: ToolCall | None = None, answer: str = DEFAULT_ANSWER) -> Path:
+        script = (call.json() if call else "", answer)
+        if script not in made:
+            made[script] = make_scripted_model(tmp_path_factory.mktemp("scripted"), call=call, answer=answer)
+        return made[script]
+
+    return make
+
+
 # --- the hub stand-in ---
 
 

@@ -52,8 +52,8 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     """Authenticated first, as every /v1/ view: a caller without a key learns nothing of the paths."""
     try:
         await sync_to_async(caller_identify)(request)
-    except GatewayError as error:
-        return error_response(_flavour(request), error)
+    except GatewayError as refused:
+        return error_response(_flavour(request), refused)
     missing = GatewayError(404, f"No such endpoint: {request.method} {request.path}.")
     return error_response(_flavour(request), missing)
 

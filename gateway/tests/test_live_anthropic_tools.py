@@ -68,7 +68,7 @@ def agent(
         web.stop()
 
 
-def _after(tool_use: dict[str, Any], result: Any, **extra: Any) -> list[MessageParam]:
+def _after(tool_use: dict[str, Any], result: Any, **extra: Any) -> list[Any]:
     return [
         *QUESTION,
         {"role": "assistant", "content": [tool_use]},
@@ -145,14 +145,9 @@ def test_count_tokens_is_the_model_servers_own_count(agent: Agent) -> None:
         )
         assert counted.input_tokens == answered.usage.input_tokens  # what mlx_lm.server read
         chat = messages_to_chat({"system": SYSTEM, "messages": messages, "tools": tools, "max_tokens": 1})
-        ids = tokenizer.apply_chat_template(
-            _as_the_server_renders(chat["messages"]),
-            tools=chat.get("tools"),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=False,
-        )
-        assert counted.input_tokens == len(ids)
+        rendered = _as_the_server_renders(chat["messages"])
+        encoded: Any = tokenizer.apply_chat_template(rendered, tools=chat.get("tools"), add_generation_prompt=True)
+        assert counted.input_tokens == len(encoded["input_ids"])
     # Claude Code's billing block is not part of what the model reads; the rest of the system is
     plain = agent.client.messages.count_tokens(model="agent", system=SYSTEM[1:], messages=QUESTION)
     billed = agent.client.messages.count_tokens(model="agent", system=SYSTEM, messages=QUESTION)
@@ -166,8 +161,7 @@ def test_count_tokens_refuses_like_messages(agent: Agent) -> None:
         stranger.messages.count_tokens(model="agent", messages=QUESTION)
     with pytest.raises(anthropic.NotFoundError):
         agent.client.messages.count_tokens(model="nobody", messages=QUESTION)
+    orphan: Any = [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]
     with pytest.raises(anthropic.BadRequestError) as caught:
-        agent.client.messages.count_tokens(
-            model="agent", messages=[{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]
-        )  # type: ignore[typeddict-item]
+        agent.client.messages.count_tokens(model="agent", messages=orphan)
     assert "messages.0.content.0.tool_use_id: required" in str(caught.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -75,13 +76,30 @@ def _image_part(block: dict[str, Any], where: str, takes_images: bool) -> dict[s
     return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
 
 
-def _tool_result_text(block: dict[str, Any], where: str) -> str:
+@dataclass
+class _Seen:
+    """What the conversation so far holds that later blocks may refer to."""
+
+    call_ids: set[str] = field(default_factory=set)  # tool_use ids
+    loaded_tools: set[str] = field(default_factory=set)  # deferred tools a tool search returned
+
+
+def _result_part(inner: Any, where: str, seen: _Seen) -> str:
+    """One block of a tool result as text; a `tool_reference` (a tool search's find) loads a
+    deferred tool (`defer_loading`) into what the model sees from then on."""
+    if isinstance(inner, dict) and inner.get("type") == "image":
+        raise _fail(where, "this model takes no images")
+    if isinstance(inner, dict) and inner.get("type") == "tool_reference":
+        name = _str(inner, "tool_name", where)
+        seen.loaded_tools.add(name)
+        return f"Tool loaded: {name}"
+    return _text_block(inner, where)
+
+
+def _tool_result_text(block: dict[str, Any], where: str, seen: _Seen) -> str:
     content = block.get("content", "")
     if isinstance(content, list):
-        for m, inner in enumerate(content):
-            if isinstance(inner, dict) and inner.get("type") == "image":
-                raise _fail(f"{where}.content.{m}", "this model takes no images")
-        content = "\n\n".join(_text_block(inner, f"{where}.content.{m}") for m, inner in enumerate(content))
+        content = "\n\n".join(_result_part(inner, f"{where}.content.{m}", seen) for m, inner in enumerate(content))
     elif not isinstance(content, str):
         raise _fail(f"{where}.content", "must be a string or a list of text blocks")
     is_error = block.get("is_error", False)
@@ -90,7 +108,7 @@ def _tool_result_text(block: dict[str, Any], where: str) -> str:
     return f"Error: {content}" if is_error else content  # OpenAI's tool message has no error flag
 
 
-def _user_messages(content: Any, where: str, known_ids: set[str], takes_images: bool) -> list[dict[str, Any]]:
+def _user_messages(content: Any, where: str, seen: _Seen, takes_images: bool) -> list[dict[str, Any]]:
     """A user turn in order: runs of text (and images) as user messages, each tool result as a tool
     message, so text beside the results keeps its place."""
     if isinstance(content, str):
@@ -114,16 +132,16 @@ def _user_messages(content: Any, where: str, known_ids: set[str], takes_images: 
         elif kind == "tool_result":
             close_parts()
             call_id = _str(block, "tool_use_id", at)
-            if call_id not in known_ids:
+            if call_id not in seen.call_ids:
                 raise _fail(f"{at}.tool_use_id", f"'{call_id[:80]}' answers no tool_use block of an earlier message")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block, at)})
+            out.append({"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block, at, seen)})
         elif kind not in DROPPED_BLOCKS:
             raise _fail(f"{at}.type", f"'{kind}' blocks are not supported in a user message")
     close_parts()
     return out
 
 
-def _assistant_message(content: Any, where: str, known_ids: set[str]) -> dict[str, Any]:
+def _assistant_message(content: Any, where: str, seen: _Seen) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
@@ -136,7 +154,7 @@ def _assistant_message(content: Any, where: str, known_ids: set[str]) -> dict[st
             call_id, name = _str(block, "id", at), _str(block, "name", at)
             if not isinstance(block.get("input"), dict):
                 raise _fail(f"{at}.input", "required, an object")
-            known_ids.add(call_id)
+            seen.call_ids.add(call_id)
             arguments = json.dumps(block["input"], ensure_ascii=False)
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
         elif kind not in DROPPED_BLOCKS:
@@ -156,7 +174,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     return content
 
 
-def _chat_messages(body: dict[str, Any], takes_images: bool) -> list[dict[str, Any]]:
+def _chat_messages(body: dict[str, Any], takes_images: bool, seen: _Seen) -> list[dict[str, Any]]:
     """The conversation as chat messages.
 
     `system`-role messages (Claude Code's mid-conversation system beta) stay where they are, and
@@ -170,7 +188,6 @@ def _chat_messages(body: dict[str, Any], takes_images: bool) -> list[dict[str, A
     system turn anywhere; one that refuses it answers with its own message, a 400, never silently.
     """
     chat: list[dict[str, Any]] = []
-    known_ids: set[str] = set()
 
     def system(texts: list[str]) -> None:
         if not texts:
@@ -195,13 +212,15 @@ def _chat_messages(body: dict[str, Any], takes_images: bool) -> list[dict[str, A
         if role == "system":
             system(_system_texts(message["content"], f"{where}.content"))
         elif role == "assistant":
-            chat.append(_assistant_message(message["content"], f"{where}.content", known_ids))
+            chat.append(_assistant_message(message["content"], f"{where}.content", seen))
         else:
-            chat.extend(_user_messages(message["content"], f"{where}.content", known_ids, takes_images))
+            chat.extend(_user_messages(message["content"], f"{where}.content", seen, takes_images))
     return chat
 
 
-def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _tools(body: dict[str, Any], loaded: set[str]) -> list[dict[str, Any]]:
+    """Custom tools as OpenAI function tools; a deferred one (`defer_loading`) only once a tool
+    search has returned it, as Anthropic keeps it out of the model's context until then."""
     tools = body.get("tools")
     if tools is None:
         return []
@@ -222,6 +241,8 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise _fail(f"{where}.input_schema", "required, a JSON schema with type 'object'")
+        if tool.get("defer_loading") is True and name not in loaded:
+            continue
         function: dict[str, Any] = {"name": name, "parameters": schema}
         if tool.get("description") is not None:
             function["description"] = _str(tool, "description", where, empty=True)
@@ -271,8 +292,9 @@ def prompt_of(body: dict[str, Any], *, takes_images: bool = False) -> dict[str, 
     `tool_choice: none` leaves the tools out, so the model cannot call one (mlx-lm's server does
     not read `tool_choice`; the other choices are sent for servers that do)."""
     _refuse_unservable(body)
-    prompt: dict[str, Any] = {"messages": _chat_messages(body, takes_images)}
-    tools = _tools(body)
+    seen = _Seen()
+    prompt: dict[str, Any] = {"messages": _chat_messages(body, takes_images, seen)}
+    tools = _tools(body, seen.loaded_tools)
     choice = _tool_choice(body, tools)
     if tools and choice != "none":
         prompt["tools"] = tools

@@ -149,6 +149,31 @@ def test_system_anywhere_without_the_billing_block_and_ignored_fields_accepted()
     assert {"thinking", "context_management", "metadata", "service_tier"} <= set(IGNORED_FIELDS)
 
 
+def test_a_deferred_tool_is_seen_once_a_tool_search_returned_it() -> None:
+    deferred = {**WEATHER, "defer_loading": True}
+    search = {"name": "ToolSearch", "input_schema": {"type": "object"}}
+    asked: list[dict[str, Any]] = [{"role": "user", "content": "Weather?"}]
+    chat = messages_to_chat(request(asked, tools=[search, deferred]))
+    assert [t["function"]["name"] for t in chat["tools"]] == ["ToolSearch"]
+    found = [
+        *asked,
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {}}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": [{"type": "tool_reference", "tool_name": "get_weather"}],
+                }
+            ],
+        },
+    ]
+    chat = messages_to_chat(request(found, tools=[search, deferred]))
+    assert [t["function"]["name"] for t in chat["tools"]] == ["ToolSearch", "get_weather"]
+    assert chat["messages"][-1] == {"role": "tool", "tool_call_id": "t1", "content": "Tool loaded: get_weather"}
+
+
 @pytest.mark.parametrize(
     ("messages", "fields", "words"),
     [

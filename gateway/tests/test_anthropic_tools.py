@@ -5,6 +5,7 @@ read by the real anthropic SDK's own stream accumulator."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -382,3 +383,9 @@ def test_a_stream_without_text_or_calls_still_has_one_text_block() -> None:
     message, _ = sdk_message(translator.start() + translator.chunk(chunk({}, "length")) + translator.finish(3, 0))
     assert [(b.type, b.text) for b in message.content] == [("text", "")]
     assert message.stop_reason == "max_tokens"
+
+
+def test_the_docs_list_every_ignored_field_with_why() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    for field, why in IGNORED_FIELDS.items():
+        assert f"| {why} |" in docs, field

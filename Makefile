@@ -60,16 +60,7 @@ $(AGENTS)/node_modules/.installed: $(AGENTS)/package-lock.json
 agents: $(AGENTS)/node_modules/.installed
 
 ## The tests that exercise the database (services, permissions, the supervisor's plumbing, the
-## gateway's records), run a second time on a throwaway PostgreSQL. Left out there to keep it short:
-## browser tests, slow fuzzing and real-model gateway tests (profiles/tests/test_views.py,
-## gateway/tests/test_live_*.py), login lockouts, the real-process supervisor tests but the twenty
-## concurrent Starts (the row locks), and servers/tests/test_postgres.py (it ran in the first pass,
-## on clusters of its own). The whole CI must stay under 25 minutes.
-PG_TESTS ?= accounts/tests/test_registration.py accounts/tests/test_users_page.py accounts/tests/test_admin.py \
-	profiles/tests/test_services.py library/tests/test_downloads.py \
-	servers/tests/test_permissions.py servers/tests/test_supervisor_fake.py \
-	servers/tests/test_supervisor_process.py::test_twenty_concurrent_start_requests_make_one_process \
-	gateway/tests/test_keys.py gateway/tests/test_usage.py api/tests/test_profiles.py api/tests/test_users.py
+## gateway's records) are marked `postgres` and run a second time on a throwaway PostgreSQL.
 
 ## Every test, browser ones included, on every core (TEST_WORKERS=0 runs them in one process);
 ## then the database tests again on PostgreSQL. Work stealing: a worker that runs out takes tests
@@ -84,7 +75,12 @@ test: dev-setup system-deps agents
 
 test-postgresql: dev-setup system-deps
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m testing.postgres run -- $(PY) -m pytest $(XDIST) -m "not browser" $(PYTEST_ARGS) $(PG_TESTS)
+	$(PY) -m testing.postgres run -- $(PY) -m pytest $(XDIST) -m "postgres and not browser" $(PYTEST_ARGS)
+
+## The quick loop: lint, types, and the tests that need no browser, no model server and no Debian
+## package (make test runs everything).
+check: lint
+	$(PY) -m pytest $(XDIST) -q -m "not browser and not mlx and not debian" $(PYTEST_ARGS)
 
 lint: dev-setup
 	$(VENV)/bin/ruff check .

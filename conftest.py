@@ -110,12 +110,13 @@ def scripted_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
     `scripted_model(ToolCall("Bash", {"command": "..."}), answer="...")`."""
     from testing.scriptedmodel import DEFAULT_ANSWER, ToolCall, make_scripted_model
 
-    made: dict[tuple[str, str], Path] = {}
+    made: dict[tuple[str, str, bool], Path] = {}
 
-    def make(call: ToolCall | None = None, answer: str = DEFAULT_ANSWER) -> Path:
-        script = (call.json() if call else "", answer)
+    def make(call: ToolCall | None = None, answer: str = DEFAULT_ANSWER, unprompted: bool = False) -> Path:
+        script = (call.json() if call else "", answer, unprompted)
         if script not in made:
-            made[script] = make_scripted_model(tmp_path_factory.mktemp("scripted"), call=call, answer=answer)
+            folder = tmp_path_factory.mktemp("scripted")
+            made[script] = make_scripted_model(folder, call=call, answer=answer, unprompted=unprompted)
         return made[script]
 
     return make

@@ -12,6 +12,7 @@ from django.http.response import HttpResponseBase
 from gateway.errors import Flavour, GatewayError, error_response
 from gateway.routing import Caller, caller_identify, usable_profiles
 from gateway.views import gateway_view
+from library.local import local_model_path, takes_tools
 from nodes.status import node_statuses
 
 ANTHROPIC_PATHS = ("/v1/messages",)
@@ -58,6 +59,13 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     return error_response(_flavour(request), missing)
 
 
+def _capabilities(model: str) -> list[str]:
+    """What a client may ask of the model: the APIs an mlx-lm server answers, and tool calls where
+    the model's chat template renders tools (a model on another node: only what every model does)."""
+    folder = local_model_path(model)
+    return ["chat", "completions", *(["tools"] if folder is not None and takes_tools(folder) else [])]
+
+
 def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
     caller: Caller = caller_identify(request)
     if request.method != "GET":
@@ -80,6 +88,7 @@ def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
                 "aliases": profile.alias_list,
                 "state": state,
                 "node": profile.node.name,
+                "capabilities": _capabilities(profile.model),
             }
         )
     return listed

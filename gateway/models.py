@@ -60,6 +60,7 @@ class GatewayApi(models.TextChoices):
     CHAT = "chat", "OpenAI chat completions"
     COMPLETIONS = "completions", "OpenAI completions"
     MESSAGES = "messages", "Anthropic messages"
+    RESPONSES = "responses", "OpenAI responses"
 
 
 class UsageRecord(models.Model):

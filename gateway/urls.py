@@ -11,5 +11,6 @@ urlpatterns = [
     path("completions", views.completions, name="completions"),
     path("messages", views.messages, name="messages"),
     path("messages/count_tokens", count_tokens.count_tokens, name="count_tokens"),
+    path("responses", views.responses, name="responses"),
     re_path(r"^(?P<rest>.*)$", catalog_views.not_found, name="not_found"),  # JSON, never Django's HTML 404
 ]

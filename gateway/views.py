@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -27,13 +27,16 @@ from core.jsontext import not_text_at
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
+from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
+from gateway.responses_request import responses_to_chat
+from gateway.responses_stream import ResponseStream, chat_to_response
 from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
-from gateway.upstream import upstream_client
+from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -42,6 +45,7 @@ LOADED_MODEL = "default_model"
 LOADING_FIELDS = ("model", "draft_model", "adapters")
 UPSTREAM_PATHS = {GatewayApi.CHAT: "/v1/chat/completions", GatewayApi.COMPLETIONS: "/v1/completions"}
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+GENERATED = ("content", "tool_calls", "reasoning")  # a chunk's delta holding what the model wrote
 
 
 def gateway_view(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,6 +83,9 @@ def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
     if api is GatewayApi.MESSAGES:
         anthropic_inline_guard(body.get("messages"))
         upstream = messages_to_chat(body)
+    elif api is GatewayApi.RESPONSES:
+        upstream = responses_to_chat(body)
+        openai_inline_guard(upstream["messages"])  # images are data: URLs already; this says it twice
     else:
         if api is GatewayApi.CHAT and not isinstance(body.get("messages"), list):
             raise GatewayError(400, "messages: required, a list of messages.")
@@ -184,6 +191,11 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
     return await _relay(request, GatewayApi.MESSAGES)
 
 
+@gateway_view
+async def responses(request: HttpRequest) -> HttpResponseBase:
+    return await _relay(request, GatewayApi.RESPONSES)
+
+
 async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
     flavour = _flavour(api)
     meter = Meter(api=api, stream=False)
@@ -198,7 +210,7 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         if meter.stream:
             stream = await _open_stream(url, prepared.upstream, meter, api, prepared.body)
             return await _whole_under_wsgi(request, stream)
-        return await _whole(url, prepared.upstream, meter, api, target)
+        return await _whole(url, prepared.upstream, meter, api, target, prepared.body)
     except GatewayError as error:
         meter.fail(error.status, error.message)
         meter.record_soon()
@@ -221,49 +233,15 @@ async def _forwarded(request: HttpRequest, forward: Forward, meter: Meter, flavo
     return await _whole_under_wsgi(request, response)
 
 
-def _upstream_failure(exc: httpx.HTTPError) -> GatewayError:
-    if isinstance(exc, httpx.TimeoutException):
-        return GatewayError(504, "The model server did not answer in time.")
-    if isinstance(exc, httpx.ConnectError):
-        return GatewayError(502, "Could not connect to the model server: it may have just stopped or crashed.")
-    return GatewayError(502, f"The model server failed while answering ({type(exc).__name__}).")
-
-
-def _upstream_refusal(status: int, text: str) -> GatewayError:
-    """A 4xx from the server is about the request (a bad parameter): 400; anything else: 502."""
-    detail = text.strip()[:300]
-    if 400 <= status < 500:
-        return GatewayError(400, f"The model server refused the request: {detail or status}")
-    return GatewayError(502, f"The model server answered {status}" + (f": {detail}" if detail else "."))
-
-
-# The model server dropped or reset the connection before any answer: mlx-lm's server closes every
-# connection after its response (a kept-alive one may be gone), and it listens with a backlog of 5,
-# so a burst of new connections (32 streams at once) can be reset before it accepts them.
-DROPPED_BEFORE_ANSWER = (httpx.RemoteProtocolError, httpx.ReadError)
-RESEND_AFTER = 0.05  # seconds: room for the server to accept what is waiting
-
-
-async def _send(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Response:
-    """POST to the model server; once more if the connection was dropped before any answer."""
-    client = upstream_client()
-    for attempt in (1, 2):
-        try:
-            return await client.send(client.build_request("POST", url, json=upstream), stream=stream)
-        except DROPPED_BEFORE_ANSWER:
-            if attempt == 2:
-                raise
-            await asyncio.sleep(RESEND_AFTER)
-    raise AssertionError("unreachable")
-
-
-async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target) -> HttpResponseBase:
+async def _whole(
+    url: str, upstream: dict[str, Any], meter: Meter, api: GatewayApi, target: Target, body: dict[str, Any]
+) -> HttpResponseBase:
     try:
-        answer = await _send(url, upstream, stream=False)
+        answer = await upstream_send(url, upstream, stream=False)
     except httpx.HTTPError as exc:
-        raise _upstream_failure(exc) from None
+        raise upstream_failure(exc) from None
     if answer.status_code != 200:
-        raise _upstream_refusal(answer.status_code, answer.text)
+        raise upstream_refusal(answer.status_code, answer.text)
     try:
         data = answer.json()
     except ValueError:
@@ -271,10 +249,14 @@ async def _whole(url: str, upstream: dict[str, Any], meter: Meter, api: GatewayA
     meter.usage(data.get("usage"))
     meter.first_token_at = time.perf_counter()
     if api is GatewayApi.MESSAGES:
-        data = chat_to_message(data, model=target.profile.name)  # a GatewayError is recorded by _relay
+        data = chat_to_message(data, model=target.profile.name)
+    elif api is GatewayApi.RESPONSES:
+        data = chat_to_response(data, body)
     else:
         data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
-    meter.record_soon()
+        if upstream.get("logprobs"):
+            await sync_to_async(logprobs_complete)(data, model=target.profile.model)
+    meter.record_soon()  # after the translation: a GatewayError in it is recorded by _relay
     return JsonResponse(data)
 
 
@@ -283,15 +265,17 @@ async def _open_stream(
 ) -> HttpResponseBase:
     """Open the upstream stream first, so that a refusal still gets its own status and JSON."""
     try:
-        answer = await _send(url, upstream, stream=True)
+        answer = await upstream_send(url, upstream, stream=True)
     except httpx.HTTPError as exc:
-        raise _upstream_failure(exc) from None
+        raise upstream_failure(exc) from None
     if answer.status_code != 200:
         text = (await answer.aread()).decode(errors="replace")
         await answer.aclose()
-        raise _upstream_refusal(answer.status_code, text)
+        raise upstream_refusal(answer.status_code, text)
     if api is GatewayApi.MESSAGES:
         events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
+    elif api is GatewayApi.RESPONSES:
+        events = _responses_events(answer, meter, ResponseStream(body))
     else:
         wants_usage = (
             bool((body.get("stream_options") or {}).get("include_usage"))
@@ -334,7 +318,7 @@ async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[b
             if data.get("choices"):
                 choice = data["choices"][0]
                 delta = choice.get("delta") or {}
-                if delta.get("content") or delta.get("tool_calls") or choice.get("text"):
+                if any(delta.get(part) for part in GENERATED) or choice.get("text"):
                     meter.token()
             elif data.get("usage"):
                 meter.usage(data["usage"])
@@ -343,23 +327,29 @@ async def _chunks(answer: httpx.Response, meter: Meter) -> AsyncIterator[tuple[b
 
 
 async def _guarded(
-    answer: httpx.Response, meter: Meter, flavour: Flavour, events: AsyncIterator[bytes]
+    answer: httpx.Response,
+    meter: Meter,
+    flavour: Flavour,
+    events: AsyncIterator[bytes],
+    failed: Callable[[int, str], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Relay `events`; an upstream failure becomes an error event; a client that goes away
-    (the ASGI handler cancels us) closes the upstream connection; usage is recorded either way."""
+    """Relay `events`; an upstream failure becomes an error event (`failed` writes it, else the
+    flavour's); a client that goes away (the ASGI handler cancels us) closes the upstream
+    connection; usage is recorded either way."""
+    failed = failed or (lambda status, message: stream_error_event(flavour, status, message))
     try:
         async for event in events:
             yield event
     except StreamCut:
         meter.fail(502, "The model server stopped in the middle of the answer.")
-        yield stream_error_event(flavour, 502, meter.error)
+        yield failed(502, meter.error)
     except GatewayError as error:  # an answer that cannot be translated (a tool call's arguments)
         meter.fail(error.status, error.message)
-        yield stream_error_event(flavour, error.status, error.message)
+        yield failed(error.status, error.message)
     except httpx.HTTPError as exc:
-        failure = _upstream_failure(exc)
+        failure = upstream_failure(exc)
         meter.fail(failure.status, failure.message)
-        yield stream_error_event(flavour, failure.status, failure.message)
+        yield failed(failure.status, failure.message)
     except BaseException:
         meter.fail(499, "The client closed the connection before the answer ended.")
         raise
@@ -392,9 +382,21 @@ def _openai_events(answer: httpx.Response, meter: Meter, *, keep_usage_chunk: bo
     return _guarded(answer, meter, Flavour.OPENAI, events())
 
 
-def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
-    translator = MessageStream(model)
+class Translator(Protocol):
+    """Another API's stream events from chat completion chunks (MessageStream, ResponseStream)."""
 
+    def start(self) -> bytes: ...
+    def chunk(self, data: dict[str, Any]) -> bytes: ...
+    def finish(self, prompt_tokens: int | None, completion_tokens: int | None) -> bytes: ...
+
+
+def _translated(
+    answer: httpx.Response,
+    meter: Meter,
+    translator: Translator,
+    flavour: Flavour,
+    failed: Callable[[int, str], bytes] | None = None,
+) -> AsyncIterator[bytes]:
     async def events() -> AsyncIterator[bytes]:
         yield translator.start()
         async for _event, data in _chunks(answer, meter):
@@ -404,4 +406,12 @@ def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> Async
             elif out := translator.chunk(data):
                 yield out
 
-    return _guarded(answer, meter, Flavour.ANTHROPIC, events())
+    return _guarded(answer, meter, flavour, events(), failed)
+
+
+def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
+    return _translated(answer, meter, MessageStream(model), Flavour.ANTHROPIC)
+
+
+def _responses_events(answer: httpx.Response, meter: Meter, translator: ResponseStream) -> AsyncIterator[bytes]:
+    return _translated(answer, meter, translator, Flavour.OPENAI, lambda _status, message: translator.failed(message))

@@ -88,6 +88,29 @@ def _parsed_config(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def chat_template(folder: Path) -> str:
+    """The model's chat template ("" when it has none): chat_template.jinja, or the one in
+    tokenizer_config.json (a string, or a list of named templates, of which "default")."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(errors="replace")
+    path = folder / "tokenizer_config.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return ""
+    template = _parsed_config(str(path), stat.st_mtime_ns, stat.st_size).get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) else ""
+
+
+def takes_tools(folder: Path) -> bool:
+    """Whether the chat template renders the `tools` a request offers (mlx-lm hands them to it)."""
+    return "tools" in chat_template(folder)
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     family: str | None

@@ -22,6 +22,12 @@ class ChatError(Exception):
 
 
 @dataclass(frozen=True)
+class ToolCallShown:
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatReply:
     text: str
     prompt_tokens: int | None
@@ -29,12 +35,15 @@ class ChatReply:
     seconds: float
     finish_reason: str = ""
     max_tokens: int = CHAT_MAX_TOKENS
+    tool_calls: tuple[ToolCallShown, ...] = ()
 
     @property
     def empty_reason(self) -> str:
         """Why the answer has no text, from what the server said ("" when it has text)."""
         if self.text.strip():
             return ""
+        if self.tool_calls:
+            return "The model called a tool instead of writing text (the quick chat runs no tools)."
         if self.finish_reason == "length":
             return (
                 f"The model used all {self.max_tokens} answer tokens without writing visible text "
@@ -88,6 +97,7 @@ def chat_complete(
         data = json.loads(raw)
         choice = data["choices"][0]
         text = choice["message"]["content"]
+        calls = _tool_calls(choice["message"].get("tool_calls"))
     except (ValueError, KeyError, IndexError, TypeError):
         raise ChatError("The server's answer was not an OpenAI chat completion.") from None
     usage = data.get("usage") or {}
@@ -98,6 +108,17 @@ def chat_complete(
         seconds=seconds,
         finish_reason=str(choice.get("finish_reason") or ""),
         max_tokens=max_tokens,
+        tool_calls=calls,
+    )
+
+
+def _tool_calls(listed: object) -> tuple[ToolCallShown, ...]:
+    calls = listed if isinstance(listed, list) else []
+    functions = [call.get("function") for call in calls if isinstance(call, dict)]
+    return tuple(
+        ToolCallShown(name=str(f.get("name") or "?"), arguments=str(f.get("arguments") or ""))
+        for f in functions
+        if isinstance(f, dict)
     )
 
 

@@ -62,6 +62,16 @@ def chat_answer_tokens(*, model: str, cap: int) -> int:
     return cap if context is None else max(ANSWER_TOKENS_MIN, min(cap, context // 4))
 
 
+def token_texts(*, model: str, ids: list[int]) -> list[str] | None:
+    """Each token's own text, decoded alone (what OpenAI's logprobs call `token`); None when the
+    model's tokenizer is not on this machine."""
+    folder = local_model_path(model)
+    tokenizer = _tokenizer(folder / "tokenizer.json") if folder is not None else None
+    if tokenizer is None:
+        return None
+    return [tokenizer.decode([token_id], skip_special_tokens=False) for token_id in ids]
+
+
 @functools.lru_cache(maxsize=8)
 def _tokenizer(path: Path) -> Tokenizer | None:
     """The model's fast tokenizer (the `tokenizers` library mlx-lm brings), loaded once per file."""

@@ -25,7 +25,7 @@ START_TOOL = "STARTTOOL"
 START_TEXT = "STARTTEXT"
 SPECIALS = ["<unk>", "<s>", "</s>"]
 EOS = 2
-CHAT_TEMPLATE = (
+TEMPLATE = (
     "{%- set ns = namespace(tool_result=false) -%}"
     "{%- for m in messages -%}"
     "{%- if m['role'] == 'tool' %}{% set ns.tool_result = true %}{% endif -%}"
@@ -35,10 +35,16 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt %}assistant: "
-    "{%- if tools and not ns.tool_result %} " + START_TOOL + "{% else %} " + START_TEXT + "{% endif -%}"
+    "{%- if CALLS and not ns.tool_result %} " + START_TOOL + "{% else %} " + START_TEXT + "{% endif -%}"
     "{%- endif -%}"
 )
 DEFAULT_ANSWER = "The file is written."
+
+
+def chat_template(*, unprompted: bool) -> str:
+    """The template; `unprompted`: the model calls its tool even when the request offers none
+    (as real models sometimes do)."""
+    return TEMPLATE.replace("CALLS", "true" if unprompted else "tools")
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def _chains(call: ToolCall | None, answer: str) -> tuple[list[str], list[list[st
     return vocab, chains
 
 
-def _save_tokenizer(target: Path, vocab: list[str]) -> None:
+def _save_tokenizer(target: Path, vocab: list[str], template: str) -> None:
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -72,7 +78,7 @@ def _save_tokenizer(target: Path, vocab: list[str]) -> None:
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.add_tokens([AddedToken(tok, normalized=False) for tok in ("<tool_call>", "</tool_call>")])
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = template
     fast.save_pretrained(str(target))
 
 
@@ -95,8 +101,11 @@ def _config(size: int) -> dict[str, Any]:
     }
 
 
-def make_scripted_model(target: Path, *, call: ToolCall | None = None, answer: str = DEFAULT_ANSWER) -> Path:
-    """Write a model into `target` that calls `call` when tools are offered, else says `answer`."""
+def make_scripted_model(
+    target: Path, *, call: ToolCall | None = None, answer: str = DEFAULT_ANSWER, unprompted: bool = False
+) -> Path:
+    """Write a model into `target` that calls `call` when tools are offered (or always, where
+    `unprompted`) until a tool result comes, and says `answer` otherwise."""
     import mlx.core as mx
     import numpy as np
     from mlx.utils import tree_flatten
@@ -104,7 +113,7 @@ def make_scripted_model(target: Path, *, call: ToolCall | None = None, answer: s
 
     vocab, chains = _chains(call, answer)
     target.mkdir(parents=True, exist_ok=True)
-    _save_tokenizer(target, vocab)
+    _save_tokenizer(target, vocab, chat_template(unprompted=unprompted))
     config = _config(len(vocab))
     (target / "config.json").write_text(json.dumps(config, indent=2))
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from django.test import Client
 
 from accounts.admin import UserAdminChangeForm
 from accounts.models import User, UserStatus
+
+pytestmark = pytest.mark.postgres
 
 LAST_ADMIN = "last active administrator"
 CHANGELIST = "/admin/accounts/user/"

@@ -15,6 +15,8 @@ from django.test import Client
 from accounts.models import User, UserStatus
 from conftest import PASSWORD
 
+pytestmark = pytest.mark.postgres
+
 
 def _register(client: Client, email: str, password1: str = PASSWORD, password2: str | None = None) -> Any:
     data = {"email": email, "password1": password1, "password2": password1 if password2 is None else password2}

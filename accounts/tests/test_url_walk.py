@@ -28,6 +28,7 @@ KEY_AUTHENTICATED = {
     "gateway:completions",
     "gateway:messages",
     "gateway:count_tokens",
+    "gateway:responses",
     "gateway:not_found",
 }
 # Every view of /api/v1/ (namespace `api`) authenticates each request with a key (its docs and

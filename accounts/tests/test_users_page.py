@@ -14,6 +14,8 @@ from accounts import services
 from accounts.models import User, UserStatus
 from conftest import PASSWORD
 
+pytestmark = pytest.mark.postgres
+
 POST_ONLY = ("approve", "disable", "enable", "grant-admin", "revoke-admin", "rights")
 LAST_ADMIN = "last active administrator"
 

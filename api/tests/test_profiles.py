@@ -14,6 +14,8 @@ from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server, ServerState
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> str:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from accounts.models import User, UserStatus
 from api.tests.conftest import ApiClient
 from audit.models import AuditRecord
+
+pytestmark = pytest.mark.postgres
 
 
 def test_an_administrator_approves_promotes_and_cannot_remove_the_last_admin(

@@ -3,6 +3,10 @@ JSON in the API's shape, never an HTML page."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from accounts.models import User
@@ -59,3 +63,25 @@ def test_one_model_is_the_lists_entry(secret: str, approved_user: User) -> None:
     answer = ThreadClient().get("/v1/models/tiny", headers={"authorization": f"Bearer {limited}"})
     assert answer.status_code == 404
     assert ThreadClient().get("/v1/models/tiny").status_code == 401
+
+
+def test_capabilities_follow_the_chat_template(approved_user: User, tmp_path: Path, settings: Any) -> None:
+    settings.MLXM_MODEL_DIRS = [str(tmp_path)]
+    templates = {
+        "plain": {"chat_template": "{{ messages[0]['content'] }}"},
+        "agentic": {"chat_template": [{"name": "default", "template": "{% if tools %}{{ tools }}{% endif %}"}]},
+    }
+    for name, tokenizer_config in templates.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+        ServerProfile.objects.create(name=name, model=str(tmp_path / name), port=9100 + len(name))
+    ServerProfile.objects.create(name="elsewhere", model="/not/here", port=9200)
+    secret = key_create(user=approved_user, name="k").secret
+    listed = ThreadClient().get("/v1/models", headers={"authorization": f"Bearer {secret}"}).json()["data"]
+    capabilities = {entry["id"]: entry["capabilities"] for entry in listed}
+    assert capabilities == {
+        "plain": ["chat", "completions"],
+        "agentic": ["chat", "completions", "tools"],
+        "elsewhere": ["chat", "completions"],
+    }

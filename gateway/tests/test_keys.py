@@ -19,7 +19,7 @@ from profiles.forms import ProfileForm
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def login(user: User) -> Client:

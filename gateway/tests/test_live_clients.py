@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -323,3 +324,23 @@ def test_the_model_is_named_as_the_client_sent_it_and_n_above_1_is_refused(live:
         assert error.status_code == 400 and str(cast(dict[str, Any], error.body)["message"]).startswith("n: ")
     one = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2, n=1)
     assert len(one.choices) == 1
+
+
+def test_logprobs_name_each_token_by_its_text(live: Live) -> None:
+    chat = oai(live).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=6, logprobs=True
+    )
+    content = (chat.choices[0].logprobs and chat.choices[0].logprobs.content) or []
+    assert len(content) == chat.usage.completion_tokens if chat.usage else False
+    vocabulary = set(json.loads((Path(live.profile.model) / "tokenizer.json").read_text())["model"]["vocab"])
+    for entry in content:
+        assert entry.token in vocabulary and entry.bytes == list(entry.token.encode())
+        assert entry.logprob <= 0 and entry.top_logprobs == []
+    spoken = [entry.token for entry in content if entry.token != "</s>"]
+    assert " ".join(spoken) == chat.choices[0].message.content  # the word-level tokenizer joins by spaces
+
+    with_top = oai(live).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=3, logprobs=True, top_logprobs=2
+    )
+    for entry in (with_top.choices[0].logprobs and with_top.choices[0].logprobs.content) or []:
+        assert len(entry.top_logprobs) == 2 and all(top.token in vocabulary for top in entry.top_logprobs)

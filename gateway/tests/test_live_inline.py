@@ -70,6 +70,15 @@ def test_media_urls_are_refused_and_never_fetched(live: Live, listener: Listener
         assert o.status_code == 400 and isinstance(o, openai.BadRequestError)
         message = str(cast(dict[str, Any], o.body)["message"])
         assert message.startswith("messages[0].content[1].image_url.url:") and "inline" in message, message
+        o = openai_error(  # the Responses API's input_image: the same rule
+            lambda address=address: oai(live).responses.create(
+                model="tiny",
+                input=[{"role": "user", "content": [{"type": "input_image", "image_url": address, "detail": "auto"}]}],
+                stream=True,
+            )
+        )
+        message = str(cast(dict[str, Any], o.body)["message"])
+        assert o.status_code == 400 and message.startswith("input.0.content.0.image_url: a URL;"), message
 
     # other media parts the model server might read from an address, streamed as well
     for part in (

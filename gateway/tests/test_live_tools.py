@@ -106,3 +106,7 @@ def test_a_tool_loop_streamed(client: openai.OpenAI) -> None:
 def test_without_tools_the_model_answers_in_words(client: openai.OpenAI) -> None:
     chat = client.chat.completions.create(model="agent", messages=QUESTION, max_tokens=16)
     assert chat.choices[0].message.content == DEFAULT_ANSWER and chat.choices[0].finish_reason == "stop"
+
+
+def test_the_model_list_says_the_model_takes_tools(client: openai.OpenAI) -> None:
+    assert (client.models.retrieve("agent").model_extra or {})["capabilities"] == ["chat", "completions", "tools"]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from gateway.views import _send
+from gateway.upstream import upstream_send
 
 ANSWER = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"ok": true}'
@@ -23,10 +23,10 @@ ANSWER = (
 
 
 def send(url: str) -> httpx.Response:
-    """`_send` on an event loop of its own, in a thread (a browser test's Playwright may have left
+    """`upstream_send` on an event loop of its own, in a thread (a browser test's Playwright may have left
     one running in this one)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _send(url, {"model": "m"}, stream=False)).result()
+        return pool.submit(asyncio.run, upstream_send(url, {"model": "m"}, stream=False)).result()
 
 
 @pytest.fixture

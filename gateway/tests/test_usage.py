@@ -27,7 +27,7 @@ from profiles.models import ServerProfile
 from servers.supervisor.core import Supervisor
 from servers.tests.supervisor_fakes import FakeHost
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def login(user: User) -> Client:

@@ -23,7 +23,7 @@ from library.models import Download, DownloadState
 from library.services import download_cancel, download_queue
 from testing.supervisor import database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 MEDIUM = "mlx-community/Medium-Model-8bit"
 TINY = "mlx-community/Tiny-Llama-4bit"

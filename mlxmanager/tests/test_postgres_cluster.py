@@ -6,6 +6,9 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
+
+pytestmark = pytest.mark.debian
 
 
 def test_the_cluster_answers_and_makes_databases(postgres_cluster: Any) -> None:

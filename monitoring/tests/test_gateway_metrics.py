@@ -65,6 +65,7 @@ def usage(db: None) -> None:
     record("tiny", GatewayApi.MESSAGES, 200, 400, 100, 1, 2)
 
 
+@pytest.mark.debian  # promtool
 def test_requests_tokens_and_histograms_come_from_the_usage_records(admin_client: Client, usage: None) -> None:
     text = admin_client.get("/metrics").content.decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}

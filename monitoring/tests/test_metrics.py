@@ -204,6 +204,7 @@ def test_labels_with_quotes_and_newlines_are_escaped(
     assert "mlxm_fake" not in {family.name for family in text_string_to_metric_families(text)}
 
 
+@pytest.mark.debian
 def test_promtool_accepts_it(admin_client: Client, installation: dict[str, ServerProfile]) -> None:
     text = admin_client.get("/metrics").content
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60)
@@ -255,6 +256,7 @@ def test_every_dashboard_expression_names_only_exported_metrics(
         assert named <= exported, f"{expr!r} asks for {named - exported}, which /metrics does not export"
 
 
+@pytest.mark.debian
 def test_every_dashboard_expression_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each expression as a recording rule."""
     rules = {

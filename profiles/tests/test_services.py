@@ -11,6 +11,8 @@ from profiles.models import ServerProfile
 from profiles.tests.test_ports import _unused_port_block
 from servers.models import Server
 
+pytestmark = pytest.mark.postgres
+
 
 def test_create_records_who_and_refuses_a_raced_duplicate(
     make_profile: Callable[..., ServerProfile], approved_user: User

@@ -23,6 +23,8 @@ from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers.models import Server, ServerState
 
+pytestmark = pytest.mark.postgres
+
 TINY = "mlx-community/Tiny-Llama-4bit"  # on the hub stand-in
 EVERYONE = "everyone"
 

@@ -31,6 +31,8 @@ from testing.stack import Stack
 from testing.supervisor import server_processes, wait_for
 from testing.web import HttpClient
 
+pytestmark = pytest.mark.debian
+
 PASSWORD = "correct-horse-battery-42"
 ADMIN = "admin@example.com"
 

@@ -25,7 +25,7 @@ from servers.states import ALLOWED, State
 from servers.supervisor.core import Policy, Supervisor
 from servers.tests.supervisor_fakes import FakeHost, FakeProcess, GiB
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 POLICY = Policy(
     start_timeout=30,

@@ -81,6 +81,7 @@ def test_kill_9_of_the_supervisor_then_a_new_one_adopts_both_servers(
         assert starts.count() == 1
 
 
+@pytest.mark.postgres
 def test_twenty_concurrent_start_requests_make_one_process(
     supervisor_process: SupervisorProcesses, tiny_model: Path
 ) -> None:

@@ -24,6 +24,17 @@
     return item;
   }
 
+  // A tool call the model made: its name and arguments, as text (the quick chat runs no tools).
+  function showToolCall(answer, call) {
+    const item = document.createElement("div");
+    item.className = "chat-tool-call";
+    const name = Object.assign(document.createElement("code"), { className: "chat-tool-name", textContent: call.name });
+    const args = Object.assign(document.createElement("pre"), { className: "chat-tool-arguments", textContent: call.arguments });
+    item.append("Tool call: ", name, args);
+    answer.after(item);
+    return item;
+  }
+
   function showError(message) {
     const item = bubble("error", message);
     item.setAttribute("role", "alert");
@@ -40,6 +51,7 @@
     let first = null;
     let tokens = 0;
     let reply = "";
+    const calls = [];  // by the stream's index: {name, arguments}, arguments arriving in pieces
     try {
       const response = await fetch("/v1/chat/completions", {
         method: "POST",
@@ -66,7 +78,14 @@
           if (!data || data === "[DONE]") continue;
           const chunk = JSON.parse(data);
           if (chunk.error) throw new Error(chunk.error.message);
-          const piece = chunk.choices && chunk.choices[0] && chunk.choices[0].delta && chunk.choices[0].delta.content;
+          const delta = (chunk.choices && chunk.choices[0] && chunk.choices[0].delta) || {};
+          for (const call of delta.tool_calls || []) {
+            const known = calls[call.index || 0] || (calls[call.index || 0] = { name: "", arguments: "" });
+            known.name += (call.function && call.function.name) || "";
+            known.arguments += (call.function && call.function.arguments) || "";
+            if (first === null) first = performance.now();
+          }
+          const piece = delta.content;
           if (piece) {
             if (first === null) first = performance.now();
             tokens += 1;
@@ -75,6 +94,7 @@
           }
         }
       }
+      calls.slice().reverse().forEach((call) => showToolCall(answer, call));
       history.push({ role: "assistant", content: reply });
       const ended = performance.now();
       const ttft = first === null ? null : first - began;
@@ -85,7 +105,7 @@
         " · ", Object.assign(document.createElement("span"), { className: "chat-speed", textContent: rate === null ? "– tokens/s" : `${rate.toFixed(1)} tokens/s` }),
         ` · ${tokens} tokens · ${history.length / 2} turn(s)`,
       );
-      if (!reply) answer.textContent = "(an empty answer)";
+      if (!reply) answer.textContent = calls.length ? "(no text: the model called a tool)" : "(an empty answer)";
     } catch (error) {
       history.pop();
       answer.remove();

@@ -181,6 +181,7 @@ def test_systemd_units_key_by_key(tmp_path: Path) -> None:
     assert web_unit["Service"]["Restart"] == "on-failure"
 
 
+@pytest.mark.debian
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd-analyze (Debian's `systemd` package) checks the units as systemd reads them: unknown
     keys, bad quoting, an ExecStart that is not executable. It needs a runtime dir for --user."""

@@ -165,3 +165,21 @@ def test_count_tokens_refuses_like_messages(agent: Agent) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         agent.client.messages.count_tokens(model="agent", messages=orphan)
     assert "messages.0.content.0.tool_use_id: required" in str(caught.value)
+
+
+def test_a_call_whose_arguments_are_not_an_object_is_a_clear_error(
+    agent: Agent, supervisor_process: Any, scripted_model: Callable[..., Path]
+) -> None:
+    odd: Any = "Paris"  # the model writes {"name": ..., "arguments": "Paris"}
+    start_profile(scripted_model(ToolCall("get_weather", odd)), "odd", supervisor_process)
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        agent.client.messages.create(model="odd", messages=QUESTION, tools=TOOLS, max_tokens=16)
+    assert caught.value.status_code == 502 and "not a JSON object" in str(caught.value)
+    with (
+        pytest.raises(anthropic.APIStatusError, match="not a JSON object"),
+        agent.client.messages.stream(model="odd", messages=QUESTION, tools=TOOLS, max_tokens=16) as stream,
+    ):
+        stream.get_final_message()
+    # the model server and its generation thread live on
+    answer = agent.client.messages.create(model="odd", messages=QUESTION, max_tokens=16)
+    assert [(b.type, getattr(b, "text", None)) for b in answer.content] == [("text", DEFAULT_ANSWER)]

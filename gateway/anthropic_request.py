@@ -17,7 +17,7 @@ from gateway.errors import GatewayError
 
 # Accepted and ignored, with why (docs/gateway.md, "Clients", lists the same): one place for them.
 IGNORED_FIELDS: dict[str, str] = {
-    "thinking": "the model thinks as its chat template makes it; no budget can be set",
+    "thinking.budget_tokens": "the model thinks as its chat template makes it; no budget can be set",
     "context_management": "the client manages its context; the server keeps no conversation",
     "output_config.effort": "local models have no effort setting",
     "metadata": "only Anthropic uses it (abuse detection)",
@@ -278,6 +278,18 @@ def _refuse_unservable(body: dict[str, Any]) -> None:
         raise _fail("output_config.format", REFUSED_FIELDS["output_config.format"])
 
 
+def wants_thinking(body: dict[str, Any]) -> bool:
+    """Whether the model's reasoning goes back as thinking blocks: only when the client asked for
+    thinking (`enabled` or `adaptive`) and not with `display: omitted`; a client that did not ask
+    reads `content[0].text` and would find a thinking block there instead."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return False
+    if not isinstance(thinking, dict):
+        raise _fail("thinking", "must be an object")
+    return thinking.get("type") in ("enabled", "adaptive") and thinking.get("display") != "omitted"
+
+
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
@@ -292,6 +304,7 @@ def prompt_of(body: dict[str, Any], *, takes_images: bool = False) -> dict[str, 
     `tool_choice: none` leaves the tools out, so the model cannot call one (mlx-lm's server does
     not read `tool_choice`; the other choices are sent for servers that do)."""
     _refuse_unservable(body)
+    wants_thinking(body)  # checked with the rest of the body
     seen = _Seen()
     prompt: dict[str, Any] = {"messages": _chat_messages(body, takes_images, seen)}
     tools = _tools(body, seen.loaded_tools)

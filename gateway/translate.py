@@ -65,13 +65,17 @@ def _tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def chat_to_message(chat: dict[str, Any], *, model: str) -> dict[str, Any]:
-    """A whole OpenAI chat completion as an Anthropic message: its text, then its tool calls."""
+def chat_to_message(chat: dict[str, Any], *, model: str, thinking: bool = False) -> dict[str, Any]:
+    """A whole OpenAI chat completion as an Anthropic message: its reasoning as a thinking block
+    (when the client asked for thinking), its text, then its tool calls."""
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     text = message.get("content") or ""
     calls = [_tool_use_block(call) for call in message.get("tool_calls") or [] if isinstance(call, dict)]
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not calls else []
+    reasoning = message.get("reasoning")
+    if thinking and isinstance(reasoning, str) and reasoning:
+        content.insert(0, {"type": "thinking", "thinking": reasoning, "signature": ""})
     finish = "tool_calls" if calls else choice.get("finish_reason") or "stop"
     usage = chat.get("usage") or {}
     return {
@@ -93,18 +97,20 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 class MessageStream:
     """Anthropic's stream events, in their order, from OpenAI chat completion chunks.
 
-    Blocks are numbered in the order they begin: a text block (only when text came), then one
-    block per tool call. A tool call is sent when it is complete (the next call, text or the end
+    Blocks are numbered in the order they begin: a thinking block (the model's reasoning, only
+    when the client asked for thinking), a text block (only when text came), then one block per
+    tool call. A tool call is sent when it is complete (the next call, text or the end
     begins), as one `input_json_delta` holding its whole input: mlx-lm's server sends each call
     whole in one chunk anyway, other servers send the arguments in pieces that only parse once
     all have come, and a call whose arguments are not a JSON object becomes an error event
     (GatewayError, raised to the view) instead of a block the client could not parse."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, thinking: bool = False) -> None:
         self.model = model
+        self.thinking = thinking
         self.finish_reason = "stop"
         self.index = 0  # the next block's
-        self.text_open = False
+        self.open_kind: str | None = None  # "text" or "thinking": the block being written
         self.pending: dict[str, Any] | None = None  # the tool call being assembled
         self.made_call = False
 
@@ -122,20 +128,28 @@ class MessageStream:
         return sse("message_start", {"type": "message_start", "message": message}) + sse("ping", {"type": "ping"})
 
     def _close_text(self) -> bytes:
-        if not self.text_open:
+        if self.open_kind is None:
             return b""
-        self.text_open = False
+        self.open_kind = None
         self.index += 1
         return sse("content_block_stop", {"type": "content_block_stop", "index": self.index - 1})
 
-    def _text(self, text: str) -> bytes:
+    def _text(self, text: str, kind: str = "text") -> bytes:
+        """Text (or thinking) into the open block of that kind, or a new one."""
         out = self._flush_call()
-        if not self.text_open:
-            self.text_open = True
-            block = {"type": "content_block_start", "index": self.index, "content_block": {"type": "text", "text": ""}}
-            out += sse("content_block_start", block)
-        delta = {"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": text}}
-        return out + sse("content_block_delta", delta)
+        if self.open_kind != kind:
+            out += self._close_text()
+            self.open_kind = kind
+            empty = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {"type": "thinking", "thinking": "", "signature": ""}
+            )
+            out += sse(
+                "content_block_start", {"type": "content_block_start", "index": self.index, "content_block": empty}
+            )
+        piece = {"type": "text_delta", "text": text} if kind == "text" else {"type": "thinking_delta", "thinking": text}
+        return out + sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": piece})
 
     def _call_piece(self, piece: dict[str, Any], position: int) -> bytes:
         key = piece.get("index", position)
@@ -185,7 +199,11 @@ class MessageStream:
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
         delta = choice.get("delta") or {}
-        out = self._text(delta["content"]) if isinstance(delta.get("content"), str) and delta["content"] else b""
+        out = b""
+        if self.thinking and isinstance(delta.get("reasoning"), str) and delta["reasoning"]:
+            out += self._text(delta["reasoning"], "thinking")
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            out += self._text(delta["content"])
         for position, piece in enumerate(delta.get("tool_calls") or []):
             if isinstance(piece, dict):
                 out += self._call_piece(piece, position)

@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.middleware import public
 from core.jsontext import not_text_at
+from gateway.anthropic_request import wants_thinking
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
@@ -249,7 +250,7 @@ async def _whole(
     meter.usage(data.get("usage"))
     meter.first_token_at = time.perf_counter()
     if api is GatewayApi.MESSAGES:
-        data = chat_to_message(data, model=target.profile.name)
+        data = chat_to_message(data, model=target.profile.name, thinking=wants_thinking(body))
     elif api is GatewayApi.RESPONSES:
         data = chat_to_response(data, body)
     else:
@@ -273,7 +274,8 @@ async def _open_stream(
         await answer.aclose()
         raise upstream_refusal(answer.status_code, text)
     if api is GatewayApi.MESSAGES:
-        events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
+        model = body["model"] if meter.profile is None else meter.profile.name
+        events = _translated(answer, meter, MessageStream(model, thinking=wants_thinking(body)), Flavour.ANTHROPIC)
     elif api is GatewayApi.RESPONSES:
         events = _responses_events(answer, meter, ResponseStream(body))
     else:
@@ -407,10 +409,6 @@ def _translated(
                 yield out
 
     return _guarded(answer, meter, flavour, events(), failed)
-
-
-def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
-    return _translated(answer, meter, MessageStream(model), Flavour.ANTHROPIC)
 
 
 def _responses_events(answer: httpx.Response, meter: Meter, translator: ResponseStream) -> AsyncIterator[bytes]:

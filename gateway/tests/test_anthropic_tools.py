@@ -13,7 +13,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.anthropic_request import BILLING_HEADER, IGNORED_FIELDS, messages_to_chat
+from gateway.anthropic_request import BILLING_HEADER, IGNORED_FIELDS, messages_to_chat, wants_thinking
 from gateway.errors import GatewayError
 from gateway.translate import MessageStream, chat_to_message
 
@@ -147,7 +147,7 @@ def test_system_anywhere_without_the_billing_block_and_ignored_fields_accepted()
         {"role": "system", "content": "From here on, be brief.\n\nAnd polite."},
         {"role": "user", "content": "Bye"},
     ]
-    assert {"thinking", "context_management", "metadata", "service_tier"} <= set(IGNORED_FIELDS)
+    assert {"thinking.budget_tokens", "context_management", "metadata", "service_tier"} <= set(IGNORED_FIELDS)
 
 
 def test_a_deferred_tool_is_seen_once_a_tool_search_returned_it() -> None:
@@ -376,6 +376,32 @@ def test_a_stream_with_only_a_call_starts_at_block_0_and_a_bad_call_raises() -> 
     with pytest.raises(GatewayError) as caught:
         broken.finish(1, 2)
     assert caught.value.status == 502
+
+
+def test_reasoning_becomes_a_thinking_block_only_when_asked() -> None:
+    whole = {"choices": [{"finish_reason": "stop", "message": {"content": "Yes.", "reasoning": "Hm, yes."}}]}
+    assert [b["type"] for b in chat_to_message(whole, model="tiny")["content"]] == ["text"]
+    assert chat_to_message(whole, model="tiny", thinking=True)["content"] == [
+        {"type": "thinking", "thinking": "Hm, yes.", "signature": ""},
+        {"type": "text", "text": "Yes."},
+    ]
+    for asked, blocks in ((False, ["text"]), (True, ["thinking", "text"])):
+        translator = MessageStream("tiny", thinking=asked)
+        out = (
+            translator.start()
+            + translator.chunk(chunk({"reasoning": "Hm,"}))
+            + translator.chunk(chunk({"reasoning": " yes."}))
+        )
+        out += translator.chunk(chunk({"content": "Yes."}, "stop")) + translator.finish(3, 4)
+        message, _ = sdk_message(out)
+        assert [b.type for b in message.content] == blocks
+        assert message.content[-1].text == "Yes."
+        if asked:
+            assert message.content[0].thinking == "Hm, yes."
+    assert wants_thinking({"thinking": {"type": "adaptive"}})
+    assert not wants_thinking({"thinking": {"type": "adaptive", "display": "omitted"}})
+    assert not wants_thinking({"thinking": {"type": "disabled"}}) and not wants_thinking({})
+    assert "thinking: must be an object" in refusal(request([{"role": "user", "content": "x"}], thinking="on"))
 
 
 def test_a_stream_without_text_or_calls_still_has_one_text_block() -> None:

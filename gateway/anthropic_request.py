@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 
-# Accepted and ignored, with why (docs/gateway.md, "Clients", lists the same): one place for them.
+# Accepted and ignored, with why: the one list (docs/gateway.md, "Anthropic Messages", shows it).
 IGNORED_FIELDS: dict[str, str] = {
     "thinking.budget_tokens": "the model thinks as its chat template makes it; no budget can be set",
     "context_management": "the client manages its context; the server keeps no conversation",

@@ -298,3 +298,22 @@ def browser_login(page: Any, live_server_url: str, email: str, password: str = P
     page.fill("input[name=username]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+
+
+# Fixtures that start a real part, and the marker each test using them gets (make check leaves
+# these out): marked by what the test uses, so no one has to remember.
+REAL_PART_MARKERS = {
+    "tiny_model": "mlx",
+    "scripted_model": "mlx",
+    "supervisor_process": "mlx",
+    "browser_instance": "browser",
+    "postgres_cluster": "debian",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in REAL_PART_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)

@@ -66,7 +66,7 @@ def key_revoke(*, key: ApiKey, by: User) -> None:
 
 def usage_prune(*, now: datetime) -> int:
     """Delete the usage records older than MLXM_USAGE_RETENTION_DAYS (one indexed DELETE). Run by
-    the supervisor once a minute (registered in gateway.apps), not on the gateway's request path."""
+    the supervisor once a minute (gateway/receivers.py), not on the gateway's request path."""
     cutoff = now - timedelta(days=settings.MLXM_USAGE_RETENTION_DAYS)
     deleted, _ = UsageRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
@@ -101,6 +101,6 @@ def forward_first_seen(*, signature: str, now: datetime) -> bool:
 
 def forward_seen_prune(*, now: datetime) -> int:
     """Forget the signatures seen longer ago than SEEN_FORWARD_KEPT: by then their age refuses
-    them anyway. Run by the supervisor once a minute (registered in gateway.apps)."""
+    them anyway. Run by the supervisor once a minute (gateway/receivers.py)."""
     deleted, _ = SeenForward.objects.filter(seen_at__lt=now - SEEN_FORWARD_KEPT).delete()
     return deleted

@@ -6,10 +6,11 @@ The supervisor creates one DownloadRunner, calls `tick()` at every loop iteratio
 1. ask the Hub for the files and their sizes (`HfApi.model_info(files_metadata=True)`) and each
    file's ETag (`get_hf_file_metadata`, the client's own HEAD);
 2. check free disk space against what is still missing, before writing anything;
-3. fetch each missing blob with the client's `http_get` into the cache's own partial-file name,
-   `<cache>/models--org--name/blobs/<etag>.incomplete`, appending from where a previous run
-   stopped (HTTP Range); huggingface_hub 2.x's own downloader writes to a fresh uniquely named
-   temporary file and deletes it on failure, so it cannot resume across a supervisor restart;
+3. fetch each missing blob through the client's shared HTTP session (`get_session`) into the
+   cache's own partial-file name, `<cache>/models--org--name/blobs/<etag>.incomplete`, appending
+   from where a previous run stopped (HTTP Range); huggingface_hub 2.x's own downloader writes to
+   a fresh uniquely named temporary file and deletes it on failure, so it cannot resume across a
+   supervisor restart;
 4. hand over to `snapshot_download`, which finds the blobs in place and lays out the snapshot
    (refs, tree cache, symlinks) exactly as the client always does; only then is the row
    `completed`, after checking every file is there.
@@ -32,16 +33,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import huggingface_hub.constants as hf_constants
 import psutil
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from huggingface_hub import HfApi, hf_hub_url, snapshot_download
+from huggingface_hub import HfApi, get_hf_file_metadata, get_session, hf_hub_url, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.file_download import get_hf_file_metadata, http_get, repo_folder_name
-from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 from tqdm.auto import tqdm
 
 from audit.models import AuditKind
@@ -52,10 +54,12 @@ from library.models import Download, DownloadState
 from nodes.selectors import this_node_id
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes
-# The client reads a download in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default) and reports
-# progress once per piece; smaller pieces let progress, cancel and stop act within a second.
+# Progress, cancel and stop act between two reads: 256 KiB pieces let them act within a second
+# (the client's own downloader reads 10 MiB at a time, set only by a global of its own).
 READ_CHUNK = 256 * 1024
-hf_constants.DOWNLOAD_CHUNK_SIZE = READ_CHUNK
+READ_RETRIES = 5  # a connection dropped mid-file is resumed where it stopped, this many times
+# What a dropped or stalled connection raises (the client's http library): worth resuming.
+TRANSIENT = (httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
 
 logger = logging.getLogger(__name__)
 FINAL_STATES = (DownloadState.COMPLETED, DownloadState.FAILED, DownloadState.CANCELLED)
@@ -74,7 +78,7 @@ class NotEnoughDisk(Exception):
 
 
 def read_chunk_size(size: int) -> int:
-    """How many bytes the client reads at a time for a file of `size` bytes: 256 KiB, or about a
+    """How many bytes to read at a time for a file of `size` bytes: 256 KiB, or about a
     twentieth of a smaller file, so its progress still moves on a slow link."""
     return max(1024, min(READ_CHUNK, size // 20))
 
@@ -161,28 +165,6 @@ class Progress:
         if Download.objects.filter(pk=self.download_id, cancel_requested=True).exists():
             raise Cancelled
 
-    def bar_class(self) -> type:
-        """A tqdm stand-in for `http_get(tqdm_class=...)` that feeds this counter."""
-        progress = self
-
-        class Bar:
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                pass
-
-            def __enter__(self) -> Bar:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                return None
-
-            def update(self, n: float | None = 1) -> None:
-                progress.add(int(n or 0))
-
-            def close(self) -> None:
-                pass
-
-        return Bar
-
 
 class QuietTqdm(tqdm):
     """The client's own bars stay off: progress is the row's (and the command's single bar)."""
@@ -233,27 +215,13 @@ def fetch_repo(download: Download, *, cache: Path, progress: Progress) -> None:
             f"but only {human_bytes(free)} ({free} bytes) is free at {cache}."
         )
     progress.start(total=total, done=have)
-    bar = progress.bar_class()
     for piece in pieces:
         blobs = storage / "blobs"
         blobs.mkdir(parents=True, exist_ok=True)
         partial = blobs / f"{piece.etag}.incomplete"
         if partial.is_file() and partial.stat().st_size > piece.size:
             partial.unlink()  # not a prefix of this file: start it again
-        # A file smaller than one read would report nothing until it is complete: read it in
-        # about twenty pieces instead. (The constant is global; a parallel download reading with
-        # this size for a moment costs nothing.)
-        hf_constants.DOWNLOAD_CHUNK_SIZE = read_chunk_size(piece.size)
-        with partial.open("ab") as handle:
-            http_get(
-                piece.url,
-                handle,
-                resume_size=handle.tell(),
-                headers=build_hf_headers(),
-                expected_size=piece.size,
-                displayed_filename=piece.name,
-                tqdm_class=bar,
-            )
+        piece_fetch(piece, partial, progress)
         if partial.stat().st_size != piece.size:
             partial.unlink()
             raise OSError(f"{piece.name} arrived with the wrong size; it will be fetched again")
@@ -269,6 +237,38 @@ def fetch_repo(download: Download, *, cache: Path, progress: Progress) -> None:
         raise OSError(f"Files missing after the download: {', '.join(missing[:5])}")
     progress.done = total
     progress.flush(force=True)
+
+
+def piece_fetch(piece: Piece, partial: Path, progress: Progress) -> None:
+    """Append the rest of `piece` to `partial` (HTTP Range from its size), through the client's
+    shared HTTP session (`get_session`: its proxy, transport and headers apply), counting each
+    read in `progress`, which raises there on a cancel or a stop."""
+    chunk = read_chunk_size(piece.size)
+    for attempt in range(READ_RETRIES + 1):
+        with partial.open("ab") as handle:
+            resume = handle.tell()
+            headers = build_hf_headers() | ({"Range": f"bytes={resume}-"} if resume else {})
+            try:
+                with get_session().stream(
+                    "GET",
+                    piece.url,
+                    headers=headers,
+                    timeout=hf_constants.HF_HUB_DOWNLOAD_TIMEOUT,
+                    follow_redirects=True,
+                ) as response:
+                    hf_raise_for_status(response)
+                    if resume and response.status_code == 200:  # the Range was ignored: all again
+                        handle.truncate(0)
+                        progress.add(-resume)
+                    for data in response.iter_bytes(chunk_size=chunk):
+                        handle.write(data)
+                        progress.add(len(data))
+                return
+            except TRANSIENT as exc:
+                if attempt == READ_RETRIES:
+                    raise
+                logger.warning("%s: %s; resuming", piece.name, exc)
+        time.sleep(1)
 
 
 def describe(error: BaseException) -> str:

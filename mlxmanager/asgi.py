@@ -1,5 +1,5 @@
 """The app as gunicorn's `asgi` worker serves it: `/v1/` (async views that relay streams) through
-Django's ASGI handler, every other path (sync page views) through the same middleware run
+Django's own ASGI handler, every other path (sync page views) through the same middleware run
 synchronously, in one hop to a small pool of threads.
 
 Why: under Django's ASGI handler a sync view costs about 19 thread hops (each sync middleware's
@@ -18,7 +18,6 @@ from typing import Any, cast
 
 import django
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -41,23 +40,6 @@ class OneThreadHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
-
-
-class GatewayHandler(ASGIHandler):
-    """`/v1/`: async, with the short middleware list settings.GATEWAY_MIDDLEWARE. It keeps Django's
-    thread per request for its hops to the ORM: on the worker's one shared sync thread, 16 streams'
-    hops queued the pages' request signals behind them (the dashboard's p95 under 16 streams went
-    from 1.8x to 10x its idle p95, bench_gateway)."""
-
-    def load_middleware(self, is_async: bool = False) -> None:
-        # Django builds the chain from settings.MIDDLEWARE only: lend it the gateway's list while
-        # this handler is built (once, at start, before any request).
-        pages_list = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.GATEWAY_MIDDLEWARE
-        try:
-            super().load_middleware(is_async=True)
-        finally:
-            settings.MIDDLEWARE = pages_list
 
 
 class SyncPagesHandler(OneThreadHandler):
@@ -108,7 +90,7 @@ class SyncPagesHandler(OneThreadHandler):
 
 def _router() -> Any:
     django.setup(set_prefix=False)
-    gateway = GatewayHandler()
+    gateway = ASGIHandler()  # Django's own, with its thread per request for the ORM's hops
     pages = SyncPagesHandler(threads=PAGE_THREADS)
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:

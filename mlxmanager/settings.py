@@ -105,16 +105,6 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
 ]
 
-# `/v1/` (served by its own handler, mlxmanager/asgi.py) runs only what the gateway needs: the
-# session and user for a signed-in browser (its CSRF token is checked by the gateway itself).
-# Under ASGI each of these is a thread hop per request, so the page-only ones are left out.
-GATEWAY_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-]
-
 # CORS for browser apps on other origins, on `/v1/` only (never the pages), none unless set. No
 # credentials: a cross-origin app sends a key, never this site's session cookie.
 CORS_ALLOWED_ORIGINS = env.list("MLXM_CORS_ORIGINS", default=[])
@@ -268,6 +258,7 @@ MLXM_PORT_BASE = env.int("MLXM_PORT_BASE", default=8080)
 MLXM_MEMORY_HEADROOM = env.int("MLXM_MEMORY_HEADROOM", default=2 * 1024**3)
 # Seconds a started server has to answer GET /health with 200 before it counts as a failed start.
 MLXM_START_TIMEOUT = env.float("MLXM_START_TIMEOUT", default=300.0)
+MLXM_STOP_TIMEOUT = env.float("MLXM_STOP_TIMEOUT", default=10.0)
 # A server's log is rotated (copied to .1, .2, ... and truncated) once it grows past this many bytes.
 MLXM_LOG_MAX_BYTES = env.int("MLXM_LOG_MAX_BYTES", default=10 * 1024**2)
 # Seconds a /v1/ request for a stopped on-demand model waits for it to start before a 504.

@@ -2,13 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from gateway.usage_views import usage
 from mlxmanager.views import healthz
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="servers:dashboard"), name="home"),
     path("healthz", healthz, name="healthz"),
-    path("accounts/keys/", include("gateway.keys_urls")),
+    path("", include("gateway.page_urls")),  # accounts/keys/, usage/: before accounts/
     path("accounts/", include("accounts.urls")),
     path("users/", include("accounts.users_urls")),
     path("profiles/", include("profiles.urls")),
@@ -17,7 +16,6 @@ urlpatterns = [
     path("system/", include("system.urls")),
     path("v1/", include("gateway.urls")),
     path("api/v1/", include(("api.urls", "api"))),
-    path("usage/", usage, name="usage"),
     path("", include("monitoring.urls")),
     path("admin/", admin.site.urls),
 ]

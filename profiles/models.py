@@ -6,7 +6,6 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from core.formatting import host_port
-from core.models import QuickLoadModel
 from nodes.models import Node
 from nodes.selectors import this_node_id
 
@@ -31,7 +30,7 @@ def split_aliases(text: str) -> list[str]:
     return names
 
 
-class ServerProfile(QuickLoadModel):
+class ServerProfile(models.Model):
     """The recipe for one `mlx_lm.server`: which model, where, and with which options.
 
     Option fields are blank/null when the user leaves the server's own default in place; the argv

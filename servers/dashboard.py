@@ -95,7 +95,7 @@ _card_extra_providers: list[CardExtraProvider] = []
 
 def card_extra_register(provider: CardExtraProvider) -> None:
     """Called once by an app above servers, when it is ready (a second call with the same function
-    changes nothing), as servers.housekeeping.pruner_register."""
+    changes nothing)."""
     if provider not in _card_extra_providers:
         _card_extra_providers.append(provider)
 

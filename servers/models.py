@@ -5,7 +5,6 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
-from core.models import QuickLoadModel
 from nodes.models import Node
 from nodes.selectors import this_node_id
 from profiles.models import ServerProfile
@@ -27,7 +26,7 @@ class DesiredState(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
-class Server(QuickLoadModel):
+class Server(models.Model):
     """One per profile. The web side writes the desired-state columns; the supervisor writes
     the actual-state columns. Each side saves only its own columns (update_fields)."""
 

@@ -1,13 +1,12 @@
 """CORS on `/v1/` for browser apps on the origins `MLXM_CORS_ORIGINS` names: the preflight answered
-without a key, both under the gateway's own middleware (ASGI) and the pages' list (WSGI, the test
-client); never on a page, and none at all unless set."""
+without a key (`/v1/` and the pages run the same middleware); never on a page, and none at all
+unless set."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 
 from accounts.models import User
 from gateway.services import key_create
@@ -19,11 +18,9 @@ APP = "https://chat.example.com"
 SDK_HEADERS = "authorization, content-type, x-stainless-os, x-stainless-retry-count, anthropic-version, x-api-key"
 
 
-@pytest.fixture(params=["gateway", "pages"])
-def cors(request: pytest.FixtureRequest, settings: Any) -> Any:
+@pytest.fixture
+def cors(settings: Any) -> Any:
     settings.CORS_ALLOWED_ORIGINS = [APP, "http://localhost:3000"]
-    if request.param == "gateway":
-        settings.MIDDLEWARE = django_settings.GATEWAY_MIDDLEWARE
     return settings
 
 

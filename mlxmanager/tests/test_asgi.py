@@ -5,6 +5,7 @@ lives), and a streamed response is sent whole and closed only after its last par
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core import signals
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.test import Client
 
 from accounts.models import User
@@ -102,3 +104,31 @@ def test_a_streamed_page_is_sent_whole_and_closed_after_its_last_part(
     assert len(rows) == 301 and rows[-1].endswith("x" * 200), rows[:2]
     assert [event for event, _ in signal_threads] == ["started", "finished"]
     assert all(name.startswith("pages") for _, name in signal_threads), signal_threads
+
+
+# The pages' handler (mlxmanager/asgi.py, SyncPagesHandler) subclasses Django's ASGIHandler: it
+# replaces `__call__` and `handle` and calls these, as Django 5.2 defines them. It is kept for what
+# it measured (a page 11.6 -> 2.8 ms in-process, docs/performance.md, "Serving"); a Django upgrade
+# that renames or reshapes one of them must fail here, by name, not in production.
+ASGI_HANDLER_INTERNALS = {
+    "__call__": (["self", "scope", "receive", "send"], True),
+    "handle": (["self", "scope", "receive", "send"], True),
+    "read_body": (["self", "receive"], True),
+    "create_request": (["self", "scope", "body_file"], False),
+    "get_response": (["self", "request"], False),
+    "send_response": (["self", "response", "send"], True),
+    "load_middleware": (["self", "is_async"], False),
+}
+
+
+def test_the_django_internals_the_pages_handler_relies_on_are_unchanged() -> None:
+    found = {
+        name: (
+            list(inspect.signature(getattr(ASGIHandler, name)).parameters),
+            inspect.iscoroutinefunction(getattr(ASGIHandler, name)),
+        )
+        for name in ASGI_HANDLER_INTERNALS
+    }
+    assert found == ASGI_HANDLER_INTERNALS, "Django's ASGIHandler changed: update mlxmanager/asgi.py's SyncPagesHandler"
+    assert isinstance(ASGIHandler.chunk_size, int)
+    assert list(inspect.signature(get_script_prefix).parameters) == ["scope"]

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import Error, connection
 
 from core.wakeup import WAKE_CHANNEL, wake_socket_path
-from servers.supervisor.core import DATABASE_AWAY, Supervisor
+from servers.supervisor.loop import DATABASE_AWAY, Supervisor
 
 log = logging.getLogger("mlxmanager.supervisor")
 

@@ -21,7 +21,7 @@ from servers.tests.conftest import RealServer
 from servers.tests.factories import add_samples, set_server
 from testing.nodes import set_node
 
-# What the supervisor writes (servers/supervisor/checks.py and core.py; the supervisor's tests
+# What the supervisor writes (servers/supervisor/checks.py and policy.py; the supervisor's tests
 # check it writes exactly these).
 MISSING_MODEL = (
     "The model mlx-community/Missing-4bit is not on this machine. Download it from the Models page first; "

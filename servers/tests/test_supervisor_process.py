@@ -132,7 +132,8 @@ def run_second_supervisor() -> subprocess.CompletedProcess[str]:
 def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     supervisor_process: SupervisorProcesses, tiny_model: Path
 ) -> None:
-    first = supervisor_process.start()
+    # A stop timeout longer than the test: the shutdown lasts until the frozen server is let go.
+    first = supervisor_process.start(env={"MLXM_STOP_TIMEOUT": "3600"})
     second = run_second_supervisor()
     assert second.returncode != 0
     assert f"Another supervisor (PID {first.pid}) is already running" in second.stderr
@@ -143,14 +144,16 @@ def test_one_supervisor_per_data_directory_even_while_one_is_shutting_down(
     supervisor_process.remember_servers()
     pid = Server.objects.get(profile=profile).pid
     assert pid is not None
-    # A frozen server makes the shutdown last until the SIGKILL timeout (10 s).
+    # A frozen server makes the shutdown wait (for the stop timeout) until it is let go.
     os.kill(pid, signal.SIGSTOP)
     first.send_signal(signal.SIGTERM)
-    wait_for(lambda: state_of(profile) == State.STOPPING, timeout=10, what="stopping")
+    wait_for(lambda: state_of(profile) == State.STOPPING, timeout=60, what="stopping")
     assert first.poll() is None, supervisor_process.output(first)
     during = run_second_supervisor()
     assert during.returncode != 0, "the lock is held until the old supervisor has finished"
     assert "already running" in during.stderr
+    assert first.poll() is None, "still shutting down: the second was refused by the lock, not by luck"
+    os.kill(pid, signal.SIGCONT)  # the SIGTERM it holds now ends it
     assert first.wait(60) == 0, supervisor_process.output(first)
 
     server = Server.objects.get(profile=profile)

@@ -7,9 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from library.downloads import DownloadRunner
-from servers.supervisor.core import Policy, Supervisor
 from servers.supervisor.daemon import AlreadyRunning, Daemon
 from servers.supervisor.host import RealHost
+from servers.supervisor.loop import Supervisor
+from servers.supervisor.policy import Policy
 
 
 class Command(BaseCommand):

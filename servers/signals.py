@@ -1,0 +1,14 @@
+"""Signals that `servers` sends to the apps above it, which it cannot import (layers run one way).
+
+Each names who answers it, so a reader can jump from the send to the receivers.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent by the supervisor about once a minute with `now` (an aware datetime), where it prunes its
+# own samples (servers/supervisor/upkeep.py, `samples_prune`): the apps above clean up their own
+# tables there, off their request paths. Answered by gateway/receivers.py (usage records, seen
+# forward signatures).
+prune_due = Signal()

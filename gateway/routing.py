@@ -147,11 +147,17 @@ def profile_resolve(caller: Caller, model: str) -> ServerProfile:
     return profile_named(model) or _profile_in_table(caller, model)
 
 
+def profile_permitted(caller: Caller, profile: ServerProfile) -> ServerProfile:
+    """`profile` if the caller may use it (403 when not), whatever its server's state."""
+    if not profile_may_use(caller, profile):
+        raise GatewayError(403, f"This API key may not use '{profile.name}'.")
+    return profile
+
+
 def target_of(caller: Caller, profile: ServerProfile) -> Target:
     """Where to send a request for `profile`: a 403 for a key that may not use it, a 503 when it
     is not running, `ForwardNeeded` or `StartNeeded` when another node or a start must come first."""
-    if not profile_may_use(caller, profile):
-        raise GatewayError(403, f"This API key may not use '{profile.name}'.")
+    profile_permitted(caller, profile)
     if not profile.node.is_local:
         raise ForwardNeeded(profile)
     server = _server_of(profile)

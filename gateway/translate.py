@@ -1,67 +1,20 @@
-"""Anthropic's Messages API on top of a model server's OpenAI chat completions: the request
-validated and translated, the answer (whole or streamed) translated back."""
+"""Anthropic's Messages API on top of a model server's OpenAI chat completions: the answer (whole
+or streamed) translated back. The request side is gateway/anthropic_request.py."""
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Any
 
+from gateway.anthropic_request import messages_to_chat
 from gateway.errors import GatewayError
 
+__all__ = ["MessageStream", "chat_to_message", "messages_to_chat", "new_message_id", "sse"]
+
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
-
-
-def _text_of(content: Any, where: str) -> str:
-    """A message's content: a string, or a list of text blocks (other block types are refused)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-                raise GatewayError(400, f"{where}: only text content blocks are supported.")
-            parts.append(block["text"])
-        return "".join(parts)
-    raise GatewayError(400, f"{where}: content must be a string or a list of text blocks.")
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise GatewayError(400, f"{name}: must be a number from {low:g} to {high:g}.")
-    return float(value)
-
-
-def messages_to_chat(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages request as an OpenAI chat completions body (without `model`)."""
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise GatewayError(400, "max_tokens: required, a whole number of at least 1.")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise GatewayError(400, "messages: required, a non-empty list.")
-    chat: list[dict[str, str]] = []
-    if body.get("system") is not None:
-        chat.append({"role": "system", "content": _text_of(body["system"], "system")})
-    for n, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise GatewayError(400, f"messages.{n}: role must be 'user' or 'assistant'.")
-        chat.append({"role": message["role"], "content": _text_of(message.get("content"), f"messages.{n}")})
-    out: dict[str, Any] = {"messages": chat, "max_tokens": max_tokens, "stream": bool(body.get("stream"))}
-    stops = body.get("stop_sequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise GatewayError(400, "stop_sequences: must be a list of strings.")
-        out["stop"] = stops
-    for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1)):
-        if (value := _number(body, name, low, high)) is not None:
-            out[name] = value
-    if (top_k := _number(body, "top_k", 0, 1_000_000)) is not None:
-        out["top_k"] = int(top_k)
-    return out
+USABLE_ID = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")  # what Anthropic's tool_use ids may hold
 
 
 def new_message_id() -> str:
@@ -72,18 +25,66 @@ def _usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict[str
     return {"input_tokens": prompt_tokens or 0, "output_tokens": completion_tokens or 0}
 
 
-def chat_to_message(chat: dict[str, Any], *, model: str) -> dict[str, Any]:
-    """A whole OpenAI chat completion as an Anthropic message."""
+def tool_use_id(upstream_id: Any) -> str:
+    """The model server's call id as a `toolu_` id (the client sends it back in its tool_result and
+    the gateway passes it on unchanged), or a new one when it holds other characters."""
+    if isinstance(upstream_id, str) and USABLE_ID.match(upstream_id):
+        return upstream_id if upstream_id.startswith("toolu_") else "toolu_" + upstream_id
+    return "toolu_" + secrets.token_hex(12)
+
+
+def tool_input(name: str, arguments: Any) -> dict[str, Any]:
+    """A call's arguments (a JSON text, as OpenAI sends them) as the object Anthropic's `input`
+    is; anything but an object is the model server's failure (502), not the client's."""
+    if isinstance(arguments, dict):
+        return arguments
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        shown = str(arguments)[:200]
+        raise GatewayError(
+            502, f"The model called the tool '{name}' with arguments that are not a JSON object: {shown}"
+        )
+    return parsed
+
+
+def _tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise GatewayError(502, "The model server sent a tool call without a name.")
+    return {
+        "type": "tool_use",
+        "id": tool_use_id(call.get("id")),
+        "name": name,
+        "input": tool_input(name, function.get("arguments")),
+    }
+
+
+def chat_to_message(chat: dict[str, Any], *, model: str, thinking: bool = False) -> dict[str, Any]:
+    """A whole OpenAI chat completion as an Anthropic message: its reasoning as a thinking block
+    (when the client asked for thinking), its text, then its tool calls."""
     choice = (chat.get("choices") or [{}])[0]
-    text = (choice.get("message") or {}).get("content") or ""
+    message = choice.get("message") or {}
+    text = message.get("content") or ""
+    calls = [_tool_use_block(call) for call in message.get("tool_calls") or [] if isinstance(call, dict)]
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not calls else []
+    reasoning = message.get("reasoning")
+    if thinking and isinstance(reasoning, str) and reasoning:
+        content.insert(0, {"type": "thinking", "thinking": reasoning, "signature": ""})
+    finish = "tool_calls" if calls else choice.get("finish_reason") or "stop"
     usage = chat.get("usage") or {}
     return {
         "id": new_message_id(),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "content": content + calls,
+        "stop_reason": STOP_REASONS.get(finish, "end_turn"),
         "stop_sequence": None,
         "usage": _usage(usage.get("prompt_tokens"), usage.get("completion_tokens")),
     }
@@ -94,11 +95,24 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 class MessageStream:
-    """Anthropic's stream events, in their order, from OpenAI chat completion chunks."""
+    """Anthropic's stream events, in their order, from OpenAI chat completion chunks.
 
-    def __init__(self, model: str) -> None:
+    Blocks are numbered in the order they begin: a thinking block (the model's reasoning, only
+    when the client asked for thinking), a text block (only when text came), then one block per
+    tool call. A tool call is sent when it is complete (the next call, text or the end
+    begins), as one `input_json_delta` holding its whole input: mlx-lm's server sends each call
+    whole in one chunk anyway, other servers send the arguments in pieces that only parse once
+    all have come, and a call whose arguments are not a JSON object becomes an error event
+    (GatewayError, raised to the view) instead of a block the client could not parse."""
+
+    def __init__(self, model: str, *, thinking: bool = False) -> None:
         self.model = model
+        self.thinking = thinking
         self.finish_reason = "stop"
+        self.index = 0  # the next block's
+        self.open_kind: str | None = None  # "text" or "thinking": the block being written
+        self.pending: dict[str, Any] | None = None  # the tool call being assembled
+        self.made_call = False
 
     def start(self) -> bytes:
         message: dict[str, Any] = {
@@ -111,13 +125,70 @@ class MessageStream:
             "stop_sequence": None,
             "usage": _usage(0, 0),
         }
-        return (
-            sse("message_start", {"type": "message_start", "message": message})
-            + sse(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        return sse("message_start", {"type": "message_start", "message": message}) + sse("ping", {"type": "ping"})
+
+    def _close_text(self) -> bytes:
+        if self.open_kind is None:
+            return b""
+        self.open_kind = None
+        self.index += 1
+        return sse("content_block_stop", {"type": "content_block_stop", "index": self.index - 1})
+
+    def _text(self, text: str, kind: str = "text") -> bytes:
+        """Text (or thinking) into the open block of that kind, or a new one."""
+        out = self._flush_call()
+        if self.open_kind != kind:
+            out += self._close_text()
+            self.open_kind = kind
+            empty = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {"type": "thinking", "thinking": "", "signature": ""}
             )
-            + sse("ping", {"type": "ping"})
+            out += sse(
+                "content_block_start", {"type": "content_block_start", "index": self.index, "content_block": empty}
+            )
+        piece = {"type": "text_delta", "text": text} if kind == "text" else {"type": "thinking_delta", "thinking": text}
+        return out + sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": piece})
+
+    def _call_piece(self, piece: dict[str, Any], position: int) -> bytes:
+        key = piece.get("index", position)
+        out = b""
+        if self.pending is not None and self.pending["key"] != key:
+            out += self._flush_call()
+        if self.pending is None:
+            out += self._close_text()
+            self.pending = {"key": key, "id": None, "function": {"name": "", "arguments": ""}}
+        function = piece.get("function") or {}
+        self.pending["id"] = self.pending["id"] or piece.get("id")
+        self.pending["function"]["name"] += function.get("name") or ""
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):
+            arguments = json.dumps(arguments)
+        self.pending["function"]["arguments"] += arguments or ""
+        return out
+
+    def _flush_call(self) -> bytes:
+        if self.pending is None:
+            return b""
+        call, self.pending = self.pending, None
+        block = _tool_use_block(call)
+        self.made_call, index = True, self.index
+        self.index += 1
+        return (
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+            )
+            + sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                },
+            )
+            + sse("content_block_stop", {"type": "content_block_stop", "index": index})
         )
 
     def chunk(self, data: dict[str, Any]) -> bytes:
@@ -127,18 +198,28 @@ class MessageStream:
         choice = choices[0]
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
-        text = (choice.get("delta") or {}).get("content") or ""
-        if not text:
-            return b""
-        return sse(
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        )
+        delta = choice.get("delta") or {}
+        out = b""
+        if self.thinking and isinstance(delta.get("reasoning"), str) and delta["reasoning"]:
+            out += self._text(delta["reasoning"], "thinking")
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            out += self._text(delta["content"])
+        for position, piece in enumerate(delta.get("tool_calls") or []):
+            if isinstance(piece, dict):
+                out += self._call_piece(piece, position)
+        return out
 
     def finish(self, prompt_tokens: int | None, completion_tokens: int | None) -> bytes:
-        delta = {"stop_reason": STOP_REASONS.get(self.finish_reason, "end_turn"), "stop_sequence": None}
+        out = self._flush_call() + self._close_text()
+        if self.index == 0:  # no text and no call: an empty text block, as the whole answer has
+            block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+            out += sse("content_block_start", block) + sse(
+                "content_block_stop", {"type": "content_block_stop", "index": 0}
+            )
+        finish = "tool_calls" if self.made_call else self.finish_reason
+        delta = {"stop_reason": STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None}
         return (
-            sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            out
             + sse(
                 "message_delta",
                 {"type": "message_delta", "delta": delta, "usage": _usage(prompt_tokens, completion_tokens)},

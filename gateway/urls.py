@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from gateway import catalog_views, views
+from gateway import catalog_views, count_tokens, views
 
 app_name = "gateway"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat_completions"),
     path("completions", views.completions, name="completions"),
     path("messages", views.messages, name="messages"),
+    path("messages/count_tokens", count_tokens.count_tokens, name="count_tokens"),
     path("responses", views.responses, name="responses"),
     re_path(r"^(?P<rest>.*)$", catalog_views.not_found, name="not_found"),  # JSON, never Django's HTML 404
 ]

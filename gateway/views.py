@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.middleware import public
 from core.jsontext import not_text_at
+from gateway.anthropic_request import wants_thinking
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
@@ -62,7 +63,7 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
 
 
-def _parse_body(request: HttpRequest) -> dict[str, Any]:
+def parse_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
@@ -141,7 +142,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server;
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
-    body = _parse_body(request)
+    body = parse_body(request)
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
     try:
@@ -248,14 +249,15 @@ async def _whole(
         raise GatewayError(502, "The model server's answer was not JSON.") from None
     meter.usage(data.get("usage"))
     meter.first_token_at = time.perf_counter()
-    meter.record_soon()
     if api is GatewayApi.MESSAGES:
-        return JsonResponse(chat_to_message(data, model=target.profile.name))
-    if api is GatewayApi.RESPONSES:
-        return JsonResponse(chat_to_response(data, body))
-    data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
-    if upstream.get("logprobs"):
-        await sync_to_async(logprobs_complete)(data, model=target.profile.model)
+        data = chat_to_message(data, model=target.profile.name, thinking=wants_thinking(body))
+    elif api is GatewayApi.RESPONSES:
+        data = chat_to_response(data, body)
+    else:
+        data["model"] = meter.model_name  # the name the client sent, as in every streamed chunk
+        if upstream.get("logprobs"):
+            await sync_to_async(logprobs_complete)(data, model=target.profile.model)
+    meter.record_soon()  # after the translation: a GatewayError in it is recorded by _relay
     return JsonResponse(data)
 
 
@@ -272,7 +274,8 @@ async def _open_stream(
         await answer.aclose()
         raise upstream_refusal(answer.status_code, text)
     if api is GatewayApi.MESSAGES:
-        events = _anthropic_events(answer, meter, body["model"] if meter.profile is None else meter.profile.name)
+        model = body["model"] if meter.profile is None else meter.profile.name
+        events = _translated(answer, meter, MessageStream(model, thinking=wants_thinking(body)), Flavour.ANTHROPIC)
     elif api is GatewayApi.RESPONSES:
         events = _responses_events(answer, meter, ResponseStream(body))
     else:
@@ -342,6 +345,9 @@ async def _guarded(
     except StreamCut:
         meter.fail(502, "The model server stopped in the middle of the answer.")
         yield failed(502, meter.error)
+    except GatewayError as error:  # an answer that cannot be translated (a tool call's arguments)
+        meter.fail(error.status, error.message)
+        yield failed(error.status, error.message)
     except httpx.HTTPError as exc:
         failure = upstream_failure(exc)
         meter.fail(failure.status, failure.message)
@@ -403,10 +409,6 @@ def _translated(
                 yield out
 
     return _guarded(answer, meter, flavour, events(), failed)
-
-
-def _anthropic_events(answer: httpx.Response, meter: Meter, model: str) -> AsyncIterator[bytes]:
-    return _translated(answer, meter, MessageStream(model), Flavour.ANTHROPIC)
 
 
 def _responses_events(answer: httpx.Response, meter: Meter, translator: ResponseStream) -> AsyncIterator[bytes]:

@@ -27,6 +27,7 @@ KEY_AUTHENTICATED = {
     "gateway:chat_completions",
     "gateway:completions",
     "gateway:messages",
+    "gateway:count_tokens",
     "gateway:responses",
     "gateway:not_found",
 }

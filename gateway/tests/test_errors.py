@@ -76,7 +76,7 @@ def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
         (
             "/v1/messages",
             {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
-            "only text",
+            "this model takes no images",
         ),
         (
             "/v1/messages",
@@ -159,7 +159,7 @@ def test_inline_media_passes_the_url_check(approved_user: User) -> None:
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
     message = {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
     answer = post(ThreadClient(), "/v1/messages", message, x_api_key=secret)
-    assert answer.status_code == 400 and "only text" in answer.json()["error"]["message"]  # not a URL refusal
+    assert answer.status_code == 400 and "takes no images" in answer.json()["error"]["message"]  # not a URL refusal
     image["image_url"] = {"url": " HTTP://127.0.0.1/x"}
     answer = post(ThreadClient(), "/v1/chat/completions", chat, authorization=f"Bearer {secret}")
     assert answer.status_code == 400 and "image_url.url" in answer.json()["error"]["message"]

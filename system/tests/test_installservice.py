@@ -30,16 +30,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from system.launchd import Launchd
 from system.management.commands.installservice import Command
-from system.service_install import (
-    BOOTSTRAP_ATTEMPTS,
-    RETRY_PAUSE,
-    CommandResult,
-    Launchd,
-    Systemd,
-    Target,
-    app_services,
-)
+from system.service_plan import BOOTSTRAP_ATTEMPTS, RETRY_PAUSE, CommandResult, Target, app_services
+from system.systemd import Systemd
 from testing.net import free_port
 
 UID = 501

@@ -3,9 +3,7 @@ there) gives an `mlxm` command that talks to the live app (gunicorn, as `make ru
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,8 @@ from gateway.services import key_create
 from profiles.models import ServerProfile
 from testing.net import free_port
 from testing.supervisor import BASE_DIR
+from testing.venv import fresh_venv
 from testing.web import WebServer
-
-
-def fresh_venv(path: Path) -> dict[str, str]:
-    """An environment for commands in the venv at `path`: nothing of the app's .venv or checkout."""
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE"}}
-    return env | {"PATH": f"{path / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -5,10 +5,4 @@ class ServersConfig(AppConfig):
     name = "servers"
 
     def ready(self) -> None:
-        # The apps below ask servers about state through one function each (see their selectors).
-        from library.selectors import answer_model_uses
-        from profiles import selectors as profile_questions
-        from servers import selectors
-
-        profile_questions.answer(statuses=selectors.profile_server_statuses, serving=selectors.profile_serving)
-        answer_model_uses(selectors.model_uses, folders=selectors.profile_folders)
+        from servers import receivers  # noqa: F401  (answers profiles/signals.py and library/signals.py)

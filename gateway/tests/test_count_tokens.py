@@ -29,6 +29,11 @@ def test_counted_from_the_models_own_template_without_a_server(approved_user: Us
     expected: Any = tokenizer.apply_chat_template(chat, add_generation_prompt=True)
     assert answer.json() == {"input_tokens": len(expected["input_ids"])}
 
+    # as Claude Code calls it: ?beta=true and its betas' header change nothing
+    betas = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"
+    beta = post(ThreadClient(), "/v1/messages/count_tokens?beta=true", body, x_api_key=secret, anthropic_beta=betas)
+    assert beta.json() == answer.json()
+
     ServerProfile.objects.filter(name="tiny").update(chat_template="{{ messages[0]['content'] }}")  # the profile's own
     answer = post(ThreadClient(), "/v1/messages/count_tokens", body, x_api_key=secret)
     assert answer.json() == {"input_tokens": 4}  # "the answer is yes", nothing else

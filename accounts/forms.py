@@ -28,6 +28,12 @@ class RegistrationForm(BaseUserCreationForm):  # type: ignore[type-arg]
         under a lock and answers the same either way."""
         return {*super()._get_validation_exclusions(), "email"}  # type: ignore[misc]
 
+    def validate_password_for_user(self, user: Any, password_field_name: str = "password1") -> None:
+        """ "Too common", "too short" and the like under the password itself: Django puts them
+        under its confirmation. Not checked when the two differ (that error says enough)."""
+        if not self.has_error("password2"):
+            super().validate_password_for_user(user, password_field_name="password1")  # type: ignore[misc]
+
     def clean_email(self) -> str:
         """The canonical address (see `canonical_email`). Whether it already has an account is not
         checked here: the page must answer the same either way (accounts.services.user_register)."""

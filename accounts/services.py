@@ -69,10 +69,15 @@ def user_register(*, email: str, password: str) -> User | None:
     if User.objects.filter(email__iexact=email).exists():
         make_password(password)
         return None
-    is_first = not User.objects.exists()
-    if is_first:
-        return User.objects.create_superuser(email=email, password=password)
-    return User.objects.create_user(email=email, password=password, status=UserStatus.PENDING)
+    if not User.objects.exists():
+        user = User.objects.create_superuser(email=email, password=password)
+        audit_record(
+            kind=AuditKind.USER, action="register", subject=email, by=user, message="the first account: administrator"
+        )
+        return user
+    user = User.objects.create_user(email=email, password=password, status=UserStatus.PENDING)
+    audit_record(kind=AuditKind.USER, action="register", subject=email, by=user, message="waits for approval")
+    return user
 
 
 @transaction.atomic

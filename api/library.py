@@ -16,6 +16,7 @@ from library.forms import SearchForm
 from library.hub import HubError, fits_in_memory, hub_search
 from library.local import is_valid_repo_id, local_models, weights_bytes
 from library.models import Download
+from library.selectors import profile_folders
 from library.services import LibraryError, download_cancel, download_queue, model_delete
 from profiles.modelinfo import check_model
 from profiles.services import user_may_use_unsafe_options
@@ -123,7 +124,8 @@ def model_search(request: HttpRequest, query: Query[SearchQuery]) -> Any:
 
 @router.get("/local", response={200: list[LocalModelOut], ERROR_CODES: Error}, summary="Models on this machine")
 def model_local(request: HttpRequest) -> Any:
-    return [{**vars(model), "path": str(model.path), "facts": vars(model.facts)} for model in local_models()]
+    found = local_models(also=profile_folders())  # as the Models page: the folders profiles serve too
+    return [{**vars(model), "path": str(model.path), "facts": vars(model.facts)} for model in found]
 
 
 @router.get("/downloads", response={200: list[DownloadOut], ERROR_CODES: Error}, summary="Downloads in flight")

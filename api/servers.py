@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
 
 from api.auth import user_of
 from api.errors import ERROR_CODES, ApiError, Error
 from api.profiles import get_profile
+from core.web import gateway_base_url
 from profiles.models import ServerProfile
 from servers.logs import server_log_path
 from servers.logtail import read_log
@@ -29,9 +30,12 @@ class ServerOut(Schema):
     state: str
     desired_state: str
     pid: int | None
-    port: int
-    host: str
-    base_url: str
+    port: int = Field(description="The model server's own port: internal, for the gateway and the supervisor only.")
+    host: str = Field(description="The address the model server listens on: internal, like `port`.")
+    base_url: str = Field(
+        description="Where clients send requests: the gateway's /v1 on this app, with an API key and `model` set to "
+        "`name` (never the model server's own port, which takes no key and records no usage)."
+    )
     started_at: datetime | None
     state_changed_at: datetime | None
     last_error: str
@@ -84,7 +88,7 @@ def _server_of(profile: ServerProfile) -> Server:
         return Server(profile=profile)
 
 
-def server_out(profile: ServerProfile) -> dict[str, Any]:
+def server_out(request: HttpRequest, profile: ServerProfile) -> dict[str, Any]:
     server = _server_of(profile)
     return {
         "profile_id": profile.pk,
@@ -94,7 +98,7 @@ def server_out(profile: ServerProfile) -> dict[str, Any]:
         "pid": server.pid,
         "port": profile.port,
         "host": profile.host,
-        "base_url": profile.base_url,
+        "base_url": gateway_base_url(request),
         "started_at": server.started_at,
         "state_changed_at": server.state_changed_at,
         "last_error": server.last_error,
@@ -107,12 +111,12 @@ def server_out(profile: ServerProfile) -> dict[str, Any]:
 
 @router.get("/", response={200: list[ServerOut], ERROR_CODES: Error}, summary="List servers with their state")
 def server_list(request: HttpRequest) -> Any:
-    return [server_out(profile) for profile in ServerProfile.objects.select_related("server")]
+    return [server_out(request, profile) for profile in ServerProfile.objects.select_related("server")]
 
 
 @router.get("/{int:profile_id}", response={200: ServerOut, ERROR_CODES: Error}, summary="Get a server")
 def server_get(request: HttpRequest, profile_id: int) -> Any:
-    return server_out(get_profile(profile_id))
+    return server_out(request, get_profile(profile_id))
 
 
 def _act(request: HttpRequest, profile_id: int, service: Callable[..., Server]) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def _act(request: HttpRequest, profile_id: int, service: Callable[..., Server]) 
         service(profile=profile, by=user_of(request))
     except ServerActionRefused as exc:
         raise ApiError(409, str(exc)) from None
-    return server_out(ServerProfile.objects.select_related("server").get(pk=profile.pk))
+    return server_out(request, ServerProfile.objects.select_related("server").get(pk=profile.pk))
 
 
 @router.post("/{int:profile_id}/start", response={200: ServerOut, ERROR_CODES: Error}, summary="Start a server")

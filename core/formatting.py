@@ -1,5 +1,5 @@
 """How the app writes a number of bytes, in Python and in templates (one function for both),
-an address, and a cell of a CSV export.
+an address, a cell of a CSV export, and help text's `code` spans.
 
 Decimal units (1 GB = 1000**3 bytes), as macOS's Finder and Activity Monitor and the Hugging Face
 Hub show sizes, so a model's size here matches what the owner sees there. Templates use it as the
@@ -8,7 +8,12 @@ Hub show sizes, so a model's size here matches what the owner sees there. Templa
 
 from __future__ import annotations
 
+import re
+import sys
+
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 UNITS = ("KB", "MB", "GB", "TB", "PB")
 
@@ -49,3 +54,18 @@ def human_bytes_filter(value: object) -> str:
     except (TypeError, ValueError):
         size = 0.0
     return human_bytes(size).replace(" ", "\xa0")
+
+
+CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+@register.filter
+def code_spans(value: object) -> SafeString:
+    """Help text written with `backticks` (as in docs) shown with <code> instead, the rest escaped."""
+    return mark_safe(CODE_SPAN.sub(r"<code>\1</code>", str(escape(value))))  # escaped first: only <code> is markup
+
+
+@register.simple_tag
+def this_machine() -> str:
+    """How pages name the machine they run on: a Mac on macOS, a machine elsewhere (Linux)."""
+    return "this Mac" if sys.platform == "darwin" else "this machine"

@@ -16,6 +16,7 @@ from library.local import local_model_path, takes_tools
 from nodes.status import node_statuses
 
 ANTHROPIC_PATHS = ("/v1/messages",)
+CHAT_APIS = ["chat", "completions", "messages", "responses"]
 
 
 def _flavour(request: HttpRequest) -> Flavour:
@@ -60,10 +61,10 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
 
 
 def _capabilities(model: str) -> list[str]:
-    """What a client may ask of the model: the APIs an mlx-lm server answers, and tool calls where
-    the model's chat template renders tools (a model on another node: only what every model does)."""
+    """What a client may ask of the model: the APIs every chat model answers here, and tool calls
+    where the model's chat template renders tools (a model on another node: only what every model does)."""
     folder = local_model_path(model)
-    return ["chat", "completions", *(["tools"] if folder is not None and takes_tools(folder) else [])]
+    return [*CHAT_APIS, *(["tools"] if folder is not None and takes_tools(folder) else [])]
 
 
 def _model_list(request: HttpRequest) -> list[dict[str, Any]]:

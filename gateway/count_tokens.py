@@ -23,7 +23,7 @@ from gateway.anthropic_request import prompt_of
 from gateway.errors import Flavour, GatewayError, error_response
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard
-from gateway.routing import Caller, caller_identify, profile_resolve
+from gateway.routing import Caller, caller_identify, profile_permitted, profile_resolve
 from gateway.views import gateway_view, parse_body
 from library.local import local_model_path
 from profiles.models import ServerProfile
@@ -87,7 +87,7 @@ def _counted(request: HttpRequest) -> tuple[int | None, Forward | None, Caller]:
     body = parse_body(request)
     anthropic_inline_guard(body.get("messages"))
     prompt = prompt_of(body)
-    profile = profile_resolve(caller, body["model"])
+    profile = profile_permitted(caller, profile_resolve(caller, body["model"]))
     if not profile.node.is_local:
         return None, forward_destination(request, profile), caller
     return prompt_tokens(profile, prompt), None, caller

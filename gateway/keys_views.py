@@ -16,6 +16,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.types import AuthedRequest
+from core.web import GATEWAY_PATH, gateway_base_url
 from gateway.forms import KeyForm, UserQuery
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
@@ -42,7 +43,7 @@ def _page(request: AuthedRequest, form: KeyForm, status: int = 200) -> HttpRespo
         "keys": _keys(request.user.api_keys.all()),
         "others": others,
         "new_secret": request.session.pop(NEW_SECRET_SESSION_KEY, None),
-        "base_url": request.build_absolute_uri("/v1"),
+        "base_url": gateway_base_url(request),
     }
     return render(request, "gateway/keys.html", context, status=status)
 
@@ -83,14 +84,14 @@ def key_revoke_view(request: AuthedRequest, key_id: int) -> HttpResponse:
 def use_it(request: AuthedRequest, profile_id: int) -> HttpResponse:
     """The snippets of a card's "Use it" panel (htmx loads them when the panel is first opened)."""
     profile = get_object_or_404(ServerProfile, pk=profile_id)
-    origin = request.build_absolute_uri("/").rstrip("/")
+    base_url = gateway_base_url(request)
     hello = {"model": profile.name, "messages": [{"role": "user", "content": "Hello"}]}
     context = {
         "model": profile.name,
         "model_literal": json.dumps(profile.name, ensure_ascii=False),  # a Python string literal too
         "curl_data": shlex.quote(json.dumps(hello, ensure_ascii=False)),  # any name, quotes and all
         "slug": slugify(profile.name),
-        "origin": origin,
-        "base_url": f"{origin}/v1",
+        "origin": base_url.removesuffix(GATEWAY_PATH),
+        "base_url": base_url,
     }
     return render(request, "gateway/_use_it.html", context)

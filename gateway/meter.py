@@ -23,6 +23,10 @@ _pending: set[asyncio.Task[None]] = set()
 # chunk: the card's idle clock and the supervisor's check for requests whose worker died
 # (`in_flight_stale`) both read it.
 USE_STAMP_INTERVAL = 5.0
+# The model name recorded for a request that reached no profile (a made-up or mistyped name, or
+# none): one value, so that no key holder can grow /metrics' series or the Usage page's rows by
+# sending names. The refusal's text (the record's `error`) still says what was asked for.
+UNKNOWN_MODEL = "unknown"
 
 
 @dataclass
@@ -89,7 +93,7 @@ class Meter:
             "user": self.caller.user,
             "api_key": self.caller.key,
             "profile": self.profile,
-            "model_name": (self.profile.name if self.profile else self.model_name)[:100],
+            "model_name": self.profile.name[:100] if self.profile else UNKNOWN_MODEL,
             "api": self.api,
             "stream": self.stream,
             "status": self.status,

@@ -114,7 +114,7 @@ ROUTE_FIELDS = (
 def profile_named(model: str) -> ServerProfile | None:
     """The profile whose name or alias is `model` (any case), its server loaded, in one query that
     reads only the candidates, not the whole table. None when the database's case folding finds
-    none (it folds ASCII only: `target_resolve` then looks through every name)."""
+    none (it folds ASCII only: `profile_resolve` then looks through every name)."""
     wanted = model.strip().lower()
     if not wanted:
         return None
@@ -143,16 +143,21 @@ def usable_profiles(caller: Caller) -> list[ServerProfile]:
 
 
 def profile_resolve(caller: Caller, model: str) -> ServerProfile:
-    """The profile `model` names (404 when none does) if the caller may use it (403 when not),
-    whatever its server's state."""
-    profile = profile_named(model) or _profile_in_table(caller, model)
+    """The profile `model` names, or the 404 that lists a few the caller may use."""
+    return profile_named(model) or _profile_in_table(caller, model)
+
+
+def profile_permitted(caller: Caller, profile: ServerProfile) -> ServerProfile:
+    """`profile` if the caller may use it (403 when not), whatever its server's state."""
     if not profile_may_use(caller, profile):
         raise GatewayError(403, f"This API key may not use '{profile.name}'.")
     return profile
 
 
-def target_resolve(caller: Caller, model: str) -> Target:
-    profile = profile_resolve(caller, model)
+def target_of(caller: Caller, profile: ServerProfile) -> Target:
+    """Where to send a request for `profile`: a 403 for a key that may not use it, a 503 when it
+    is not running, `ForwardNeeded` or `StartNeeded` when another node or a start must come first."""
+    profile_permitted(caller, profile)
     if not profile.node.is_local:
         raise ForwardNeeded(profile)
     server = _server_of(profile)

@@ -34,7 +34,7 @@ from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
 from gateway.responses_request import responses_to_chat
 from gateway.responses_stream import ResponseStream, chat_to_response
-from gateway.routing import ForwardNeeded, Target, caller_identify, target_resolve
+from gateway.routing import ForwardNeeded, Target, caller_identify, profile_resolve, target_of
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
@@ -163,8 +163,8 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
 
 def _target_in_use(meter: Meter, model: str) -> Target:
     assert meter.caller is not None
-    target = target_resolve(meter.caller, model)
-    meter.profile = target.profile
+    meter.profile = profile_resolve(meter.caller, model)  # before the checks: a refusal is counted under its name
+    target = target_of(meter.caller, meter.profile)
     server_use_begin(profile=target.profile)
     meter.in_use = True
     return target

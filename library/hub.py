@@ -106,7 +106,8 @@ def unreachable_message(cause: str) -> str:
     return (
         f"Could not reach the Hugging Face Hub at {hf_constants.ENDPOINT} ({cause}). "
         "Check the network, or set HF_ENDPOINT to a reachable Hub mirror; to work without the Hub, "
-        "set HF_HUB_OFFLINE=1 and list your model folders in MLXM_MODEL_DIRS. Your local models still work."
+        "set HF_HUB_OFFLINE=1. Your local models still work, and models already on disk can be served from "
+        "the folders an administrator allows under Models → Model folders."
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,26 @@ from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from library.models import ModelFolder
+from nodes.selectors import this_node_id
+
 
 def is_local_path(model: str) -> bool:
     """A profile's model is either an absolute folder path or a Hub repo id."""
     return model.startswith("/")
 
 
+def model_folder_roots() -> list[Path]:
+    """Folders holding model folders outside the cache: MLXM_MODEL_DIRS, then those an
+    administrator added on the Models page for this node."""
+    added = ModelFolder.objects.filter(node_id=this_node_id()).values_list("path", flat=True)
+    roots = [Path(root) for root in settings.MLXM_MODEL_DIRS]
+    return roots + [Path(path) for path in added if Path(path) not in roots]
+
+
 def allowed_model_roots() -> list[Path]:
-    """Folders a member may point a profile at: the Hugging Face cache and MLXM_MODEL_DIRS."""
-    return [Path(settings.HF_HUB_CACHE), *(Path(root) for root in settings.MLXM_MODEL_DIRS)]
+    """Folders a member may point a profile at: the Hugging Face cache and the model folders."""
+    return [Path(settings.HF_HUB_CACHE), *model_folder_roots()]
 
 
 def is_allowed_path(path: str) -> bool:
@@ -173,8 +185,9 @@ def _read_since_written(accessed: float, modified: float) -> float | None:
     return accessed if accessed > modified + 1 else None
 
 
-def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
-    """Cached model repos (from scan_cache_dir) and model folders under MLXM_MODEL_DIRS."""
+def local_models(*, cache_dir: Path | None = None, also: Sequence[str] = ()) -> list[LocalModel]:
+    """Cached model repos (from scan_cache_dir), model folders under the model folder roots, and
+    the folders `also` names (those profiles serve, wherever they are) that hold a model."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -199,22 +212,40 @@ def local_models(*, cache_dir: Path | None = None) -> list[LocalModel]:
                 in_cache=True,
             )
         )
-    for root in settings.MLXM_MODEL_DIRS:
-        candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
-        for folder in candidates:
-            if (folder / "config.json").is_file():
-                found.append(
-                    LocalModel(
-                        name=str(folder),
-                        path=folder,
-                        size=_folder_size(folder),
-                        revisions=1,
-                        last_used=None,
-                        facts=model_facts(read_config(folder)),
-                        in_cache=False,
-                    )
+    folders: list[Path] = []
+    for root in model_folder_roots():
+        folders += [root, *sorted(p for p in _subfolders(root))]
+    folders += [Path(path) for path in also if is_local_path(path)]
+    listed: set[Path] = set()
+    for folder in folders:
+        if folder not in listed and _holds_a_model(folder):
+            listed.add(folder)
+            found.append(
+                LocalModel(
+                    name=str(folder),
+                    path=folder,
+                    size=_folder_size(folder),
+                    revisions=1,
+                    last_used=None,
+                    facts=model_facts(read_config(folder)),
+                    in_cache=False,
                 )
+            )
     return found
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return [p for p in root.iterdir() if p.is_dir()]
+    except OSError:  # gone, or not readable by this user
+        return []
+
+
+def _holds_a_model(folder: Path) -> bool:
+    try:
+        return (folder / "config.json").is_file()
+    except OSError:
+        return False
 
 
 def disk_free(path: Path) -> int:

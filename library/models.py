@@ -69,3 +69,21 @@ class Download(models.Model):
         if not self.bytes_total:
             return None
         return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+
+class ModelFolder(models.Model):
+    """A folder an administrator allows profiles to serve models from, on one node (its disk):
+    with the Hugging Face cache and MLXM_MODEL_DIRS, the places a member may point a profile at.
+    Its model folders (itself, or its subfolders holding config.json) are listed under Models."""
+
+    path = models.CharField(max_length=500)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, default=this_node_id, related_name="model_folders")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["node", "path"], name="model_folder_once_per_node")]
+
+    def __str__(self) -> str:
+        return self.path

@@ -2,8 +2,8 @@
 
 The library sits below profiles and servers and cannot import them, yet its pages show which
 profiles use a model and refuse to delete a model a server is using. So the library asks one
-question, `model_uses`, and the servers app answers it: it registers its function at start-up
-(servers.apps).
+question, `model_uses` (and lists the folders profiles serve, `profile_folders`), and the servers
+app answers them: it registers its functions at start-up (servers.apps).
 """
 
 from __future__ import annotations
@@ -23,13 +23,23 @@ class ModelUse:
 
 
 UsesLookup = Callable[[Collection[str]], dict[str, ModelUse]]
+FoldersLookup = Callable[[], list[str]]
 _lookup: UsesLookup | None = None
+_folders: FoldersLookup | None = None
 
 
-def answer_model_uses(lookup: UsesLookup) -> None:
-    """Called once by the app that knows profiles and servers."""
-    global _lookup
-    _lookup = lookup
+def answer_model_uses(lookup: UsesLookup, *, folders: FoldersLookup) -> None:
+    """Called once by the app that knows profiles and servers: who uses each model, and which
+    folders this node's profiles serve (the library lists them with its own)."""
+    global _lookup, _folders
+    _lookup, _folders = lookup, folders
+
+
+def profile_folders() -> list[str]:
+    """The absolute model paths this node's profiles name."""
+    if _folders is None:
+        raise ImproperlyConfigured("No app answers profile_folders: is `servers` in INSTALLED_APPS?")
+    return _folders()
 
 
 def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:

@@ -14,4 +14,6 @@ urlpatterns = [
     path("downloads/<int:pk>/retry/", views.retry, name="retry"),
     path("downloads/<int:pk>/dismiss/", views.dismiss, name="dismiss"),
     path("delete/", views.delete, name="delete"),
+    path("folders/", views.folder_add, name="folder_add"),
+    path("folders/<int:pk>/remove/", views.folder_remove, name="folder_remove"),
 ]

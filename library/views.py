@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,13 +20,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.types import AuthedRequest
 from core.memory import for_models
+from library.folders import ModelFolderForm, model_folder_add, model_folder_remove
 from library.forms import DownloadForm, SearchForm
 from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
 from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
-from library.models import Download, DownloadState
-from library.selectors import model_uses
+from library.models import Download, DownloadState, ModelFolder
+from library.selectors import model_uses, profile_folders
 from library.services import (
     ACTIVE,
     LibraryError,
@@ -37,6 +39,7 @@ from library.services import (
     model_delete,
 )
 from nodes.models import Node
+from nodes.selectors import this_node_id
 
 RECENT_SHOWN = 5
 DONE_SHOWN_FOR = timedelta(minutes=10)  # a finished download's line, then the model's row says it all
@@ -60,8 +63,8 @@ def _downloads_context() -> dict[str, Any]:
     return {"active_downloads": active, "recent_downloads": recent, "several_nodes": Node.objects.count() > 1}
 
 
-def _local_context() -> dict[str, Any]:
-    models = list_local_models()
+def _local_context(folder_form: ModelFolderForm | None = None) -> dict[str, Any]:
+    models = list_local_models(also=profile_folders())
     uses = model_uses([m.name for m in models])
     rows = [
         {"model": m, "profiles": uses[m.name].profiles, "in_use": bool(m.in_cache and uses[m.name].busy_servers)}
@@ -71,6 +74,10 @@ def _local_context() -> dict[str, Any]:
         "rows": rows,
         "other_nodes": _other_nodes(),
         "this_node_name": settings.MLXM_NODE_NAME,
+        "env_folders": [str(root) for root in settings.MLXM_MODEL_DIRS],
+        "added_folders": ModelFolder.objects.filter(node_id=this_node_id()),
+        "folder_form": folder_form or ModelFolderForm(),
+        "hf_cache": settings.HF_HUB_CACHE,
         **_downloads_context(),
     }
 
@@ -221,3 +228,26 @@ def delete(request: AuthedRequest) -> HttpResponse:
 
     messages.success(request, f"Deleted {repo_id} ({filesizeformat(freed)} freed).")
     return redirect("library:local")
+
+
+@require_POST
+def folder_add(request: AuthedRequest) -> HttpResponse:
+    """An administrator allows a model folder: back to the page, or the page with the form's error."""
+    if not request.user.is_admin:
+        raise PermissionDenied
+    form = ModelFolderForm(request.POST)
+    if not form.is_valid():
+        return render(request, "library/local.html", _local_context(folder_form=form), status=400)
+    model_folder_add(path=form.cleaned_data["path"], by=request.user)
+    messages.success(request, f"Profiles may now serve models from {form.cleaned_data['path']}.")
+    return redirect(f"{reverse('library:local')}#model-folders")
+
+
+@require_POST
+def folder_remove(request: AuthedRequest, pk: int) -> HttpResponse:
+    if not request.user.is_admin:
+        raise PermissionDenied
+    folder = get_object_or_404(ModelFolder, pk=pk, node_id=this_node_id())
+    model_folder_remove(folder=folder, by=request.user)
+    messages.info(request, f"{folder.path} is no longer an allowed model folder.")
+    return redirect(f"{reverse('library:local')}#model-folders")

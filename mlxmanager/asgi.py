@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlxmanager.settings")
@@ -80,12 +81,42 @@ class SyncPagesHandler(OneThreadHandler):
             response.block_size = self.chunk_size
         if not response.streaming:
             self._close(response, body_file)  # its content is all in memory: sent after this
+        elif isinstance(response, StreamingHttpResponse) and not response.is_async:
+            self._make_async(response)
         return response
+
+    def _make_async(self, response: StreamingHttpResponse) -> None:
+        """Give a streamed response with a sync iterator an async one, as Django's ASGI handler
+        wants (it warns for each sync one, then reads it whole on its shared thread). A file's
+        parts (FileResponse: static files, log downloads) are read one at a time in the pool; any
+        other iterator (the audit CSV reads the database as it goes) whole, here, in the thread
+        that owns its database connection."""
+        content = cast(Iterator[bytes], response.streaming_content)
+        if isinstance(response, FileResponse):
+            pull = sync_to_async(_next_part, thread_sensitive=False, executor=self.pool)
+
+            async def file_parts() -> AsyncIterator[bytes]:
+                while (part := await pull(content)) is not None:
+                    yield part
+
+            response.streaming_content = file_parts()
+        else:
+            whole = list(content)
+
+            async def listed() -> AsyncIterator[bytes]:
+                for part in whole:
+                    yield part
+
+            response.streaming_content = listed()
 
     @staticmethod
     def _close(response: HttpResponseBase, body_file: Any) -> None:
         response.close()  # request_finished's receivers
         body_file.close()
+
+
+def _next_part(parts: Iterator[bytes]) -> bytes | None:
+    return next(parts, None)
 
 
 def _router() -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from core.formatting import this_machine
 from nodes.models import Node
 from nodes.selectors import this_node
 
@@ -25,7 +26,7 @@ class NodeChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
         )
 
     def label_from_instance(self, obj: Node) -> str:
-        return f"{obj.name} (this Mac)" if obj.is_local else obj.name
+        return f"{obj.name} ({this_machine()})" if obj.is_local else obj.name
 
     def clean(self, value: Any) -> Node:
         return super().clean(value) or this_node()

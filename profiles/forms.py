@@ -102,6 +102,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# What happens at the supervisor's start either way: it restores what was wanted when it stopped.
+AUTO_START_HELP = (
+    "On: started every time the supervisor starts. Off: started with the supervisor only if it was running "
+    "when the supervisor stopped (as after a restart of `make run`)."
+)
+AUTO_START_SHOWN = {True: "Yes, every time", False: "Only if it was running when the supervisor stopped"}
+
+
 class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     port = _int("Port", PORT_MIN, PORT_MAX, required=True)
     node = NodeChoiceField(help_text="The Mac that runs this server; the model must be on that Mac's disk.")
@@ -207,6 +215,9 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "keep_running": "Keep running",
         }
         help_texts = {
+            "model": "A Hugging Face repo id (mlx-community/Qwen3-4B-4bit), or the absolute path of a model folder "
+            "in an allowed model folder (Models page).",
+            "auto_start": AUTO_START_HELP,
             "host": "An IP address or localhost; 0.0.0.0 makes the server reachable from the network.",
             "adapter_path": "Absolute path to a folder of trained adapter weights.",
             "draft_model": "A smaller model for speculative decoding (repo id or absolute path).",

@@ -48,8 +48,9 @@ def default_start_timeout(model: str, *, base: float, per_gib: float = START_SEC
 
 
 NOT_ALLOWED = (
-    "Not an allowed location: use a model in the Hugging Face cache or in a folder under MLXM_MODEL_DIRS. "
-    "Only administrators and members granted “use unsafe server options” can use other paths."
+    "Profiles may serve models only from the Hugging Face cache and the model folders an administrator "
+    "allowed (listed on the Models page): ask one to allow this folder. Administrators, and members granted "
+    "“use unsafe server options”, can use any path."
 )
 
 

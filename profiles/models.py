@@ -133,10 +133,5 @@ class ServerProfile(models.Model):
         return split_aliases(self.aliases)
 
     @property
-    def base_url(self) -> str:
-        """The OpenAI-compatible base URL of this profile's server."""
-        return f"http://{self.address}/v1"
-
-    @property
     def address(self) -> str:
         return host_port(self.host, self.port)

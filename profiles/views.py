@@ -13,11 +13,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.types import AuthedRequest
+from core.web import gateway_base_url
 from library.local import cached_repo_ids
 from nodes.models import Node
 from profiles import services
 from profiles.argv import OPTIONS, command_line
-from profiles.forms import ProfileForm, name_from_model
+from profiles.forms import AUTO_START_SHOWN, ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
 from profiles.models import ServerProfile
 from profiles.ports import TYPING_SCAN_SECONDS, NoFreePort, next_free_port, port_status
@@ -52,6 +53,7 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
             "can_manage": services.profile_can_manage(user=request.user, profile=profile),
             "command": command_line(profile),
             "settings_rows": settings_rows,
+            "gateway_url": gateway_base_url(request),
         },
     )
 
@@ -67,6 +69,8 @@ SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
 def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
     """A setting as shown on the profile page, and whether it is the server's default."""
     value = getattr(profile, name)
+    if name == "auto_start":
+        return AUTO_START_SHOWN[bool(value)], not value
     if isinstance(value, bool):
         return ("Yes" if value else "No"), not value
     if value in (None, "", {}):
@@ -91,7 +95,8 @@ def _form_page(request: AuthedRequest, form: ProfileForm, profile: ServerProfile
         "form": form,
         "profile": profile,
         "cached_models": cached_repo_ids(),
-        "check": check_model(model, any_path=form.any_path) if model.strip() else None,
+        # The field's own error says what is wrong with the model: not said a second time below it.
+        "check": check_model(model, any_path=form.any_path) if model.strip() and not form.errors.get("model") else None,
         "port_status": port_status(port, exclude=profile) if port.strip() and not form.errors.get("port") else None,
         "running": profile is not None and not server_status(profile).stopped,
     }

@@ -11,4 +11,4 @@ class ServersConfig(AppConfig):
         from servers import selectors
 
         profile_questions.answer(statuses=selectors.profile_server_statuses, serving=selectors.profile_serving)
-        answer_model_uses(selectors.model_uses)
+        answer_model_uses(selectors.model_uses, folders=selectors.profile_folders)

@@ -32,6 +32,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import User
 from core.formatting import human_bytes
+from core.web import gateway_base_url
 from library.local import is_valid_repo_id, local_model_path
 from nodes.models import Node
 from nodes.status import SupervisorStatus, node_statuses, supervisor_status
@@ -195,14 +196,16 @@ class Card:
 
     @cached_property
     def reached_at(self) -> dict[str, str]:
-        """Where a client reaches the model: the server's own address on this Mac; on another
-        Mac (whose server listens on its own loopback) that node's gateway, MLXM_NODE_URL."""
-        node, profile = self.node, self.profile
+        """Where a client reaches the model: always a gateway, never the model server's own port
+        (it takes no key and records no usage). On this Mac `base_url` is blank: the card shows
+        the gateway at the address the page was reached at; on another Mac that node's gateway,
+        MLXM_NODE_URL, or `reach_note` saying why there is none."""
+        node = self.node
         if node is None or node.is_local:
-            return {"base_url": profile.base_url, "address": profile.address}
+            return {"base_url": "", "reach_note": ""}
         if not node.url:
-            return {"base_url": "", "address": f"through {node.name}'s gateway (its MLXM_NODE_URL is not set)"}
-        return {"base_url": f"{node.url.rstrip('/')}/v1", "address": node.url.split("://", 1)[-1].rstrip("/")}
+            return {"base_url": "", "reach_note": f"through {node.name}'s gateway (its MLXM_NODE_URL is not set)"}
+        return {"base_url": f"{node.url.rstrip('/')}/v1", "reach_note": ""}
 
     @cached_property
     def is_up(self) -> bool:
@@ -346,7 +349,7 @@ def _digest(*values: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
+def _card_key(card: Card, back_url: str, operable: bool, gateway: str) -> tuple[Any, ...]:
     text = card.text
     shown = (
         card.failure,
@@ -365,10 +368,10 @@ def _card_key(card: Card, back_url: str, operable: bool) -> tuple[Any, ...]:
     # A live figure's presence can change the card's shape ({% if t.memory_points %}): keyed by that.
     present = tuple(map(bool, _live_of(text)))
     extras = tuple((extra.template, *extra.data.items()) for extra in card.extras)
-    return (card.profile.pk, back_url, shape, present, shown, extras)
+    return (card.profile.pk, back_url, gateway, shape, present, shown, extras)
 
 
-def _card_parts(card: Card, *, back_url: str, user: Any) -> CardParts:
+def _card_parts(card: Card, *, back_url: str, user: Any, gateway: str) -> CardParts:
     """The card rendered once with a slot in place of each live figure (and of the CSRF token and
     the out-of-band marker), split at the slots."""
     slotted = {**card.text, **{name: _slot(name) for name in LIVE_FIGURES if card.text[name]}}
@@ -379,6 +382,7 @@ def _card_parts(card: Card, *, back_url: str, user: Any) -> CardParts:
         "csrf_token": _slot("csrf"),
         "card_oob": _slot("card_oob"),
         "user": user,
+        "gateway_url": gateway,
     }
     parts = _SLOT.split(render_to_string("servers/_card.html", context))
     return CardParts(parts, _digest(*parts))
@@ -426,7 +430,7 @@ class RenderedCard:
 
 def render_cards(cards: Sequence[Card], *, request: HttpRequest, back_url: str) -> list[RenderedCard]:
     """The cards as `servers/_card.html` renders them, each rendered again only when its shape changed."""
-    user = request.user
+    user, gateway = request.user, gateway_base_url(request)
     rendered: list[RenderedCard] = []
     operable_by_owner: dict[int | None, bool] = {}  # the answer depends only on the owner (a few of them)
     for card in cards:
@@ -434,10 +438,10 @@ def render_cards(cards: Sequence[Card], *, request: HttpRequest, back_url: str) 
         if owner not in operable_by_owner:
             operable_by_owner[owner] = isinstance(user, User) and server_can_operate(user=user, profile=card.profile)
         operable = operable_by_owner[owner]
-        key = _card_key(card, back_url, operable)  # Stop/Restart are shown only to who may use them
+        key = _card_key(card, back_url, operable, gateway)  # Stop/Restart are shown only to who may use them
         parts = _CARD_PARTS.get(key)
         if parts is None:
-            parts = _card_parts(card, back_url=back_url, user=user)
+            parts = _card_parts(card, back_url=back_url, user=user, gateway=gateway)
             if len(_CARD_PARTS) >= _CARD_PARTS_MAX:
                 _CARD_PARTS.clear()
             _CARD_PARTS[key] = parts

@@ -59,6 +59,12 @@ def model_uses(repo_ids: Collection[str]) -> dict[str, ModelUse]:
     return uses
 
 
+def profile_folders() -> list[str]:
+    """The answer to library.selectors.profile_folders: this node's profiles' absolute model paths."""
+    models = ServerProfile.objects.filter(node=this_node(), model__startswith="/").values_list("model", flat=True)
+    return sorted(set(models))
+
+
 def system_memory(node: Node | None = None) -> Memory:
     """A node's memory and swap (default: this machine's) as its supervisor last sampled them (every
     few seconds, through its Host), so polled pages read only the database and every page shows the

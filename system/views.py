@@ -19,14 +19,8 @@ from nodes.status import node_statuses, supervisor_status
 from servers.charts import sparkline_points
 from servers.selectors import system_memory
 from system import info as system_info
-from system.service_install import (
-    STATUS_TIMEOUT,
-    ServiceError,
-    SubprocessRunner,
-    current_target,
-    manage_command,
-    services_status,
-)
+from system.service_install import current_target, manage_command, services_status
+from system.service_plan import STATUS_TIMEOUT, ServiceError, SubprocessRunner
 
 POLL_SECONDS = 5
 CHART_MINUTES = 60

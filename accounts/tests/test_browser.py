@@ -131,3 +131,30 @@ def test_approve_updates_the_pending_badge_and_your_own_row_offers_nothing_refus
     page.locator(f"#user-{waiting.pk} .message-success").wait_for()
     expect(page.locator("#pending-badge")).to_have_text(re.compile(r"^\s*$"))
     screenshot(page, "users-after-approve")
+
+
+def test_a_common_password_is_refused_under_the_password_and_registrations_are_audited(
+    page: Any, live_server: Any
+) -> None:
+    base = live_server.url
+    page.goto(f"{base}/accounts/register/")
+    page.fill("input[name=email]", "boss@example.com")
+    page.fill("input[name=password1]", "password")
+    page.fill("input[name=password2]", "password")
+    page.click("form button[type=submit]")
+    under_password = page.locator("#id_password1 + .errorlist")
+    expect(under_password).to_contain_text("too common")
+    assert page.locator("#id_password2 + .errorlist").count() == 0, "not under the confirmation"
+    expect(page.locator("#id_password1")).to_have_attribute("aria-invalid", "true")
+    screenshots(page, "accounts-register-common-password")
+
+    _register(page, base, "boss@example.com")
+    page.wait_for_url("**/servers/")
+    _logout(page)
+    _register(page, base, "bob@example.com")
+    page.wait_for_url("**/accounts/pending/")
+    browser_login(page, base, "boss@example.com")
+    page.goto(f"{base}/audit/")
+    rows = page.locator("tr", has_text="register")
+    expect(rows.filter(has_text="bob@example.com")).to_contain_text("waits for approval")
+    expect(rows.filter(has_text="boss@example.com").last).to_contain_text("administrator")

@@ -9,7 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from accounts.models import User
-from conftest import browser_login, screenshot
+from conftest import browser_login, screenshot, screenshots
 
 
 def test_the_docs_page_lists_the_operations_offline(
@@ -33,3 +33,13 @@ def test_the_docs_page_lists_the_operations_offline(
     assert page.locator(".opblock").count() >= 35
     screenshot(page, "api-docs")
     assert not problems, problems
+
+    # Dark when the system is, and a way back to the app.
+    swagger_filter = "getComputedStyle(document.querySelector('.swagger-ui')).filter"
+    background = "getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(swagger_filter) == "none" and page.evaluate(background) == "rgb(255, 255, 255)"
+    page.emulate_media(color_scheme="dark")
+    assert "invert" in page.evaluate(swagger_filter) and page.evaluate(background) == "rgb(19, 23, 31)"
+    screenshots(page, "api-docs")
+    page.click("#docs-back")
+    page.wait_for_url(f"{live_server.url}/servers/")

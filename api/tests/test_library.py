@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -11,6 +12,7 @@ from accounts.models import User
 from api.tests.conftest import ApiClient
 from library.models import Download, DownloadState
 from library.tests.test_pages import fake_cached_repo
+from profiles.models import ServerProfile
 
 
 def test_a_member_may_not_delete_a_model_someone_else_downloaded(member_api: ApiClient, admin_user: User) -> None:
@@ -54,7 +56,7 @@ def test_a_members_model_check_says_one_thing_for_every_path_outside_the_allowed
         member_api.call("get", "/models/check", QUERY_STRING=f"model={path}").json()["problem"]
         for path in ("/etc", "/no/such/folder", str(tmp_path))
     }
-    assert len(answers) == 1 and "Not an allowed location" in str(answers.pop())
+    assert len(answers) == 1 and "only from the Hugging Face cache and the model folders" in str(answers.pop())
 
 
 def test_an_administrators_model_check_still_reads_any_folder(admin_api: ApiClient, tmp_path: Path) -> None:
@@ -82,3 +84,11 @@ def test_a_git_ref_or_sha_is_queued(admin_api: ApiClient, revision: str) -> None
     response = admin_api.call("post", "/models/downloads", {"repo_id": "a/b", "revision": revision})
     assert response.status_code == 202, response.content
     assert Download.objects.get().revision == revision
+
+
+def test_local_lists_a_folder_a_profile_serves(admin_api: ApiClient, tiny_model: Path, settings: Any) -> None:
+    """`mlxm ls` said nothing while a profile served a model folder outside the allowed ones."""
+    settings.MLXM_MODEL_DIRS = []
+    ServerProfile.objects.create(name="served", model=str(tiny_model), port=9407)
+    listed = admin_api.call("get", "/models/local").json()
+    assert (str(tiny_model), False) in [(m["name"], m["in_cache"]) for m in listed]

@@ -37,7 +37,7 @@ class LiveApi:
 
     def mlxm(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
+            [sys.executable, "-m", "mlxm", *args],
             cwd=BASE_DIR,
             env=self.env(key),
             capture_output=True,
@@ -48,7 +48,7 @@ class LiveApi:
     def mlxm_process(self, *args: str) -> subprocess.Popen[str]:
         """`mlxm` left running (`logs -f`), its output read line by line as it comes."""
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", *args],
+            [sys.executable, "-m", "mlxm", *args],
             cwd=BASE_DIR,
             env={**self.env(), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,

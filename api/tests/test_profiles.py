@@ -152,7 +152,7 @@ def test_a_members_paths_outside_the_allowed_folders_get_one_answer_whatever_is_
         response = member_api.call("post", "/profiles/", body)
         assert response.status_code == 403, (path, response.content)
         answers.add(response.json()["detail"])
-    assert len(answers) == 1 and "Not an allowed location" in answers.pop()
+    assert len(answers) == 1 and "only from the Hugging Face cache and the model folders" in answers.pop()
     assert not ServerProfile.objects.exists()
 
 

@@ -81,7 +81,7 @@ def test_capabilities_follow_the_chat_template(approved_user: User, tmp_path: Pa
     listed = ThreadClient().get("/v1/models", headers={"authorization": f"Bearer {secret}"}).json()["data"]
     capabilities = {entry["id"]: entry["capabilities"] for entry in listed}
     assert capabilities == {
-        "plain": ["chat", "completions"],
-        "agentic": ["chat", "completions", "tools"],
-        "elsewhere": ["chat", "completions"],
+        "plain": ["chat", "completions", "messages", "responses"],
+        "agentic": ["chat", "completions", "messages", "responses", "tools"],
+        "elsewhere": ["chat", "completions", "messages", "responses"],
     }

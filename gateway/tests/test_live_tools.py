@@ -109,4 +109,10 @@ def test_without_tools_the_model_answers_in_words(client: openai.OpenAI) -> None
 
 
 def test_the_model_list_says_the_model_takes_tools(client: openai.OpenAI) -> None:
-    assert (client.models.retrieve("agent").model_extra or {})["capabilities"] == ["chat", "completions", "tools"]
+    assert (client.models.retrieve("agent").model_extra or {})["capabilities"] == [
+        "chat",
+        "completions",
+        "messages",
+        "responses",
+        "tools",
+    ]

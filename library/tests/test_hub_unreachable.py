@@ -31,7 +31,7 @@ def test_search_with_nothing_listening_answers_at_once_with_cause_and_fix(
     # The refusal's own message, not the deadline's: the answer came from the failure, not a wait.
     assert "connection refused" in html and "did not answer in time" not in html
     assert nobody_listening in html
-    for fix in ("HF_ENDPOINT", "HF_HUB_OFFLINE=1", "MLXM_MODEL_DIRS"):
+    for fix in ("HF_ENDPOINT", "HF_HUB_OFFLINE=1", "Models → Model folders"):
         assert fix in html
     # huggingface_hub logs every failed attempt before it sleeps and retries: none may appear.
     assert not [r.getMessage() for r in caplog.records if "thrown while requesting" in r.getMessage()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +22,8 @@ from accounts.models import User
 from audit.models import AuditKind
 from audit.services import audit_record
 from mlxmanager.asgi import application
+from profiles.models import ServerProfile
+from servers.logs import server_log_path
 
 
 def _get(path: str, *, query: bytes = b"", cookie: str = "") -> tuple[int, bytes]:
@@ -132,3 +135,28 @@ def test_the_django_internals_the_pages_handler_relies_on_are_unchanged() -> Non
     assert found == ASGI_HANDLER_INTERNALS, "Django's ASGIHandler changed: update mlxmanager/asgi.py's SyncPagesHandler"
     assert isinstance(ASGIHandler.chunk_size, int)
     assert list(inspect.signature(get_script_prefix).parameters) == ["scope"]
+
+
+def test_streamed_pages_and_files_are_sent_without_the_sync_iterator_warning(
+    transactional_db: Any, make_user: Callable[..., User]
+) -> None:
+    """Django warns ("StreamingHttpResponse must consume synchronous iterators") for each sync
+    iterator an ASGI handler sends, and `make run` printed it for the audit CSV, a log download and
+    the static files: the pages' handler pulls each part in its own threads instead."""
+    admin = make_user("admin@example.com", admin=True)
+    audit_record(kind=AuditKind.PROFILE, action="edit", subject="profile 1", by=admin, message="x")
+    profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    log = server_log_path(profile.pk)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"line\n" * 50_000)  # several parts
+    browser = Client()
+    browser.force_login(admin)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        csv_status, csv_body = _get("/audit/", query=b"format=csv", cookie=cookie)
+        log_status, log_body = _get(f"/servers/{profile.pk}/log/download/", cookie=cookie)
+    assert csv_status == 200 and b"profile 1" in csv_body
+    assert log_status == 200 and log_body == log.read_bytes()
+    said = [str(w.message) for w in caught if "synchronous iterators" in str(w.message)]
+    assert not said, said

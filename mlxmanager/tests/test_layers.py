@@ -4,6 +4,7 @@ runsupervisor command reaches into the daemon, and system/ owns the System page 
 from __future__ import annotations
 
 import ast
+import sys
 import tomllib
 from pathlib import Path
 
@@ -23,6 +24,9 @@ LAYERS = [
     "monitoring",
     "api",
 ]
+# `mlxm`, the command-line client, is a package of its own (`pip install ./mlxm`): none of the app.
+CLIENT = "mlxm"
+CLIENT_IMPORTS = {"httpx", CLIENT}
 SUPERVISOR = "servers.supervisor"
 SUPERVISOR_CLIENTS = {"servers.management.commands.runsupervisor"}
 
@@ -116,3 +120,18 @@ def test_no_app_imports_the_project_package() -> None:
         wrong += [f"{name} imports {target}" for target in imported(path) if is_under(target, "mlxmanager")]
     assert not wrong, "An app imports the project package:\n" + "\n".join(sorted(wrong))
     assert LAYERS[0] == "core"
+
+
+def test_the_command_line_client_imports_only_httpx_and_the_standard_library() -> None:
+    """So that a script user can `pip install ./mlxm` without Django: its modules (not its tests,
+    which drive the live app) may import the standard library, httpx and themselves."""
+    allowed = set(sys.stdlib_module_names) | CLIENT_IMPORTS
+    modules = [path for path in sorted((ROOT / CLIENT).rglob("*.py")) if "tests" not in path.parts]
+    assert ROOT / CLIENT / "cli.py" in modules
+    wrong = [
+        f"{module_name(path)} imports {target}"
+        for path in modules
+        for target in imported(path)
+        if target.split(".")[0] not in allowed
+    ]
+    assert not wrong, "mlxm must install without the app:\n" + "\n".join(wrong)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shlex
 import socket
 from collections.abc import Callable
@@ -30,7 +31,7 @@ def test_pages_need_an_approved_login(db: Any) -> None:
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
-def test_list_shows_name_model_port_and_server_state(
+def test_list_shows_name_model_and_server_state_not_the_port(
     user_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
     idle = make_profile(name="Idle one", port=9301)
@@ -38,7 +39,7 @@ def test_list_shows_name_model_port_and_server_state(
     Server.objects.create(profile=busy, desired_state="running", state="running")
     html = user_client.get("/profiles/").content.decode()
     assert "Idle one" in html and "Busy one" in html and "mlx-community/Llama-3.2-1B-Instruct-4bit" in html
-    assert "127.0.0.1:9301" in html and "127.0.0.1:9302" in html
+    assert "9301" not in html and "9302" not in html  # the servers' own ports take no key: not a place to go
     assert html.count('class="badge state-stopped"') == 1 and html.count('class="badge state-running"') == 1
     assert f'href="/profiles/{idle.pk}/"' in html
 
@@ -286,3 +287,23 @@ def test_model_check_says_what_is_wrong_with_a_null_character(admin_client: Clie
     response = admin_client.get("/profiles/check/model/", {"model": "mlx-community/a\x00b"}, headers=HTMX)
     assert response.status_code == 200
     assert "Null characters are not allowed" in response.content.decode()
+
+
+def test_the_forms_help_shows_code_not_backticks(user_client: Client) -> None:
+    html = user_client.get("/profiles/new/").content.decode()
+    helps = re.findall(r'<small class="muted" id="id_\w+_helptext">(.*?)</small>', html, re.S)
+    assert helps and not any("`" in text for text in helps), [t for t in helps if "`" in t]
+    assert "may send as <code>model</code> to /v1/" in html
+
+
+def test_the_profile_page_says_when_the_server_starts_with_the_supervisor(
+    user_client: Client, make_profile: Callable[..., ServerProfile]
+) -> None:
+    """Not a bare "No": the supervisor starts again every server that was running when it stopped."""
+    profile = make_profile(name="tiny", port=9311)
+    html = user_client.get(f"/profiles/{profile.pk}/").content.decode()
+    row = html.split("Start with the supervisor</dt>")[1].split("</dd>")[0]
+    assert "Only if it was running when the supervisor stopped" in row
+    ServerProfile.objects.filter(pk=profile.pk).update(auto_start=True)
+    row = user_client.get(f"/profiles/{profile.pk}/").content.decode().split("Start with the supervisor</dt>")[1]
+    assert row.split("</dd>")[0].endswith("Yes, every time")

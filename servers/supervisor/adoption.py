@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from servers.logs import server_log_path
-from servers.models import Server
+from servers.models import DesiredState, Server
 from servers.states import PROBED, WITH_PROCESS, State
 from servers.supervisor import logfile
 from servers.supervisor.host import Process
@@ -54,6 +54,8 @@ def adopt(m: Managed) -> None:
         transition(server, State.STOPPED, cause="exit", message="The process ended while the supervisor was away.")
     elif state == State.BACKOFF:
         m.backoff_until = server.backoff_until.timestamp() if server.backoff_until else now
+    elif state == State.STOPPED and server.desired_state == DesiredState.RUNNING:
+        m.resuming = True  # kept running over the supervisor's stop (or asked for while it was away)
 
 
 def _find_recorded(m: Managed) -> Process | None:

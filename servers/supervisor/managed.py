@@ -91,6 +91,7 @@ class Managed:
     failed_starts: list[str] = field(default_factory=list)  # why each consecutive start failed
     backoff_until: float = 0.0
     restart_pending: bool = False  # a stop that is the first half of a restart
+    resuming: bool = False  # wanted running when the supervisor started: its start is the supervisor's
     making_room: set[int] = field(default_factory=set)  # servers being stopped so that this one fits
     state: State = State.STOPPED  # as of the end of the last reconcile
 
@@ -154,7 +155,10 @@ class Managed:
                 # A fresh start by the user: earlier crashes and failed starts no longer count.
                 self.failures.clear()
                 self.failed_starts.clear()
-            self.start(cause="user" if not self.restart_pending else "restart")
+            if self.resuming:
+                self.start(cause="supervisor", message="Starting with the supervisor.")
+            else:
+                self.start(cause="user" if not self.restart_pending else "restart")
         elif not want:
             self.restart_pending = False  # stopped for good, not half of a restart
 
@@ -177,14 +181,14 @@ class Managed:
 
     # --- start ---
 
-    def start(self, *, cause: str, restarting: bool = False) -> None:
+    def start(self, *, cause: str, restarting: bool = False, message: str = "") -> None:
         server, profile, now = self.server, self.server.profile, self.host.time()
         restarting = restarting or self.restart_pending
-        self.restart_pending = False
+        self.restart_pending = self.resuming = False
         fields: dict[str, Any] = {"backoff_until": None, "health_failures": 0}
         if restarting:
             fields["restart_count"] = F("restart_count") + 1
-        message = "Restarting." if restarting else "Starting."
+        message = message or ("Restarting." if restarting else "Starting.")
         transition(server, State.STARTING, cause=cause, message=message, at=utc(now), **fields)
         server.refresh_from_db(fields=["restart_count"])
         argv = self._argv()

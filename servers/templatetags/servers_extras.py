@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts.models import User
+from core.web import gateway_base_url as base_url_of
 from profiles.models import ServerProfile
 from servers.services import server_can_operate
 
@@ -45,6 +46,18 @@ def log_lines(text: str) -> str:
         kind = "log-line log-health" if HEALTH_PROBE.search(line) else "log-line"
         parts.append(format_html('<span class="{}">{}</span>', kind, line))
     return mark_safe("".join(parts))  # each part was escaped by format_html
+
+
+@register.simple_tag(takes_context=True)
+def gateway_base_url(context: template.Context) -> str:
+    """The gateway's base URL for the page's request (cards rendered once for many requests are
+    given it as `gateway_url`): the one address pages show for reaching a model."""
+    return str(context.get("gateway_url") or base_url_of(context["request"]))
+
+
+@register.filter
+def without_scheme(url: str) -> str:
+    return url.split("://", 1)[-1]
 
 
 @register.filter

@@ -160,11 +160,11 @@ def test_a_new_card_or_an_unreadable_version_gets_the_whole_live_part(
         assert html.count('class="server-card"') == 4, f"{garbage[:20]!r} answered {response.status_code}"
 
 
-def test_a_card_on_another_mac_gives_that_nodes_gateway_as_its_base_url(
+def test_a_card_gives_a_gateway_as_its_base_url_never_the_servers_port(
     user_client: Client, make_profile: Callable[..., ServerProfile]
 ) -> None:
-    """Its server listens on that Mac's loopback: from here the model is reached through the
-    other node's gateway (its MLXM_NODE_URL), by the profile's name."""
+    """Here: this app's gateway (the model server's own port takes no key). On another Mac, whose
+    server listens on that Mac's loopback: that node's gateway (its MLXM_NODE_URL)."""
     here = make_profile("here", port=18001)
     there = make_profile("there", port=18002)
     far = make_profile("far", port=18003)
@@ -172,7 +172,7 @@ def test_a_card_on_another_mac_gives_that_nodes_gateway_as_its_base_url(
     ServerProfile.objects.filter(pk=far.pk).update(node=set_node("c", url=""))
     html = user_client.get("/servers/", headers=HTMX).content.decode()
     card = {p.name: html.split(f'id="server-card-{p.pk}"')[1].split("</article>")[0] for p in (here, there, far)}
-    assert 'data-copy="http://127.0.0.1:18001/v1"' in card["here"]
+    assert 'data-copy="http://testserver/v1"' in card["here"] and "18001" not in card["here"]
     assert 'data-copy="http://studio.local:8000/v1"' in card["there"] and "18002" not in card["there"]
     assert "through c&#x27;s gateway (its MLXM_NODE_URL is not set)" in card["far"] and "18003" not in card["far"]
 
@@ -182,7 +182,7 @@ def test_page_shows_card_facts_and_sparklines(user_client: Client, make_profile:
     server = set_server(profile, ServerState.RUNNING, rss_bytes=2 * 1000**3, cpu_percent=33.0, restart_count=2)
     add_samples(server)
     html = user_client.get("/servers/").content.decode()
-    assert 'data-copy="http://127.0.0.1:8123/v1"' in html  # one click copies the OpenAI base URL
+    assert 'data-copy="http://testserver/v1"' in html  # one click copies the gateway's base URL
     assert "mlx-community/Qwen3-4B-4bit" in html
     assert f"{server.pid}" in html
     assert "2.0 GB" in html
@@ -523,3 +523,8 @@ def test_a_new_csrf_secret_gets_the_whole_live_part(
     user_client.cookies["csrftoken"] = "N" * 32
     _, html, _ = poll(user_client, version)
     assert html.count('class="server-card"') == 3 and 'id="server-live"' in html
+
+
+def test_the_banner_for_a_supervisor_never_run_ends_its_sentence_once(user_client: Client) -> None:
+    html = user_client.get("/servers/").content.decode()
+    assert re.search(r"The supervisor has never run here</strong>\. ", html), "one full stop, not '. .'"

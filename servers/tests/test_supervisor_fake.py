@@ -467,6 +467,19 @@ def test_shutdown_stops_gracefully_and_keeps_desired_state(rig: Rig) -> None:
     new.tick()
     rig.server.refresh_from_db()
     assert rig.server.state == State.STARTING
+    started = rig.last_transition()
+    assert (started.cause, started.message) == ("supervisor", "Starting with the supervisor.")  # not "user"
+    # a Start pressed later is the person's again
+    server_stop(profile=rig.profile, by=None)
+    rig.host.ready_ports.add(rig.port)
+    rig.sup = new
+    for _ in range(10):
+        if rig.tick().state == State.STOPPED:
+            break
+    assert rig.server.state == State.STOPPED
+    server_start(profile=rig.profile, by=None)
+    assert rig.tick().state == State.STARTING
+    assert (rig.last_transition().cause, rig.last_transition().message) == ("user", "Starting.")
 
 
 def test_auto_start_profiles_start_with_the_supervisor(rig: Rig) -> None:

@@ -308,7 +308,7 @@ def test_a_running_server_whose_generation_thread_dies_is_restarted(tiny_model: 
     first = server.pid
     assert first is not None
 
-    client = openai.OpenAI(base_url=profile.base_url, api_key="unused", max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{profile.port}/v1", api_key="unused", max_retries=0, timeout=30)
     with pytest.raises(openai.APIError):
         client.completions.create(
             model="default_model", prompt="hello", max_tokens=2, temperature=1.0, extra_body={"top_k": 100_000}

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User
-from conftest import browser_login, screenshot
+from conftest import browser_login, screenshot, screenshots
 from library.models import Download, DownloadState
 from profiles.models import ServerProfile
 from servers.models import Server, ServerState, SystemSample
@@ -93,3 +97,29 @@ def test_system_page_without_a_supervisor_for_a_plain_user(live_server: Any, pag
     assert "python manage.py runsupervisor" in page.locator("#supervisor").inner_text()
     assert page.locator("#services").count() == 0
     screenshot(page, "system-no-supervisor")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(sys.platform == "darwin", reason="what the page says on Linux")
+def test_the_system_page_on_linux_says_machine_and_explains_systemctl_plainly(
+    live_server: Any, page: Any, admin_user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No "this Mac" on Linux; and a systemctl that cannot reach a user session (a container, SSH
+    without lingering) is told in words, not as its raw error. The `systemctl` here is a stand-in
+    answering as the real one does without a user bus (this page's own process runs it)."""
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Failed to connect to bus: No medium found' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    cache.delete("system:service-status")
+    seed_a_busy_hour()
+    browser_login(page, live_server.url, admin_user.email)
+    page.goto(f"{live_server.url}/system/")
+    text = page.locator("main").inner_text()
+    assert not re.findall(r".{0,30}\bMacs?\b.{0,30}", text), "Linux is not a Mac"
+    expect(page.locator("#nodes, main").first).to_contain_text("this machine")
+    services = page.locator("#services")
+    expect(services).to_contain_text("no systemd user session here")
+    assert "Failed to connect to bus" not in services.inner_text() and "`" not in services.inner_text()
+    screenshots(page, "system-linux")

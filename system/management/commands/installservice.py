@@ -11,16 +11,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from system.service_install import (
-    Runner,
-    ServiceError,
-    SubprocessRunner,
-    Target,
     current_target,
     manage_command,
     services_install,
     services_status,
     services_uninstall,
 )
+from system.service_plan import Runner, ServiceError, SubprocessRunner, Target
 
 
 class Command(BaseCommand):

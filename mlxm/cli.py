@@ -1,6 +1,6 @@
 """`mlxm`: MLX Manager from a shell, through /api/v1/ only (no Django here).
 
-    python -m api.cli ps | ls | start NAME [--wait] | stop NAME | pull REPO | logs NAME [-f]
+    mlxm ps | ls | start NAME [--wait] | stop NAME | pull REPO | logs NAME [-f]
 
 The server and key come from MLXM_URL and MLXM_API_KEY, else from the config file
 (MLXM_CONFIG, default ~/.config/mlxm/config.toml) with `url = "..."` and `api_key = "..."`.

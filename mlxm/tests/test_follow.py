@@ -1,6 +1,6 @@
 """`mlxm logs -f` ends on Ctrl-C even when Python drops the KeyboardInterrupt: one raised while a
 finalizer runs (the garbage collector closing an HTTP response) is printed and lost. The follow is
-tested whole, live, in test_live.py; here only the loop, with the log endpoint's answers given by
+tested whole, live, in api/tests/test_live.py; here only the loop, with the log endpoint's answers given by
 hand (a press that lands in a finalizer cannot be timed against a real process)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api.cli import CtrlC, _on_ctrl_c, cmd_logs
+from mlxm.cli import CtrlC, _on_ctrl_c, cmd_logs
 
 
 class LogAnswers:

@@ -1,0 +1,7 @@
+"""`python -m mlxm`, as the installed `mlxm` command."""
+
+import sys
+
+from mlxm.cli import main
+
+sys.exit(main())

@@ -53,7 +53,7 @@ def tool_input(name: str, arguments: Any) -> dict[str, Any]:
 
 
 def _tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
+    function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise GatewayError(502, "The model server sent a tool call without a name.")
@@ -159,13 +159,16 @@ class MessageStream:
         if self.pending is None:
             out += self._close_text()
             self.pending = {"key": key, "id": None, "function": {"name": "", "arguments": ""}}
-        function = piece.get("function") or {}
-        self.pending["id"] = self.pending["id"] or piece.get("id")
-        self.pending["function"]["name"] += function.get("name") or ""
+        function: dict[str, Any] = piece["function"] if isinstance(piece.get("function"), dict) else {}
+        if isinstance(piece.get("id"), str):
+            self.pending["id"] = self.pending["id"] or piece["id"]
+        if isinstance(name := function.get("name"), str):
+            self.pending["function"]["name"] += name
         arguments = function.get("arguments")
         if isinstance(arguments, dict):
             arguments = json.dumps(arguments)
-        self.pending["function"]["arguments"] += arguments or ""
+        if isinstance(arguments, str):
+            self.pending["function"]["arguments"] += arguments
         return out
 
     def _flush_call(self) -> bytes:

@@ -112,16 +112,19 @@ class Prepared:
 
 
 def _prompt_text(upstream: dict[str, Any]) -> str:
-    """The words the model will read: a completion's prompt, or every message's text (plain or parts)."""
+    """The words the model will read: a completion's prompt, or every message's text (plain or
+    parts) and tool calls, and the tools (an agent's tools can be most of its prompt)."""
     if isinstance(upstream.get("prompt"), str):
         return str(upstream["prompt"])
-    texts: list[str] = []
+    texts: list[str] = [json.dumps(upstream["tools"])] if isinstance(upstream.get("tools"), list) else []
     for message in upstream.get("messages") or []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
             texts.extend(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
+        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
+            texts.append(json.dumps(message["tool_calls"]))
     return "\n".join(texts)
 
 

@@ -404,6 +404,19 @@ def test_reasoning_becomes_a_thinking_block_only_when_asked() -> None:
     assert "thinking: must be an object" in refusal(request([{"role": "user", "content": "x"}], thinking="on"))
 
 
+def test_a_malformed_call_from_the_server_is_a_502_not_a_crash() -> None:
+    for piece in ({"index": 0, "function": "x"}, {"index": 0, "id": 5, "function": {"name": 7, "arguments": 3}}):
+        translator = MessageStream("tiny")
+        translator.start()
+        translator.chunk(chunk({"tool_calls": [piece]}))
+        with pytest.raises(GatewayError) as caught:
+            translator.finish(1, 1)
+        assert caught.value.status == 502 and "without a name" in caught.value.message
+    whole = {"choices": [{"message": {"tool_calls": [{"id": "a", "function": ["x"]}]}}]}
+    with pytest.raises(GatewayError):
+        chat_to_message(whole, model="tiny")
+
+
 def test_a_stream_without_text_or_calls_still_has_one_text_block() -> None:
     translator = MessageStream("tiny")
     message, _ = sdk_message(translator.start() + translator.chunk(chunk({}, "length")) + translator.finish(3, 0))

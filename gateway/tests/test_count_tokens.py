@@ -29,6 +29,11 @@ def test_counted_from_the_models_own_template_without_a_server(approved_user: Us
     expected: Any = tokenizer.apply_chat_template(chat, add_generation_prompt=True)
     assert answer.json() == {"input_tokens": len(expected["input_ids"])}
 
+    # as Claude Code calls it: ?beta=true and its betas' header change nothing
+    betas = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27"
+    beta = post(ThreadClient(), "/v1/messages/count_tokens?beta=true", body, x_api_key=secret, anthropic_beta=betas)
+    assert beta.json() == answer.json()
+
     ServerProfile.objects.filter(name="tiny").update(chat_template="{{ messages[0]['content'] }}")  # the profile's own
     answer = post(ThreadClient(), "/v1/messages/count_tokens", body, x_api_key=secret)
     assert answer.json() == {"input_tokens": 4}  # "the answer is yes", nothing else
@@ -51,3 +56,14 @@ def test_refused_like_messages(approved_user: User, tiny_model: Path) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("tools.0.name: required")
     answer = client.get("/v1/messages/count_tokens", headers={"x-api-key": limited})
     assert answer.status_code == 405 and answer["Allow"] == "POST"
+
+
+def test_tools_count_toward_the_context(approved_user: User, tiny_model: Path) -> None:
+    """The tiny model's context is 256 tokens: a short question with a tool whose description is
+    longer than that is refused before anything starts (on demand: nothing is started for it)."""
+    ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=9001, on_demand=True)
+    secret = key_create(user=approved_user, name="k").secret
+    tool = {"name": "f", "description": " ".join(["hello world"] * 200), "input_schema": {"type": "object"}}
+    body = {"model": "tiny", "max_tokens": 8, "messages": QUESTION, "tools": [tool]}
+    answer = post(ThreadClient(), "/v1/messages", body, x_api_key=secret)
+    assert answer.status_code == 400 and "The prompt is" in answer.json()["error"]["message"]

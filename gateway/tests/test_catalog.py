@@ -28,7 +28,7 @@ def test_unknown_paths_are_json_404_in_the_apis_shape(secret: str) -> None:
         answer = post(ThreadClient(), path, {}, authorization=f"Bearer {secret}")
         assert answer.status_code == 404 and answer["Content-Type"] == "application/json", path
         assert answer.json()["error"]["type"] == "invalid_request_error" and path in answer.json()["error"]["message"]
-    answer = post(ThreadClient(), "/v1/messages/count_tokens", {}, x_api_key=secret)
+    answer = post(ThreadClient(), "/v1/messages/batches", {}, x_api_key=secret)
     assert answer.status_code == 404
     assert answer.json() == {
         "type": "error",

@@ -13,7 +13,7 @@ timeout = 60
 # An open dashboard polls every 5 s: it keeps its connection instead of opening one per poll.
 keepalive = 10
 # The dashboard's poll sends the version of what the page shows in its URL, some 24 bytes a card
-# (servers/dashboard.py, VERSION_MAX_LENGTH): the longest request line gunicorn allows, not 4094.
+# (servers/dashboard/render.py, VERSION_MAX_LENGTH): the longest request line gunicorn allows, not 4094.
 limit_request_line = 8190
 accesslog = "-"
 logger_class = "mlxmanager.gunicorn_logging.QuietPollsLogger"

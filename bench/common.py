@@ -169,7 +169,7 @@ class SessionClient:
 
     def poll_partial(self, path: str = "/servers/", *, whole: bool = False) -> tuple[int, str]:
         """A poll as the open page sends it: with the version its last answer gave (`v`), so the
-        answer holds what changed since (servers/dashboard.py); `whole` sends none, as a first poll."""
+        answer holds what changed since (servers/dashboard/render.py); `whole` sends none, as a first poll."""
         version = "" if whole else self.shown.get(path, "")
         query = "?" + urllib.parse.urlencode({"v": version}) if version else ""
         status, text = self.request("GET", path + query, headers={"HX-Request": "true"})

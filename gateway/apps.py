@@ -7,7 +7,3 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from gateway import receivers  # noqa: F401  (connects them to servers.signals)
-        from gateway.cards import card_usage
-        from servers.dashboard import card_extra_register
-
-        card_extra_register(card_usage)

@@ -1,6 +1,7 @@
 """The gateway's section on the dashboard cards: requests in the last hour, the last tokens per
 second, and a "Use it" panel (base URL, model name, snippets for the OpenAI and Anthropic clients
-and curl, loaded when it is opened: gateway.keys_views.use_it). Registered with `servers.dashboard.card_extra_register` when the app is ready."""
+and curl, loaded when it is opened: gateway.keys_views.use_it). Sent in answer to
+`servers.signals.cards_shown` (gateway/receivers.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from gateway.models import UsageRecord
 from profiles.models import ServerProfile
-from servers.dashboard import CardExtra
+from servers.dashboard.cards import CardExtra
 
 TEMPLATE = "gateway/_card_usage.html"
 RECENT = timedelta(hours=1)

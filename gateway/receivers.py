@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.dispatch import receiver
 
+from gateway.cards import card_usage
 from gateway.services import forward_seen_prune, usage_prune
-from servers.signals import prune_due
+from profiles.models import ServerProfile
+from servers.dashboard.cards import CardExtra
+from servers.signals import cards_shown, prune_due
 
 
 @receiver(prune_due)
@@ -17,3 +21,9 @@ def gateway_prune(sender: Any, *, now: datetime, **kwargs: Any) -> None:
     signatures go."""
     usage_prune(now=now)
     forward_seen_prune(now=now)
+
+
+@receiver(cards_shown)
+def gateway_card_usage(sender: Any, *, profiles: Sequence[ServerProfile], **kwargs: Any) -> dict[int, CardExtra]:
+    """The gateway's section on each dashboard card (gateway/cards.py)."""
+    return card_usage(profiles)

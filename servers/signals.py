@@ -12,3 +12,9 @@ from django.dispatch import Signal
 # tables there, off their request paths. Answered by gateway/receivers.py (usage records, seen
 # forward signatures).
 prune_due = Signal()
+
+# Sent by the dashboard with `profiles` (the ServerProfiles whose cards it is about to show) by
+# `card_extras` (servers/dashboard/cards.py): each receiver answers a dict of profile pk -> the
+# `CardExtra` section it adds to that card, reading all of them in one query. Answered by
+# gateway/receivers.py (requests in the last hour, last tokens per second, "Use it").
+cards_shown = Signal()

@@ -28,14 +28,12 @@ from profiles.argv import command_line
 from profiles.models import ServerProfile
 from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
-from servers.dashboard import (
-    Dashboard,
+from servers.dashboard.data import Dashboard, card_for, dashboard_data
+from servers.dashboard.render import (
     RenderedCard,
     ShownVersion,
-    card_for,
     cards_html,
     changed_cards_html,
-    dashboard_data,
     frame_digest,
     live_version,
     parse_version,

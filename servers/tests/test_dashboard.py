@@ -463,7 +463,7 @@ def test_sparkline_points_scale_and_gaps() -> None:
 
 
 def test_samples_are_one_point_per_minute_of_the_last_hour(make_profile: Callable[..., ServerProfile]) -> None:
-    from servers.dashboard import CHART_BUCKETS, sample_series
+    from servers.dashboard.data import CHART_BUCKETS, sample_series
 
     server = set_server(make_profile(), ServerState.RUNNING)
     add_samples(server, count=2 * 360, every=timedelta(seconds=10))  # two hours, one every 10 s
@@ -476,7 +476,7 @@ def test_samples_are_one_point_per_minute_of_the_last_hour(make_profile: Callabl
 
 def test_a_sparkline_needs_three_sampled_minutes() -> None:
     """One or two samples would draw a dot at the edge: the card says charts come later instead."""
-    from servers.dashboard import CHART_BUCKETS, Series
+    from servers.dashboard.data import CHART_BUCKETS, Series
 
     two = Series([None] * (CHART_BUCKETS - 2) + [1.0, 2.0], [None] * (CHART_BUCKETS - 2) + [5.0, 6.0])
     three = Series([None] * (CHART_BUCKETS - 3) + [1.0, 2.0, 3.0], [None] * (CHART_BUCKETS - 3) + [5.0, 6.0, 7.0])
@@ -503,7 +503,14 @@ def test_a_card_shows_the_on_demand_options_and_the_idle_clock(admin_client: Cli
 
 def test_a_version_too_long_for_a_url_is_not_sent() -> None:
     """Some 330 cards: the page then gets the whole live part at every poll, as before versions."""
-    from servers.dashboard import LIVE_FIGURES, VERSION_MAX_LENGTH, CardParts, RenderedCard, live_version, parse_version
+    from servers.dashboard.render import (
+        LIVE_FIGURES,
+        VERSION_MAX_LENGTH,
+        CardParts,
+        RenderedCard,
+        live_version,
+        parse_version,
+    )
 
     text = dict.fromkeys(LIVE_FIGURES, "1")
     cards = [RenderedCard(pk, CardParts(["<article>"], "shape"), text) for pk in range(1, 401)]

@@ -114,10 +114,13 @@ def test_dashboard_and_server_page_live(
     expect(page.locator(f"#server-card-{broken.pk}-restarts")).to_have_text("6", timeout=30_000)
     assert page.evaluate(f"document.getElementById('server-card-{broken.pk}').dataset.kept") == "yes"
     expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
-    # A new card changes the frame: the whole live part comes, still without a reload.
+    # A new card changes the frame: the whole live part comes, still without a reload, morphed in
+    # (the button someone tabbed to keeps the focus).
+    page.focus(f"#server-card-{broken.pk} .btn-start")
     added = make_profile("added-later", model="mlx-community/Added-4bit")
     page.wait_for_selector(f"#server-card-{added.pk}", timeout=30_000)
     assert page.locator(".server-card").count() == 6 and page.evaluate("window.__noReload") is True
+    assert page.evaluate(f"document.activeElement.matches('#server-card-{broken.pk} .btn-start')"), "focus lost"
     expect(page.locator("#memory-summary .membar .mem-other")).to_have_attribute("style", re.compile(r"width: [\d.]+%"))
     screenshots(page, "servers-dashboard-after-polls")
 

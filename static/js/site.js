@@ -25,7 +25,7 @@
   document.addEventListener("htmx:afterSwap", function (event) { applyWidths(event.detail.target); });
   document.addEventListener("htmx:oobAfterSwap", function (event) { applyWidths(event.target); });
   // A dashboard card replaced by its own button's answer: the page's version of it no longer says
-  // what it shows, so it is taken out and the next poll sends that card whole (servers/dashboard.py).
+  // what it shows, so it is taken out and the next poll sends that card whole (servers/dashboard/render.py).
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target, version = document.getElementById("live-version");
     if (!version || !target || !target.classList || !target.classList.contains("server-card")) { return; }

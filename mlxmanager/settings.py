@@ -182,6 +182,12 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "accounts.backends.EmailBackend",
 ]
+# The test suite only (testing/environment.py sets it, and the servers the tests start inherit it):
+# a fast password hash, since the default costs a quarter of a second a password. Never set it
+# elsewhere: MD5 offers no protection to a stolen database.
+if env.bool("MLXM_TEST_FAST_PASSWORD_HASH", default=False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -22,6 +22,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["MLXM_TEST_HUB_PORT"] = str(free_port())
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['MLXM_TEST_HUB_PORT']}"
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ["MLXM_TEST_FAST_PASSWORD_HASH"] = "1"  # a quarter of a second a password otherwise
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 os.environ.pop("DEBUG", None)

@@ -17,5 +17,6 @@ urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("api/v1/", include(("api.urls", "api"))),
     path("", include("monitoring.urls")),
+    path("", include("audit.urls")),
     path("admin/", admin.site.urls),
 ]

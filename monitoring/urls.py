@@ -7,6 +7,4 @@ from monitoring import views
 app_name = "monitoring"
 urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
-    path("audit/", views.audit, name="audit"),
-    path("activity/", views.activity, name="activity"),
 ]

@@ -67,3 +67,25 @@ def test_tools_count_toward_the_context(approved_user: User, tiny_model: Path) -
     body = {"model": "tiny", "max_tokens": 8, "messages": QUESTION, "tools": [tool]}
     answer = post(ThreadClient(), "/v1/messages", body, x_api_key=secret)
     assert answer.status_code == 400 and "The prompt is" in answer.json()["error"]["message"]
+
+
+def test_a_template_that_runs_for_ever_is_stopped_and_counting_goes_on(
+    approved_user: User, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The template is a program the profile's maker wrote: it runs in the counting process, which
+    is ended at the time limit, never in the web worker's thread."""
+    from gateway import token_pool
+
+    monkeypatch.setattr(token_pool, "COUNT_TIMEOUT", 20.0)
+    endless = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    ServerProfile.objects.create(name="endless", model=str(tiny_model), port=9001, chat_template=endless)
+    ServerProfile.objects.create(name="tiny", model=str(tiny_model), port=9002)
+    secret = key_create(user=approved_user, name="k").secret
+    stopped = post(
+        ThreadClient(), "/v1/messages/count_tokens", {"model": "endless", "messages": QUESTION}, x_api_key=secret
+    )
+    assert stopped.status_code == 400 and "was stopped" in stopped.json()["error"]["message"]
+    counted = post(
+        ThreadClient(), "/v1/messages/count_tokens", {"model": "tiny", "messages": QUESTION}, x_api_key=secret
+    )
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 0

@@ -15,9 +15,9 @@ from anthropic.types import MessageParam, ToolParam
 
 from accounts.models import User
 from gateway.anthropic_request import messages_to_chat
-from gateway.count_tokens import _as_the_server_renders
 from gateway.services import key_create
 from gateway.tests.conftest import start_profile
+from gateway.token_pool import as_the_server_renders
 from testing.scriptedmodel import DEFAULT_ANSWER, ToolCall
 from testing.web import WebServer
 
@@ -145,7 +145,7 @@ def test_count_tokens_is_the_model_servers_own_count(agent: Agent) -> None:
         )
         assert counted.input_tokens == answered.usage.input_tokens  # what mlx_lm.server read
         chat = messages_to_chat({"system": SYSTEM, "messages": messages, "tools": tools, "max_tokens": 1})
-        rendered = _as_the_server_renders(chat["messages"])
+        rendered = as_the_server_renders(chat["messages"])
         encoded: Any = tokenizer.apply_chat_template(rendered, tools=chat.get("tools"), add_generation_prompt=True)
         assert counted.input_tokens == len(encoded["input_ids"])
     # Claude Code's billing block is not part of what the model reads; the rest of the system is

@@ -53,7 +53,20 @@ PASSED_THROUGH = (
     "MLXM_START_TIMEOUT",
     "MLXM_HEARTBEAT_STALE",
     "MLXM_HUB_TIMEOUT",
+    "MLXM_STOP_TIMEOUT",
+    "MLXM_CORS_ORIGINS",
+    "MLXM_LOG_MAX_BYTES",
+    "MLXM_NODE_NAME",
+    "MLXM_NODE_URL",
+    "MLXM_ON_DEMAND_TIMEOUT",
+    "MLXM_SUPERVISOR_POLL",
 )
+# The app's own settings a service does not get from the installer's shell, and why.
+LEFT_OUT = {
+    "MLXM_DATA_DIR": "set for both services from the installation's target (service_environment)",
+    "MLXM_NODE_SECRET": "a secret: keep it in the repository's .env, which the app reads anyway",
+    "MLXM_TEST_FAST_PASSWORD_HASH": "the test suite's only",
+}
 # launchd may refuse a bootstrap for a few seconds while the job it just booted out is still exiting.
 BOOTSTRAP_ATTEMPTS = 10
 RETRY_PAUSE = 3.0

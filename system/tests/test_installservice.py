@@ -547,3 +547,16 @@ def test_the_supervisor_unit_runs_as_systemd_would_start_it(tmp_path: Path, tiny
             with contextlib.suppress(ProcessLookupError):
                 os.kill(server_pid, signal.SIGKILL)
     assert status == 0
+
+
+def test_every_setting_the_app_reads_reaches_the_services_or_is_left_out_for_a_reason() -> None:
+    """A setting added to settings.py and forgotten here would silently not apply when the app runs
+    as a service (MLXM_CORS_ORIGINS and six others were)."""
+    import re
+
+    from system.service_plan import LEFT_OUT, PASSED_THROUGH
+
+    read = set(re.findall(r'env\.\w+\(\s*"(MLXM_[A-Z_]+)"', (BASE_DIR / "mlxmanager" / "settings.py").read_text()))
+    assert "MLXM_START_TIMEOUT" in read
+    assert read - set(PASSED_THROUGH) - set(LEFT_OUT) == set()
+    assert set(LEFT_OUT) <= read, "a reason kept for a setting the app no longer reads"

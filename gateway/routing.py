@@ -101,6 +101,7 @@ ROUTE_FIELDS = (
     "host",
     "port",
     "on_demand",
+    "keep_running",
     "server__state",
     "server__port",
     "server__last_error",

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import threading
 import time
 
@@ -60,8 +62,9 @@ def _records(gateway: GatewayRun, index: int) -> tuple[int, int]:
     return found, len(answered)
 
 
-def _revocation(gateway: GatewayRun, index: int) -> float:
-    """Milliseconds after `key_revoke` returned that a request with the key was still answered."""
+def _revocation(gateway: GatewayRun, index: int) -> tuple[float, float]:
+    """Milliseconds after `key_revoke` returned that a request with the key was still answered,
+    and the median time between two requests of one connection (the figure's resolution)."""
     sent: list[list[tuple[float, int]]] = [[] for _ in range(SENDERS)]
     stop = threading.Event()
 
@@ -93,23 +96,25 @@ def _revocation(gateway: GatewayRun, index: int) -> float:
         for thread in threads:
             thread.join()
     answered_after = [t for mine in sent for t, s in mine if s == 200 and t > revoked]
-    return max(0.0, (max(answered_after) - revoked) * 1000) if answered_after else 0.0
+    gaps = [(b[0] - a[0]) * 1000 for mine in sent for a, b in itertools.pairwise(mine)]
+    return (max(0.0, (max(answered_after) - revoked) * 1000) if answered_after else 0.0), statistics.median(gaps)
 
 
 def run() -> list[Result]:
     with GatewayRun(keys=REVOCATIONS + 2) as gateway:
-        delays = [_revocation(gateway, index) for index in range(1, REVOCATIONS + 1)]
+        delays, gaps = zip(*(_revocation(gateway, index) for index in range(1, REVOCATIONS + 1)), strict=True)
         found, expected = _records(gateway, REVOCATIONS + 1)
     print(f"  usage records after {expected} answered requests and SIGTERM: {found}/{expected}", flush=True)
     return [
         summarize(
             "gateway: revoked key, last request answered after revoke",
             "ms",
-            delays,
+            list(delays),
             baseline="0: refused from the next request",
             baseline_samples=[],
             goal=1000.0,
-            note=f"{SENDERS} connections sending completions with the key; max over them, per revocation",
+            note=f"{SENDERS} connections sending completions with the key, one every {statistics.median(gaps):.0f} ms "
+            "each (the resolution); the latest over them, per revocation",
         ),
         summarize(
             "gateway: usage records lost or extra, 1,000 requests + SIGTERM",

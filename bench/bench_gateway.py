@@ -5,7 +5,8 @@ as `make run` serves it (bench/gateway_run.py) and a real `mlx_lm.server` on the
 - added latency of a small non-streaming completion (p50, p95), 200 requests each, interleaved;
 - added time to the first byte of a stream, 200 each, interleaved;
 - 16 concurrent streams: total tokens per second direct ÷ through;
-- the dashboard partial's p95 while 16 streams run, ÷ its idle p95.
+- the dashboard partial's p95 while the 16 streams through run, ÷ its idle p95 just before
+  (each round; the three paths' order alternates between rounds).
 
 `WEB_WORKER_CLASS=uvicorn.workers.UvicornWorker make bench` measures uvicorn's worker instead of
 gunicorn's own `asgi` worker (docs/performance.md, "Serving")."""
@@ -13,6 +14,7 @@ gunicorn's own `asgi` worker (docs/performance.md, "Serving")."""
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -30,32 +32,35 @@ from bench.common import (
     summarize,
 )
 from bench.gateway_run import GatewayRun
-from bench.litellm_proxy import LiteLLMProxy, ensure_litellm, version
+from bench.litellm_proxy import WORKERS, LiteLLMProxy, ensure_litellm, version
 
 REQUESTS = 200
 STREAMS = 16
 STREAM_TOKENS = 100
-ROUNDS = 3
+ROUNDS = 5
 MODEL = "tiny"  # the profile's name, and LiteLLM's model_name
 DIRECT_MODEL = "default_model"
 
 
-def _dashboard_p95(port: int, samples: int = 60) -> float:
-    browser = SessionClient(port)
-    browser.log_in()
-    latencies = []
-    for _ in range(samples):
+def _dashboard_polls(browser: SessionClient, more: Callable[[int], bool]) -> list[float]:
+    """Milliseconds of the dashboard's partial, polled every 50 ms while `more(polls so far)`."""
+    latencies: list[float] = []
+    while more(len(latencies)):
         began = time.perf_counter()
         status, _ = browser.request("GET", "/servers/", headers={"HX-Request": "true"})
         if status != 200:
             raise RuntimeError(f"the dashboard answered {status}")
         latencies.append((time.perf_counter() - began) * 1000)
         time.sleep(0.05)
-    return percentile(latencies, 0.95)
+    return latencies
 
 
-def _dashboard_into(port: int, holder: list[float]) -> None:
-    holder.append(_dashboard_p95(port, samples=30))
+def _dashboard_until(browser: SessionClient, done: threading.Event, latencies: list[float]) -> None:
+    latencies.extend(_dashboard_polls(browser, lambda n: n < 1 or not done.is_set()))
+
+
+def _rate(base_url: str, headers: dict[str, str], model: str) -> float:
+    return concurrent_streams(base_url, headers, model, streams=STREAMS, tokens=STREAM_TOKENS).rate
 
 
 def _interleaved(paths: dict[str, Callable[[], float]], count: int) -> dict[str, list[float]]:
@@ -102,31 +107,7 @@ def run() -> list[Result]:
             latency = _interleaved(warm, REQUESTS)
             ttfb = _interleaved(_paths(gateway, litellm, lambda c, m: first_byte(c, m, max_tokens=4)), REQUESTS)
 
-            idle_p95 = _dashboard_p95(gateway.stack.port)
-            ratios: dict[str, list[float]] = {"through": [], "litellm": []}
-            busy_p95 = []
-            for _ in range(ROUNDS):
-                direct_rate = concurrent_streams(
-                    gateway.direct_url, {}, DIRECT_MODEL, streams=STREAMS, tokens=STREAM_TOKENS
-                ).rate
-                holder: list[float] = []
-                dash = threading.Thread(target=_dashboard_into, args=(gateway.stack.port, holder))
-                dash.start()
-                via = concurrent_streams(
-                    gateway.through_url, gateway.auth(), MODEL, streams=STREAMS, tokens=STREAM_TOKENS
-                )
-                dash.join()
-                ratios["through"].append(direct_rate / via.rate)
-                busy_p95.append(holder[0] / idle_p95)
-                if proxy is not None:
-                    beside = concurrent_streams(
-                        f"{proxy.url}/v1",
-                        {"Authorization": f"Bearer {proxy.key}"},
-                        MODEL,
-                        streams=STREAMS,
-                        tokens=STREAM_TOKENS,
-                    )
-                    ratios["litellm"].append(direct_rate / beside.rate)
+            ratios, busy_p95, idle_p95 = _stream_rounds(gateway, proxy)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -141,13 +122,46 @@ def run() -> list[Result]:
             baseline="",
             baseline_samples=[],
             goal=2.0,
-            note=f"idle p95 {idle_p95:.1f} ms",
+            note=f"idle p95 (before each round) {statistics.median(idle_p95):.1f} ms, polls every 50 ms",
         )
     )
     if "litellm" in latency:
-        note = f"LiteLLM {version()} proxy (1 worker), same model server, interleaved; {installed.note}"
+        note = f"LiteLLM {version()} proxy ({WORKERS} workers), same model server, interleaved; {installed.note}"
         results += _relay_figures("LiteLLM", "litellm", latency, ttfb, ratios, goals=False, note=note)
     return results
+
+
+def _stream_rounds(
+    gateway: GatewayRun, proxy: LiteLLMProxy | None
+) -> tuple[dict[str, list[float]], list[float], list[float]]:
+    """ROUNDS rounds of 16 streams direct, through (the dashboard polled meanwhile, and idle just
+    before) and through LiteLLM, in an order that alternates: (direct ÷ each path's rates, the
+    dashboard's p95 under streams ÷ idle, the idle p95s)."""
+    browser = SessionClient(gateway.stack.port)
+    browser.log_in()
+    ratios: dict[str, list[float]] = {"through": [], "litellm": []}
+    busy_p95, idle_p95 = [], []
+    for round_number in range(ROUNDS):
+        rates: dict[str, float] = {}
+        order = ["direct", "through", "litellm"] if proxy is not None else ["direct", "through"]
+        for path in order if round_number % 2 == 0 else order[::-1]:  # neither always first
+            if path == "direct":
+                rates[path] = _rate(gateway.direct_url, {}, DIRECT_MODEL)
+            elif path == "litellm" and proxy is not None:
+                rates[path] = _rate(f"{proxy.url}/v1", {"Authorization": f"Bearer {proxy.key}"}, MODEL)
+            else:
+                idle_p95.append(percentile(_dashboard_polls(browser, lambda n: n < 60), 0.95))
+                busy: list[float] = []
+                done = threading.Event()
+                dash = threading.Thread(target=_dashboard_until, args=(browser, done, busy))
+                dash.start()
+                rates[path] = _rate(gateway.through_url, gateway.auth(), MODEL)
+                done.set()
+                dash.join()
+                busy_p95.append(percentile(busy, 0.95) / idle_p95[-1])
+        for path in rates.keys() - {"direct"}:
+            ratios[path].append(rates["direct"] / rates[path])
+    return ratios, busy_p95, idle_p95
 
 
 def _relay_figures(

@@ -23,6 +23,7 @@ REQUIREMENTS = Path(__file__).resolve().parent / "requirements-litellm.txt"
 VENV = Path(os.environ.get("MLXM_BENCH_VENV", REPO / ".bench-venv"))
 STAMP = VENV / ".installed"
 INSTALL_TIMEOUT = 1200.0  # seconds
+WORKERS = int(os.environ.get("WEB_CONCURRENCY", "2"))  # as many as gunicorn gives the app
 
 CONFIG = """model_list:
   - model_name: {name}
@@ -89,7 +90,8 @@ def version() -> str:
 
 class LiteLLMProxy:
     """`litellm --config` on a free loopback port, relaying model `name` to `api_base` (the model
-    server's /v1), behind a master key as the gateway is behind its API keys."""
+    server's /v1), behind a master key as the gateway is behind its API keys, with as many
+    workers as gunicorn gives the app (WEB_CONCURRENCY, gunicorn.conf.py)."""
 
     def __init__(self, command: Path, root: Path, *, name: str, api_base: str) -> None:
         self.port = free_port()
@@ -102,7 +104,8 @@ class LiteLLMProxy:
         env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"})
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(command), "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)],
+                [str(command), "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--num_workers", str(WORKERS)],
                 cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 

@@ -55,8 +55,8 @@ def run() -> list[Result]:
             baseline_samples=baseline,
             goal=1.5,
             note=(
-                f"{ROUNDS} rounds of {REQUESTS}, usage records written; read when the answers were in "
-                f"(before the records): median {answers[len(answers) // 2]:.3g} ms"
+                f"{ROUNDS} rounds of {REQUESTS}, until their usage records were written; read when the "
+                f"answers were in (records written meanwhile included): median {answers[len(answers) // 2]:.3g} ms"
             ),
         )
     ]

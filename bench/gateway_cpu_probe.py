@@ -79,6 +79,35 @@ async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": ANSWER})
 
 
+class Lifespan:
+    """ASGI lifespan as gunicorn's `asgi` worker sends it by default ("auto"): startup before the
+    first request, shutdown after the last; an app that refuses lifespan goes on without it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.inbox, self.outbox = app, asyncio.Queue[dict[str, Any]](), asyncio.Queue[dict[str, Any]]()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _say(self, message: str) -> None:
+        await self.inbox.put({"type": f"lifespan.{message}"})
+        assert self.task is not None
+        answer = asyncio.ensure_future(self.outbox.get())
+        await asyncio.wait([answer, self.task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done() and answer.result()["type"].endswith("failed"):
+            raise RuntimeError(f"the app's lifespan {message} failed: {answer.result()}")
+        answer.cancel()
+        if self.task.done():
+            self.task.exception()  # an app without lifespan raised: "auto" goes on without it
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self.task = asyncio.ensure_future(self.app(scope, self.inbox.get, self.outbox.put))
+        await self._say("startup")
+
+    async def shutdown(self) -> None:
+        if self.task is not None and not self.task.done():
+            await self._say("shutdown")
+
+
 async def measure(secret: str, rounds: int, requests: int) -> dict[str, list[float]]:
     import httpx
     from asgiref.sync import sync_to_async
@@ -108,6 +137,8 @@ async def measure(secret: str, rounds: int, requests: int) -> dict[str, list[flo
         done = time.process_time()
         return (answered - began) * 1000 / requests, (done - began) * 1000 / requests
 
+    lifespan = Lifespan(application)
+    await lifespan.startup()
     await one_round(gateway, True)  # warm: imports, connections, caches
     await one_round(baseline, False)
     for _ in range(rounds):
@@ -115,6 +146,7 @@ async def measure(secret: str, rounds: int, requests: int) -> dict[str, list[flo
         out["answers_only"].append(answers_only)
         out["with_records"].append(with_records)
         out["baseline"].append((await one_round(baseline, False))[1])
+    await lifespan.shutdown()
     return out
 
 

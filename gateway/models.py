@@ -13,12 +13,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from accounts.models import Limits
 from profiles.models import ServerProfile
 
 
-class ApiKey(models.Model):
+class ApiKey(Limits):
     """A person's key for `/v1/` (and `/api/v1/`). Only a SHA-256 of the secret is kept: the secret
-    is 32 random bytes, so a slow password hash would add nothing but latency to every request."""
+    is 32 random bytes, so a slow password hash would add nothing but latency to every request.
+    Its limits (`Limits`) narrow its owner's, never widen them (accounts/limits.py)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)

@@ -119,7 +119,17 @@ CORS_ALLOW_HEADERS = (
     *("x-stainless-runtime-version", "x-stainless-arch", "x-stainless-retry-count", "x-stainless-timeout"),
     *("x-stainless-async", "x-stainless-helper-method", "x-stainless-stream-helper"),
 )
-CORS_EXPOSE_HEADERS = ("retry-after",)
+# What a browser app may read of an answer: when to retry, and its limits (gateway/limits/headers.py).
+CORS_EXPOSE_HEADERS = (
+    "retry-after",
+    "x-should-retry",
+    *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")),
+    *(
+        f"anthropic-ratelimit-{unit}-{what}"
+        for unit in ("requests", "tokens")
+        for what in ("limit", "remaining", "reset")
+    ),
+)
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # Content-Security-Policy on every page: scripts and styles from this site only, no inline code.

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from accounts.limits import LimitSet, person_limits
 from accounts.models import User
-from gateway.limits.store import SPANS, Calendar, Store, store
+from gateway.limits.store import SPANS, Calendar, Store, pid_alive, store
 from gateway.models import ApiKey
 
 # limit name -> (span counted, column, what people read)
@@ -201,20 +201,10 @@ def _used(conn: sqlite3.Connection, subject: str, spans: dict[str, tuple[int, in
 def _under_way(conn: sqlite3.Connection, subject: str) -> int:
     """The subject's requests under way; leases of workers that died are cleared first."""
     rows = conn.execute("SELECT id, pid FROM leases WHERE subject = ?", (subject,)).fetchall()
-    dead = [(lease,) for lease, pid in rows if not _alive(pid)]
+    dead = [(lease,) for lease, pid in rows if not pid_alive(pid)]
     if dead:
         conn.executemany("DELETE FROM leases WHERE id = ?", dead)
     return len(rows) - len(dead)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _refusal(

@@ -129,3 +129,14 @@ class Calendar:
         month = day.replace(day=1)
         next_month = (month + timedelta(days=32)).replace(day=1)
         return day.timestamp(), next_day.timestamp(), month.timestamp(), next_month.timestamp()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether the process still runs (a worker that died leaves slots and leases to take back)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

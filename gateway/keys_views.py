@@ -19,6 +19,7 @@ from accounts.limits import person_limits
 from accounts.types import AuthedRequest
 from core.web import GATEWAY_PATH, gateway_base_url
 from gateway.forms import KeyForm, UserQuery
+from gateway.limits.standing import standings_of
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
 from profiles.models import ServerProfile
@@ -45,6 +46,7 @@ def _page(request: AuthedRequest, form: KeyForm, status: int = 200) -> HttpRespo
         "others": others,
         "new_secret": request.session.pop(NEW_SECRET_SESSION_KEY, None),
         "base_url": gateway_base_url(request),
+        "own_standings": standings_of(request.user),
     }
     return render(request, "gateway/keys.html", context, status=status)
 

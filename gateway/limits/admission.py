@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from accounts.limits import LimitSet, person_limits
 from accounts.models import User
-from gateway.limits.store import SPANS, Calendar, Store, pid_alive, store
+from gateway.limits.store import SPANS, Store, pid_alive, spans_now, store, used_now
 from gateway.models import ApiKey
 
 # limit name -> (span counted, column, what people read)
@@ -38,7 +38,6 @@ TOKEN_LIMITS = {
 }
 BUDGETS = frozenset({"tokens_per_day", "tokens_per_month"})
 CONCURRENCY_RETRY_AFTER = 1
-_calendar: Calendar | None = None
 
 
 @dataclass(frozen=True)
@@ -117,19 +116,12 @@ class Refusal:
 UNLIMITED = RateState()
 
 
-def _spans(now: float) -> dict[str, tuple[int, int]]:
-    global _calendar
-    if _calendar is None:
-        _calendar = Calendar()
-    return _calendar.spans(now)
-
-
 def admit(limits: CallerLimits, *, at: Store | None = None, now: float | None = None) -> Admission | Refusal:
     subjects = limits.subjects()
     if not subjects:
         return Admission(subjects=[], lease_ids=[], state=UNLIMITED)
     now = time.time() if now is None else now
-    spans = _spans(now)
+    spans = spans_now(now)
     with (at or store()).transaction() as conn:
         quotas: list[Quota] = []
         for subject, subject_limits in subjects:
@@ -160,7 +152,7 @@ def _check(
     quotas: list[Quota],
 ) -> Refusal | None:
     holder = "key" if subject.startswith("k") else "person"
-    used = _used(conn, subject, spans)
+    used = used_now(conn, subject, spans)
     if (rpm := limits.requests_per_minute) is not None:
         requests = used["m"][0]
         quota = Quota("requests_per_minute", rpm, max(rpm - requests - 1, 0), spans["m"][1])
@@ -184,18 +176,6 @@ def _check(
             "retry when one of them has finished.",
         )
     return None
-
-
-def _used(conn: sqlite3.Connection, subject: str, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    """span -> (requests, tokens) so far, this node's and the others' (one indexed read)."""
-    rows = conn.execute(
-        "SELECT span, requests + remote_requests, tokens + remote_tokens FROM usage "
-        "WHERE subject = ? AND ((span = 'm' AND start = ?) OR (span = 'd' AND start = ?) OR (span = 'M' AND start = ?))",
-        (subject, spans["m"][0], spans["d"][0], spans["M"][0]),
-    ).fetchall()
-    used = dict.fromkeys(SPANS, (0, 0))
-    used.update({span: (requests, tokens) for span, requests, tokens in rows})
-    return used
 
 
 def _under_way(conn: sqlite3.Connection, subject: str) -> int:
@@ -256,7 +236,7 @@ def settle(
         return
     admission.settled = True
     tokens = max(0, prompt_tokens or 0) + max(0, completion_tokens or 0)
-    spans = _spans(time.time() if now is None else now)
+    spans = spans_now(time.time() if now is None else now)
     with (at or store()).transaction() as conn:
         if tokens:
             conn.executemany(

@@ -140,3 +140,26 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_calendar: Calendar | None = None
+
+
+def spans_now(now: float) -> dict[str, tuple[int, int]]:
+    """The current spans in TIME_ZONE (one calendar per process)."""
+    global _calendar
+    if _calendar is None:
+        _calendar = Calendar()
+    return _calendar.spans(now)
+
+
+def used_now(conn: sqlite3.Connection, subject: str, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """span -> (requests, tokens) so far, this node's and the others' (one indexed read)."""
+    rows = conn.execute(
+        "SELECT span, requests + remote_requests, tokens + remote_tokens FROM usage "
+        "WHERE subject = ? AND ((span = 'm' AND start = ?) OR (span = 'd' AND start = ?) OR (span = 'M' AND start = ?))",
+        (subject, spans["m"][0], spans["d"][0], spans["M"][0]),
+    ).fetchall()
+    used = dict.fromkeys(SPANS, (0, 0))
+    used.update({span: (requests, tokens) for span, requests, tokens in rows})
+    return used

@@ -105,3 +105,26 @@ class SeenForward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.signature[:12]}… at {self.seen_at:%H:%M:%S}"
+
+
+class NodeCount(models.Model):
+    """What one node counted for a limit's subject (`u<user id>`, `k<key id>`) in one span (`m`
+    minute, `d` day, `M` month, starting at `start`, epoch seconds): each node's supervisor writes
+    its own rows every few seconds and reads the others' sums into its node-local store
+    (gateway/limits/sync.py), so a budget holds across nodes, a few seconds behind."""
+
+    node = models.CharField(max_length=100)
+    subject = models.CharField(max_length=24)
+    span = models.CharField(max_length=1)
+    start = models.BigIntegerField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["node", "subject", "span", "start"], name="node_count_unique"),
+        ]
+        indexes = [models.Index(fields=["start"])]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.subject} {self.span}@{self.start}: {self.requests} req, {self.tokens} tok"

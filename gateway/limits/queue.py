@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 
 from gateway.errors import GatewayError
-from gateway.limits.store import Store, pid_alive, store
+from gateway.limits.store import Store, pid_alive, store, store_path
 
 QUEUE_FULL_RETRY_AFTER = 2
 RECHECK = 2.0  # seconds between a waiter's own looks at the queue (the datagrams make them rare)
@@ -44,7 +44,7 @@ def profile_capacity(profile: Any) -> int:
     for value in (getattr(profile, "max_concurrent", None), profile.decode_concurrency):
         if value:
             return int(value)
-    return 1 if profile.engine in UNBATCHED_ENGINES else MLX_LM_DECODE_CONCURRENCY
+    return 1 if getattr(profile, "engine", "mlx_lm") in UNBATCHED_ENGINES else MLX_LM_DECODE_CONCURRENCY
 
 
 @dataclass
@@ -274,3 +274,35 @@ def queue_snapshot(profile_id: int, *, at: Store | None = None) -> list[Waiting]
         (profile_id,),
     ).fetchall()
     return [Waiting(who=who, since=since, served=bool(served)) for who, since, served in rows]
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """One profile's queue as the card and /metrics show it."""
+
+    serving: int
+    waiting: int
+    oldest_wait: float  # seconds the longest-waiting request has waited (0: none waits)
+    by_person: tuple[tuple[str, int], ...]  # who waits, how many (most first)
+
+
+def queue_views(*, at: Store | None = None, now: float | None = None) -> dict[int, QueueView]:
+    """Every profile with someone served or waiting on this node (one read of the store)."""
+    if at is None and not store_path().exists():
+        return {}
+    now = time.time() if now is None else now
+    rows = (at or store()).connection().execute("SELECT profile_id, who, enqueued, granted FROM queue").fetchall()
+    views: dict[int, QueueView] = {}
+    for profile_id in {row[0] for row in rows}:
+        theirs = [row for row in rows if row[0] == profile_id]
+        waiting = [row for row in theirs if row[3] is None]
+        by_person: dict[str, int] = {}
+        for row in waiting:
+            by_person[row[1]] = by_person.get(row[1], 0) + 1
+        views[profile_id] = QueueView(
+            serving=len(theirs) - len(waiting),
+            waiting=len(waiting),
+            oldest_wait=max((now - row[2] for row in waiting), default=0.0),
+            by_person=tuple(sorted(by_person.items(), key=lambda item: (-item[1], item[0]))),
+        )
+    return views

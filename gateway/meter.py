@@ -11,6 +11,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from gateway.limits.admission import CallerLimits
+from gateway.limits.gate import Passage, gate_exit
 from gateway.models import GatewayApi
 from gateway.routing import Caller
 from gateway.services import usage_record
@@ -46,6 +48,10 @@ class Meter:
     in_use: bool = False  # counted in its server's `in_flight`: released when recorded
     stamped_at: float = field(default_factory=time.perf_counter)  # last use written (at most every USE_STAMP_INTERVAL)
     stamping: asyncio.Task[None] | None = None
+    # Issue 29's hook: the caller's limits (read in _prepare) and the passage through them and the
+    # fair queue (gateway/limits/gate.py), given back when the request is recorded.
+    limits: CallerLimits | None = None
+    passage: Passage | None = None
 
     def token(self) -> None:
         self.counted_tokens += 1
@@ -76,12 +82,19 @@ class Meter:
 
     def record_soon(self) -> None:
         """Write the usage record off the request's path (the answer does not wait for the INSERT)."""
+        self._gate_exit()
         if self.caller is None:
             return
         release, self.in_use = (self.profile if self.in_use else None), False
         task = asyncio.get_running_loop().create_task(self._write(self._fields(), release))
         _pending.add(task)
         task.add_done_callback(_pending.discard)
+
+    def _gate_exit(self) -> None:
+        """Issue 29: free the fair queue's slot and charge the answer's usage (once)."""
+        passage, self.passage = self.passage, None
+        completion = self.completion_tokens if self.completion_tokens is not None else (self.counted_tokens or None)
+        gate_exit(passage, prompt_tokens=self.prompt_tokens, completion_tokens=completion)
 
     def _fields(self) -> dict[str, Any]:
         ended = time.perf_counter()

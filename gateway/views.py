@@ -28,6 +28,7 @@ from gateway.anthropic_request import wants_thinking
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
+from gateway.limits.gate import caller_limits, gate_enter
 from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
@@ -145,6 +146,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     """Who asks (first: nothing about the body is said to a stranger), the body, the server;
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
+    meter.limits = caller_limits(user=meter.caller.user, key=meter.caller.key)  # issue 29's hook
     body = parse_body(request)
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
@@ -203,6 +205,7 @@ async def responses(request: HttpRequest) -> HttpResponseBase:
 async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
     flavour = _flavour(api)
     meter = Meter(api=api, stream=False)
+    limit_headers: dict[str, str] = {}  # issue 29: on every answer after the limits let it in
     try:
         if request.method != "POST":
             raise GatewayError(405, "Use POST.", headers={"Allow": "POST"})
@@ -210,19 +213,31 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
         if prepared.forward is not None:
             return await _forwarded(request, prepared.forward, meter, flavour)
         target = prepared.target or await _started_target(meter, prepared.body["model"])
+        # Issue 29's hook: limits, then a turn in the fair queue (raises 429/503); freed in record_soon.
+        assert meter.limits is not None and meter.caller is not None
+        meter.passage = await gate_enter(
+            limits=meter.limits, profile=target.profile, flavour=flavour, who=meter.caller.user.email
+        )
+        limit_headers = meter.passage.headers
         url = target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
         if meter.stream:
             stream = await _open_stream(url, prepared.upstream, meter, api, prepared.body)
-            return await _whole_under_wsgi(request, stream)
-        return await _whole(url, prepared.upstream, meter, api, target, prepared.body)
+            return await _whole_under_wsgi(request, _with_headers(stream, limit_headers))
+        return _with_headers(await _whole(url, prepared.upstream, meter, api, target, prepared.body), limit_headers)
     except GatewayError as error:
         meter.fail(error.status, error.message)
         meter.record_soon()
-        return error_response(flavour, error)
+        return _with_headers(error_response(flavour, error), limit_headers)
     except asyncio.CancelledError:  # the client went away before the answer began
         meter.fail(499, "The client closed the connection before the answer began.")
         meter.record_soon()
         raise
+
+
+def _with_headers(response: HttpResponseBase, headers: dict[str, str]) -> HttpResponseBase:
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 async def _forwarded(request: HttpRequest, forward: Forward, meter: Meter, flavour: Flavour) -> HttpResponseBase:

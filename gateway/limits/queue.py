@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,14 @@ MLX_LM_DECODE_CONCURRENCY = 32  # mlx_lm.server's own default (profiles/argv.py)
 
 def profile_capacity(profile: Any) -> int:
     """Requests a profile serves at once: its `max_concurrent` if set, else its decode
-    concurrency, else the engine's (mlx_lm batches 32; an engine that does not batch, 1)."""
-    for value in (getattr(profile, "max_concurrent", None), profile.decode_concurrency):
+    concurrency, else the engine's (mlx_lm batches 32; an engine that does not batch, 1). Reads
+    only what the profile has loaded (the request path runs in an event loop, where a deferred
+    field would be a query): the route's query must load these fields."""
+    loaded = profile.__dict__ if hasattr(profile, "__dict__") else {}
+    for value in (loaded.get("max_concurrent"), loaded.get("decode_concurrency")):
         if value:
             return int(value)
-    return 1 if getattr(profile, "engine", "mlx_lm") in UNBATCHED_ENGINES else MLX_LM_DECODE_CONCURRENCY
+    return 1 if loaded.get("engine", "mlx_lm") in UNBATCHED_ENGINES else MLX_LM_DECODE_CONCURRENCY
 
 
 @dataclass
@@ -66,58 +70,58 @@ class Waiting:
 
 
 class _Waker:
-    """This worker's datagram socket and the futures of its waiters, keyed by queue row id."""
+    """This worker's datagram socket, read by a thread of its own, and its waiters' futures keyed by
+    queue row id, each with the event loop it belongs to (one per worker under ASGI; one per
+    request under WSGI's `runserver`, hence a thread rather than one loop's reader)."""
 
-    def __init__(self, sockets: Path, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.waiting: dict[int, asyncio.Future[None]] = {}
+    def __init__(self, sockets: Path) -> None:
+        self.pid = os.getpid()
+        self.waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
         sockets.mkdir(exist_ok=True)
-        self.path = sockets / str(os.getpid())
+        self.path = sockets / str(self.pid)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a dead worker's, whose pid this one reuses
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
-        self.sock.setblocking(False)
-        loop.add_reader(self.sock.fileno(), self._read)
+        threading.Thread(target=self._read, name="fair-queue-waker", daemon=True).start()
 
     def _read(self) -> None:
         while True:
-            try:
-                data = self.sock.recv(64)
-            except BlockingIOError:
-                return
+            data = self.sock.recv(64)
             with contextlib.suppress(ValueError):
                 self.granted(int(data))
 
     def granted(self, row: int) -> None:
-        future = self.waiting.get(row)
-        if future is not None and not future.done():
-            future.set_result(None)
+        entry = self.waiting.get(row)
+        if entry is not None:
+            loop, future = entry
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future)
 
 
-_wakers: dict[tuple[int, Path], _Waker] = {}
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_wakers: dict[Path, _Waker] = {}
+_wakers_lock = threading.Lock()
 
 
 def _waker(at: Store) -> _Waker:
-    loop = asyncio.get_running_loop()
-    key = (os.getpid(), at.path)
-    waker = _wakers.get(key)
-    if waker is None or waker.loop is not loop or loop.is_closed():
-        if waker is not None:
-            with contextlib.suppress(Exception):
-                waker.loop.remove_reader(waker.sock.fileno())
-            waker.sock.close()
-        waker = _wakers[key] = _Waker(at.path.with_suffix(".sockets"), loop)
-    return waker
+    with _wakers_lock:
+        waker = _wakers.get(at.path)
+        if waker is None or waker.pid != os.getpid():  # none yet, or the parent's before a fork
+            waker = _wakers[at.path] = _Waker(at.path.with_suffix(".sockets"))
+        return waker
 
 
 def _notify(at: Store, granted: list[tuple[int, int]]) -> None:
     """Wake each granted waiter: in this worker directly, in another through its socket."""
     for row, pid in granted:
-        if pid == os.getpid():
-            waker = _wakers.get((pid, at.path))
-            if waker is not None:
-                waker.loop.call_soon_threadsafe(waker.granted, row)
+        waker = _wakers.get(at.path)
+        if pid == os.getpid() and waker is not None and waker.pid == pid:
+            waker.granted(row)
             continue
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(str(row).encode(), str(at.path.with_suffix(".sockets") / str(pid)))
@@ -176,8 +180,9 @@ async def queue_enter(
     timeout = settings.MLXM_QUEUE_TIMEOUT if timeout is None else timeout
     max_per_person = settings.MLXM_QUEUE_MAX_PER_PERSON if max_per_person is None else max_per_person
     row, began = secrets.randbits(62), time.time()
-    waker = _waker(at)
-    future = waker.waiting[row] = waker.loop.create_future()
+    waker, loop = _waker(at), asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    waker.waiting[row] = (loop, future)
     try:
         with at.transaction() as conn:
             (queued,) = conn.execute(

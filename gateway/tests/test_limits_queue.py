@@ -52,6 +52,20 @@ def test_capacity_defaults_to_decode_concurrency_then_the_engine_s() -> None:
     assert profile_capacity(SimpleNamespace(decode_concurrency=None, engine="mlx_vlm")) == 1
 
 
+@pytest.mark.django_db
+def test_capacity_never_queries_a_deferred_field_and_the_route_loads_it() -> None:
+    from django.db.models import Q
+
+    from gateway.routing import ROUTE_FIELDS
+    from profiles.models import ServerProfile
+
+    ServerProfile.objects.create(name="four", model="/m", port=9021, decode_concurrency=4)
+    deferred = ServerProfile.objects.only("name").get(name="four")
+    assert profile_capacity(deferred) == 32  # not loaded: the default, no query from an event loop
+    routed = ServerProfile.objects.select_related("server", "node").only(*ROUTE_FIELDS).get(Q(name="four"))
+    assert profile_capacity(routed) == 4
+
+
 def test_a_freed_slot_goes_to_the_person_served_least_recently_not_the_first_in_line(at: Store) -> None:
     async def scenario() -> list[int]:
         holder = await enter(at, user=1)
@@ -179,5 +193,33 @@ def test_the_slot_of_a_worker_that_died_is_taken_back(at: Store) -> None:
 
     async def scenario() -> None:
         queue_leave(await asyncio.wait_for(enter(at, user=1), 5), capacity=1)
+
+    asyncio.run(scenario())
+
+
+def test_a_grant_wakes_a_waiter_on_another_event_loop_of_the_same_worker(
+    at: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under WSGI (`runserver`) each request has an event loop of its own: the wake-up still comes."""
+    monkeypatch.setattr("gateway.limits.queue.RECHECK", 600.0)  # only the wake-up can grant in time
+    import threading
+
+    granted = threading.Event()
+
+    def other_loop() -> None:
+        async def wait() -> None:
+            queue_leave(await enter(at, user=2), capacity=1)
+            granted.set()
+
+        asyncio.run(wait())
+
+    async def scenario() -> None:
+        holder = await enter(at, user=1)
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        await until(lambda: waiting(at) == 1, "the other loop's request to wait")
+        queue_leave(holder, capacity=1)
+        assert await asyncio.get_running_loop().run_in_executor(None, granted.wait, 30)
+        thread.join(30)
 
     asyncio.run(scenario())

@@ -43,6 +43,10 @@ class LimitSet:
     def as_dict(self) -> dict[str, int | None]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
+    def text(self) -> str:
+        """The limits set, for the audit trail: "requests_per_minute 30, tokens_per_day 1000"."""
+        return ", ".join(f"{name} {value}" for name, value in self.as_dict().items() if value is not None)
+
     def __bool__(self) -> bool:
         return any(value is not None for value in self.as_dict().values())
 

@@ -214,6 +214,5 @@ def user_limits_set(*, user: User, limits: LimitSet, by: User) -> bool:
     if LimitSet.of(row) == limits:
         return False
     UserLimits.objects.update_or_create(user=user, defaults=limits.as_dict())
-    shown = ", ".join(f"{name} {value}" for name, value in limits.as_dict().items() if value is not None) or "none"
-    audit_record(kind=AuditKind.USER, action="set limits", subject=f"{user.email}: {shown}", by=by)
+    audit_record(kind=AuditKind.USER, action="set limits", subject=f"{user.email}: {limits.text() or 'none'}", by=by)
     return True

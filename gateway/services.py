@@ -54,6 +54,8 @@ def key_create(
     )
     key.profiles.set(list(profiles))
     scope = " (may manage)" if may_manage else ""
+    if limits:
+        scope += f" limited to {limits.text()}"
     audit_record(kind=AuditKind.KEY, action="create", subject=f"{key}{scope} of {user.email}", by=user)
     return NewKey(key=key, secret=secret)
 

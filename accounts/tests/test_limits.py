@@ -87,6 +87,7 @@ def test_a_key_may_narrow_but_not_widen_its_owner_s_limits(make_user: object) ->
     assert narrow.status_code == 302
     key = ApiKey.objects.get(user=member)
     assert LimitSet.of(key) == LimitSet(requests_per_minute=5, tokens_per_day=200)
+    assert "5 req/min 200 tok/day" in " ".join(client.get("/accounts/keys/").content.decode().split())
 
 
 @pytest.mark.django_db

@@ -132,14 +132,15 @@ def _grant(conn: sqlite3.Connection, profile_id: int, capacity: int, now: float)
     rows = conn.execute(
         "SELECT id, user_id, key_id, pid, enqueued, granted FROM queue WHERE profile_id = ?", (profile_id,)
     ).fetchall()
+    if sum(row[5] is not None for row in rows) >= capacity and any(row[5] is None for row in rows):
+        # someone must wait: first forget the rows of workers that died (served or waiting)
+        alive = {pid: pid_alive(pid) for pid in {row[3] for row in rows}}
+        conn.executemany("DELETE FROM queue WHERE id = ?", [(row[0],) for row in rows if not alive[row[3]]])
+        rows = [row for row in rows if alive[row[3]]]
     waiting = [row for row in rows if row[5] is None]
     if not waiting:
         return []
     serving = [row for row in rows if row[5] is not None]
-    if len(serving) >= capacity:  # someone must wait: first take back the slots of dead workers
-        dead = [row for row in serving if not pid_alive(row[3])]
-        conn.executemany("DELETE FROM queue WHERE id = ?", [(row[0],) for row in dead])
-        serving = [row for row in serving if row not in dead]
     free = capacity - len(serving)
     if free <= 0:
         return []
@@ -150,6 +151,10 @@ def _grant(conn: sqlite3.Connection, profile_id: int, capacity: int, now: float)
         person = min(waiting, key=lambda row: (turns.get(f"u{row[1]}", 0), row[4]))[1]
         theirs = [row for row in waiting if row[1] == person]
         chosen = min(theirs, key=lambda row: (turns.get(f"k{row[2]}", 0), row[4]))
+        waiting.remove(chosen)
+        if chosen[3] != os.getpid() and not pid_alive(chosen[3]):  # its worker died while it waited
+            conn.execute("DELETE FROM queue WHERE id = ?", (chosen[0],))
+            continue
         last += 1
         turns[f"u{person}"] = turns[f"k{chosen[2]}"] = last
         conn.executemany(
@@ -158,7 +163,6 @@ def _grant(conn: sqlite3.Connection, profile_id: int, capacity: int, now: float)
         )
         conn.execute("UPDATE queue SET granted = ? WHERE id = ?", (now, chosen[0]))
         granted.append((chosen[0], chosen[3]))
-        waiting.remove(chosen)
         free -= 1
     return granted
 

@@ -223,3 +223,45 @@ def test_a_grant_wakes_a_waiter_on_another_event_loop_of_the_same_worker(
         thread.join(30)
 
     asyncio.run(scenario())
+
+
+def _wait_and_die(path: Path, report: Connection) -> None:
+    async def wait() -> None:
+        task = asyncio.ensure_future(
+            queue_enter(profile_id=PROFILE, capacity=1, user_id=9, key_id=None, at=Store(path))
+        )
+        at = Store(path)
+        while not any(not entry.served for entry in queue_snapshot(PROFILE, at=at)):
+            await asyncio.sleep(0.001)
+        report.send("waiting")
+        os._exit(0)  # dies waiting: its row stays
+        await task
+
+    asyncio.run(wait())
+
+
+def test_a_request_whose_worker_died_while_waiting_is_passed_over(at: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.limits.queue.RECHECK", 600.0)  # the grant must come at once
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+
+    async def scenario() -> None:
+        holder = await enter(at, user=1)
+        dying = context.Process(target=_wait_and_die, args=(at.path, theirs))
+        dying.start()
+        assert await asyncio.get_running_loop().run_in_executor(None, ours.recv) == "waiting"
+        dying.join(30)
+        queue_leave(holder, capacity=1)  # the freed slot is not given to the dead worker's request
+        assert queue_snapshot(PROFILE, at=at) == []
+        holder = await enter(at, user=1)
+        dying = context.Process(target=_wait_and_die, args=(at.path, theirs))
+        dying.start()
+        assert await asyncio.get_running_loop().run_in_executor(None, ours.recv) == "waiting"
+        dying.join(30)
+        alive = enter(at, user=2)  # someone must wait: the dead worker's request is forgotten
+        await until(lambda: [e.who for e in queue_snapshot(PROFILE, at=at)] == ["user 1", "user 2"], "one waiter")
+        queue_leave(holder, capacity=1)
+        queue_leave(await asyncio.wait_for(alive, 30), capacity=1)
+
+    asyncio.run(scenario())
+    assert queue_snapshot(PROFILE, at=at) == []

@@ -47,7 +47,7 @@ class UsersQuery(forms.Form):
 
 def _users(status: str) -> QuerySet[User]:
     users = (
-        User.objects.select_related("approved_by")
+        User.objects.select_related("approved_by", "limits")
         .prefetch_related("user_permissions__content_type")
         .annotate(
             pending_first=Case(

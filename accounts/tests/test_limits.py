@@ -69,6 +69,7 @@ def test_the_users_page_sets_a_person_s_limits_audited_and_refuses_a_bad_value(
     saved = client.post(f"/users/{member.pk}/limits/", {"requests_per_minute": "30", "tokens_per_day": ""})
     assert saved.status_code == 302
     assert LimitSet.of(member.limits) == LimitSet(requests_per_minute=30)
+    assert "limits: 30 req/min" in " ".join(client.get("/users/").content.decode().split())
     assert AuditRecord.objects.filter(action="set limits", subject__contains="requests_per_minute 30").exists()
     assert login(member).get(f"/users/{member.pk}/limits/").status_code == 403
 

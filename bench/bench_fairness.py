@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_gateway import _wait_running
 from bench.common import EMAIL, PASSWORD, Result, first_byte, summarize
 from testing.net import free_port
 from testing.stack import Stack
@@ -45,6 +44,16 @@ keys = [key_create(user=a, name="agent").secret, key_create(user=b, name="chat")
         key_create(user=b, name="script", limits=LimitSet(requests_per_minute=500)).secret]
 sys.stdout.write(" ".join(keys))
 """
+
+
+def _wait_running(client: httpx.Client, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = client.get("/models").json().get("data", [])
+        if models and models[0].get("state") == "running":
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the tiny model's server did not reach running")
 
 
 def _agent(base_url: str, secret: str, stop: threading.Event, durations: list[float]) -> None:

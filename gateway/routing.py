@@ -101,6 +101,7 @@ ROUTE_FIELDS = (
     "host",
     "port",
     "on_demand",
+    "keep_running",
     "decode_concurrency",  # issue 29: the fair queue's capacity (gateway/limits/queue.py)
     "server__state",
     "server__port",

@@ -5,6 +5,8 @@ a real `mlx_lm.server` on the tiny model):
   sends one request at a time; B's time to the first byte against B's own when A is idle (goal:
   at most twice it plus one of A's requests' service time; first come first served would make B
   wait behind all of A's);
+- limits' cost: a small completion with every limit set against the same without (goal: at most
+  0.3 ms more);
 - exactness: 1,000 requests through the 2 workers against a 500-requests-per-minute limit:
   exactly 500 answered (the rest 429)."""
 
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import EMAIL, PASSWORD, Result, first_byte, summarize
+from bench.common import EMAIL, PASSWORD, Result, completion, first_byte, paired_difference, summarize
 from testing.net import free_port
 from testing.stack import Stack
 
 IN_FLIGHT = 32
 CAPACITY = 4
 SAMPLES = 20
+PAIRS = 300
 A_TOKENS = 32
 NO_EOS = {"2": -1000}
 
@@ -41,7 +44,8 @@ b = User.objects.create_user(email="b@example.com", password="{password}", statu
 profile = ServerProfile.objects.create(name="tiny", model="{model}", port={port}, decode_concurrency={capacity})
 server_start(profile=profile, by=a)
 keys = [key_create(user=a, name="agent").secret, key_create(user=b, name="chat").secret,
-        key_create(user=b, name="script", limits=LimitSet(requests_per_minute=500)).secret]
+        key_create(user=b, name="script", limits=LimitSet(requests_per_minute=500)).secret,
+        key_create(user=b, name="limited", limits=LimitSet(10**6, 10**9, 10**9, 10**9, 1000)).secret]
 sys.stdout.write(" ".join(keys))
 """
 
@@ -82,7 +86,7 @@ def run() -> list[Result]:
         stack = Stack(Path(root) / "stack").start()
         try:
             seed = SEED.format(email=EMAIL, password=PASSWORD, model=model, port=free_port(), capacity=CAPACITY)
-            agent, chat, script = stack.manage("shell", "-c", seed).stdout.strip().splitlines()[-1].split()
+            agent, chat, script, limited = stack.manage("shell", "-c", seed).stdout.strip().splitlines()[-1].split()
             base = f"{stack.url}/v1"
             b = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {chat}"}, timeout=300)
             _wait_running(b)
@@ -99,6 +103,13 @@ def run() -> list[Result]:
             stop.set()
             for thread in agents:
                 thread.join()
+            free, capped = b, httpx.Client(base_url=base, headers={"Authorization": f"Bearer {limited}"}, timeout=60)
+            for _ in range(10):
+                completion(free, "tiny"), completion(capped, "tiny")
+            with_limits, without = [], []
+            for _ in range(PAIRS):
+                with_limits.append(completion(capped, "tiny"))
+                without.append(completion(free, "tiny"))
             with ThreadPoolExecutor(max_workers=16) as pool:
                 answered = sum(pool.map(lambda _: _answered(base, script), range(1000)))
         except Exception:
@@ -109,6 +120,11 @@ def run() -> list[Result]:
     service = statistics.median(durations)
     idle_median = statistics.median(idle)
     return [
+        paired_difference(
+            "limits: added latency, small completion, every limit set", "ms", with_limits, without,
+            baseline="the same person's key without limits", goal=0.3,
+            note="both through the fast path; interleaved pairs",
+        ),
         summarize(
             "fairness: B's first byte while A keeps 32 in flight", "ms", busy,
             baseline="B's first byte, A idle", baseline_samples=idle, goal=2 * idle_median + service,

@@ -1,5 +1,5 @@
-"""Issue 29's limits and fair queue, measured on their own store (until the request path calls
-them, issue 28's fast path, the end-to-end figures wait for that hook):
+"""Issue 29's limits and fair queue, measured on their own store (what gateway/relay.py's `answer`
+adds to every request; bench_fairness measures through the whole app):
 
 - what admit + settle (every limit set, a key and a person) and the queue's enter + leave cost a
   request, against nothing (goal: at most 0.3 ms more);

@@ -1,4 +1,6 @@
-"""The two calls the request path makes (issue 29's whole interface for `/v1/`):
+"""The two calls the request path makes (issue 29's whole interface for `/v1/`; made by
+gateway/relay.py's `answer`, which both the fast path and Django's view go through, and by the
+meter, which gives the passage back):
 
     passage = await gate_enter(user=..., key=..., profile=..., flavour=...)   # may raise GatewayError
     ... send upstream; add passage.headers to the answer (or the stream's first response) ...

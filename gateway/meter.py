@@ -62,7 +62,7 @@ class Meter:
 
     def release(self) -> None:
         """No longer counted in its server's use, and recorded by none (another view takes it)."""
-        self._gate_exit()
+        self._gate_exit(handed_over=True)
         if self.in_use and self.profile is not None:
             recorder.end(self.profile)
         self.in_use = False
@@ -77,11 +77,11 @@ class Meter:
         if self.caller.key is not None:
             recorder.key_used(self.caller.key)
 
-    def _gate_exit(self) -> None:
+    def _gate_exit(self, *, handed_over: bool = False) -> None:
         """Issue 29: free the fair queue's slot and charge the answer's usage (once)."""
         passage, self.passage = self.passage, None
         completion = self.completion_tokens if self.completion_tokens is not None else (self.counted_tokens or None)
-        gate_exit(passage, prompt_tokens=self.prompt_tokens, completion_tokens=completion)
+        gate_exit(passage, prompt_tokens=self.prompt_tokens, completion_tokens=completion, handed_over=handed_over)
 
     def _fields(self) -> dict[str, Any]:
         ended = time.perf_counter()

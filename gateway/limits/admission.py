@@ -92,6 +92,7 @@ class Admission:
     lease_ids: list[int]
     state: RateState
     settled: bool = False
+    minute: int = 0  # the start of the minute its request was counted in
 
     @property
     def counted(self) -> bool:
@@ -140,7 +141,9 @@ def admit(limits: CallerLimits, *, at: Store | None = None, now: float | None = 
                     "INSERT INTO leases (subject, pid, started) VALUES (?, ?, ?)", (subject, os.getpid(), now)
                 )
                 leases.append(int(cursor.lastrowid or 0))
-    return Admission(subjects=[s for s, _ in subjects], lease_ids=leases, state=_state(quotas, now))
+    return Admission(
+        subjects=[s for s, _ in subjects], lease_ids=leases, state=_state(quotas, now), minute=spans["m"][0]
+    )
 
 
 def _check(
@@ -229,8 +232,11 @@ def settle(
     completion_tokens: int | None,
     at: Store | None = None,
     now: float | None = None,
+    uncount: bool = False,
 ) -> None:
-    """Charge what the answer used (the server's `usage`) to every span, and free its slot. Once."""
+    """Charge what the answer used (the server's `usage`) to every span, and free its slot. Once.
+    `uncount`: the request was not served here after all (handed to another door, which counts
+    it): its request is taken back from its minute."""
     if admission.settled or not admission.counted:
         admission.settled = True
         return
@@ -246,9 +252,14 @@ def settle(
             )
         if admission.lease_ids:
             conn.executemany("DELETE FROM leases WHERE id = ?", [(lease,) for lease in admission.lease_ids])
+        if uncount:
+            conn.executemany(
+                "UPDATE usage SET requests = max(requests - 1, 0) WHERE subject = ? AND span = 'm' AND start = ?",
+                [(subject, admission.minute) for subject in admission.subjects],
+            )
 
 
-def release(admission: Admission, *, at: Store | None = None) -> None:
+def release(admission: Admission, *, at: Store | None = None, uncount: bool = False) -> None:
     """Free the slot of a request that ends without a usage to charge (refused upstream, client
-    gone): the same as settling nothing."""
-    settle(admission, prompt_tokens=None, completion_tokens=None, at=at)
+    gone): the same as settling nothing; `uncount` as in `settle`."""
+    settle(admission, prompt_tokens=None, completion_tokens=None, at=at, uncount=uncount)

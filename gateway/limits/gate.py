@@ -89,10 +89,14 @@ async def gate_enter(*, limits: CallerLimits, profile: Any, flavour: Flavour, wh
     return Passage(admission=verdict, ticket=ticket, capacity=capacity, headers=rate_headers(verdict.state, flavour))
 
 
-def gate_exit(passage: Passage | None, *, prompt_tokens: int | None, completion_tokens: int | None) -> None:
-    """The answer is done (or failed): the next in turn gets the slot, the tokens are charged."""
+def gate_exit(
+    passage: Passage | None, *, prompt_tokens: int | None, completion_tokens: int | None, handed_over: bool = False
+) -> None:
+    """The answer is done (or failed): the next in turn gets the slot, the tokens are charged.
+    `handed_over`: another door serves the request (the fast path's hand-over to Django's view,
+    which passes the gate again): its request is not counted twice."""
     if passage is None:
         return
     if passage.ticket is not None:
         queue_leave(passage.ticket, capacity=passage.capacity)
-    settle(passage.admission, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    settle(passage.admission, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, uncount=handed_over)

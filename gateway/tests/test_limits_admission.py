@@ -49,6 +49,17 @@ def test_requests_per_minute_admits_exactly_the_limit_then_says_when_it_renews(a
     assert isinstance(admit(limits, at=at, now=NOON + 30), Admission)  # the next minute
 
 
+def test_a_request_handed_to_another_door_is_not_counted_twice(at: Store) -> None:
+    limits = person(requests_per_minute=1)
+    handed = admit(limits, at=at, now=NOON)
+    assert isinstance(handed, Admission)
+    release(handed, at=at, uncount=True)  # the fast path gave it to Django's view, which counts it
+    again = admit(limits, at=at, now=NOON + 1)
+    assert isinstance(again, Admission)
+    release(again, at=at)  # served (or failed) here: it stays counted
+    assert isinstance(admit(limits, at=at, now=NOON + 2), Refusal)
+
+
 def test_a_budget_counts_real_usage_lets_the_crossing_answer_finish_and_refuses_the_next(at: Store) -> None:
     limits = person(tokens_per_day=100)
     crossing = admit(limits, at=at, now=NOON)

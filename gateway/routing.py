@@ -102,6 +102,7 @@ ROUTE_FIELDS = (
     "port",
     "on_demand",
     "keep_running",
+    "decode_concurrency",  # issue 29: the fair queue's capacity (gateway/limits/queue.py)
     "server__state",
     "server__port",
     "server__last_error",

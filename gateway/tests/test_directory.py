@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from django.db.models import F
@@ -21,6 +23,14 @@ from gateway.services import key_create, key_revoke
 from profiles.models import ServerProfile
 
 pytestmark = pytest.mark.django_db(transaction=True)
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`coroutine` on an event loop of its own, in a thread (a browser test's Playwright may have
+    left one running in this thread)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def another_process_bumps() -> None:
@@ -35,7 +45,7 @@ def remembered(make_user: Callable[..., User]) -> tuple[Directory, str]:
     key = ApiKey.objects.get(pk=made.key.pk)
     profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
     directory = Directory()
-    asyncio.run(directory.current())
+    run(directory.current())
     directory.remember(
         secret_hash=key_hash(made.secret),
         caller=Caller(user=user, key=key),
@@ -49,7 +59,7 @@ def remembered(make_user: Callable[..., User]) -> tuple[Directory, str]:
 def test_a_fresh_memory_answers_without_reading_the_counter(make_user: Callable[..., User]) -> None:
     directory, secret_hash = remembered(make_user)
     another_process_bumps()
-    assert asyncio.run(directory.current())
+    assert run(directory.current())
     assert directory.caller(secret_hash) is not None, f"checked less than {CHECK_EVERY} s ago: used as it is"
     assert directory.target("tiny") is not None, "names are found whatever their case"
 
@@ -58,7 +68,7 @@ def test_a_memory_too_old_to_trust_is_checked_first_and_forgotten(make_user: Cal
     directory, secret_hash = remembered(make_user)
     another_process_bumps()
     directory.checked_at = time.monotonic() - TRUST_FOR
-    assert asyncio.run(directory.current())
+    assert run(directory.current())
     assert directory.caller(secret_hash) is None and directory.target("tiny") is None
 
 
@@ -74,14 +84,14 @@ def test_between_the_two_the_check_runs_beside_the_request(make_user: Callable[.
         await directory.checking
         return fresh and kept
 
-    assert asyncio.run(ask()), "the request was answered from memory, not made to wait"
+    assert run(ask()), "the request was answered from memory, not made to wait"
     assert directory.caller(secret_hash) is None, "and the check that ran beside it forgot it"
 
 
 def test_an_unchanged_counter_keeps_the_memory(make_user: Callable[..., User]) -> None:
     directory, secret_hash = remembered(make_user)
     directory.checked_at = time.monotonic() - TRUST_FOR
-    assert asyncio.run(directory.current())
+    assert run(directory.current())
     assert directory.caller(secret_hash) is not None
 
 
@@ -90,7 +100,7 @@ def test_what_was_read_before_a_change_is_not_kept(make_user: Callable[..., User
     seen = directory.generation
     another_process_bumps()
     directory.checked_at = float("-inf")
-    asyncio.run(directory.current())
+    run(directory.current())
     caller = Caller(user=make_user(), key=None)
     target = Target(profile=ServerProfile.objects.get(), base_url="http://127.0.0.1:9001")
     directory.remember(secret_hash="x" * 64, caller=caller, model="tiny", target=target, generation=seen)

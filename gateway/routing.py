@@ -101,6 +101,8 @@ ROUTE_FIELDS = (
     "host",
     "port",
     "on_demand",
+    "engine",  # what the model answers and how its server is asked (gateway/kinds.py)
+    "kind",
     "server__state",
     "server__port",
     "server__last_error",

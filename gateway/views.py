@@ -28,6 +28,7 @@ from gateway.anthropic_request import wants_thinking
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
+from gateway.kinds import kind_guard
 from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
@@ -38,6 +39,7 @@ from gateway.routing import ForwardNeeded, Target, caller_identify, profile_reso
 from gateway.sampling import sampling_guard
 from gateway.translate import MessageStream, chat_to_message, messages_to_chat
 from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
+from profiles.models import ServerProfile
 from servers.promptfit import prompt_fit
 from servers.services import server_use_begin
 
@@ -83,7 +85,7 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
 def _upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
     if api is GatewayApi.MESSAGES:
         anthropic_inline_guard(body.get("messages"))
-        upstream = messages_to_chat(body)
+        upstream = messages_to_chat(body, takes_images=True)  # images: to vision models only (kind_guard)
     elif api is GatewayApi.RESPONSES:
         upstream = responses_to_chat(body)
         openai_inline_guard(upstream["messages"])  # images are data: URLs already; this says it twice
@@ -149,7 +151,7 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = _upstream_body(api, body)
     try:
-        target: Target | None = _target_in_use(meter, body["model"])
+        target: Target | None = _target_in_use(meter, body["model"], lambda p: kind_guard(api, p, upstream))
     except StartNeeded as needed:
         meter.profile, target = needed.profile, None
     except ForwardNeeded as needed:  # that node checks the rest and records the usage
@@ -161,9 +163,11 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     return Prepared(body=body, upstream=upstream, target=target)
 
 
-def _target_in_use(meter: Meter, model: str) -> Target:
+def _target_in_use(meter: Meter, model: str, guard: Callable[[ServerProfile], None] | None = None) -> Target:
     assert meter.caller is not None
     meter.profile = profile_resolve(meter.caller, model)  # before the checks: a refusal is counted under its name
+    if guard is not None:  # what the model's kind answers, before its state (gateway/kinds.py)
+        guard(meter.profile)
     target = target_of(meter.caller, meter.profile)
     server_use_begin(profile=target.profile)
     meter.in_use = True

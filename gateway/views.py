@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -67,7 +69,13 @@ def _not_json(constant: str) -> None:
 
 def parse_body(request: HttpRequest) -> dict[str, Any]:
     try:
-        body = json.loads(request.body, parse_constant=_not_json)
+        raw = request.body
+    except RequestDataTooBig:  # never Django's HTML 400
+        raise GatewayError(
+            400, f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (MLXM_MAX_BODY_BYTES)."
+        ) from None
+    try:
+        body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         raise GatewayError(400, "The body is not valid JSON.") from None
     if not isinstance(body, dict):

@@ -290,3 +290,6 @@ if _node_host := urlsplit(MLXM_NODE_URL).hostname:
 MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
 # Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.
 MLXM_GATEWAY_TIMEOUT = env.float("MLXM_GATEWAY_TIMEOUT", default=300.0)
+# The largest request body read (Django's 2.5 MB default is less than one photo sent inline to a
+# vision model); a /v1/ request over it is a 400 in its API's shape (gateway.views.parse_body).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MLXM_MAX_BODY_BYTES", default=32 * 1024**2)

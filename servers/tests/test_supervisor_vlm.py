@@ -4,8 +4,10 @@ the reason when the model cannot load. The loop runs in the test's thread."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -20,7 +22,7 @@ from servers.supervisor.core import Policy, Supervisor
 from servers.supervisor.host import RealHost
 from servers.tests.test_supervisor_real import health_status, run_until
 from testing.net import free_port
-from testing.supervisor import server_processes
+from testing.supervisor import SupervisorProcesses, health_ok, server_processes, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mlx]
 
@@ -76,3 +78,29 @@ def test_a_model_that_cannot_load_ends_fatal_with_the_reason(tiny_vlm_models: di
     assert "Gave up after 3 failed starts in a row" in server.last_error
     assert server.last_error.count("Expected shape") >= 3, server.last_error
     assert server.pid is None and server_processes(profile.port) == []
+
+
+def test_kill_9_of_the_supervisor_then_a_new_one_adopts_the_vlm_server(
+    supervisor_process: SupervisorProcesses, tiny_vlm_models: dict[str, Path]
+) -> None:
+    first = supervisor_process.start()
+    profile = vlm_profile(tiny_vlm_models["embeddings"], Kind.EMBEDDINGS)
+    server_start(profile=profile, by=None)
+    wait_for(lambda: Server.objects.get(profile=profile).state == State.RUNNING, timeout=150, what="running")
+    supervisor_process.remember_servers()
+    pid = Server.objects.get(profile=profile).pid
+
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert health_ok(profile.port), "the server outlives the supervisor"
+    second = supervisor_process.start()
+    began = datetime.fromtimestamp(psutil.Process(second.pid).create_time(), UTC)
+    wait_for(
+        lambda: Server.objects.filter(profile=profile, last_health_at__gt=began).exists(),
+        timeout=60,
+        what="the new supervisor's own health probe",
+    )
+    server = Server.objects.get(profile=profile)
+    assert server.state == State.RUNNING and server.pid == pid
+    assert [p.pid for p in server_processes(profile.port)] == [pid], "none extra"
+    assert ServerEvent.objects.filter(server=server, message=f"Adopted the running process (PID {pid}).")

@@ -20,7 +20,7 @@ from profiles import services
 from profiles.argv import OPTIONS, command_line
 from profiles.forms import AUTO_START_SHOWN, ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
-from profiles.models import ServerProfile
+from profiles.models import ENGINE_KINDS, Engine, Kind, ServerProfile
 from profiles.ports import TYPING_SCAN_SECONDS, NoFreePort, next_free_port, port_status
 from profiles.selectors import server_status, server_statuses
 
@@ -151,6 +151,9 @@ def _new_initial(request: AuthedRequest) -> dict[str, Any]:
     if query.is_valid() and (model := query.cleaned_data["model"].strip()):
         initial["model"] = model
         initial["name"] = name_from_model(model)
+    kind, engine = request.GET.get("kind", ""), request.GET.get("engine", "")
+    if kind in Kind.values and engine in Engine.values and kind in ENGINE_KINDS[Engine(engine)]:  # from the library
+        initial["kind"], initial["engine"] = kind, engine
     node = request.GET.get("node", "")
     if Node.objects.filter(name=node).exists():  # "New profile" from another node's model list
         initial["node"] = node

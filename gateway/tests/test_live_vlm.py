@@ -189,3 +189,46 @@ def test_models_lists_each_kinds_capabilities(vlm_live: VlmLive) -> None:
         "tiny-rerank": "rerank",
         "text-only": "chat",
     }
+
+
+@pytest.mark.browser
+def test_the_server_pages_try_each_kind(vlm_live: VlmLive, page: Any, tmp_path: Path) -> None:
+    """In a real Chromium: an image picked in a vision model's quick chat goes with the prompt and
+    shows in the conversation; an embedding model's page compares two texts; a reranker's ranks lines."""
+    from conftest import browser_login, screenshots
+
+    member = User.objects.get(email="member@example.com")
+    browser_login(page, vlm_live.web.url, member.email)
+    vision, embedder, reranker = (
+        ServerProfile.objects.get(name=f"tiny-{k}") for k in ("vision", "embeddings", "rerank")
+    )
+    picture = tmp_path / "red.png"
+    picture.write_bytes(base64.b64decode(png()))
+
+    page.goto(f"{vlm_live.web.url}/servers/{vision.pk}/")
+    page.fill("#id_prompt", "what do you see")
+    page.set_input_files("#chat-image", str(picture))
+    page.click("form.chat-form button[type=submit]")
+    page.wait_for_selector(".chat-ttft")
+    assert page.locator(".chat-user img.chat-image").count() == 1
+    assert page.get_attribute(".chat-user img.chat-image", "src", timeout=5000).startswith("data:image/png;base64,")  # type: ignore[union-attr]
+    screenshots(page, "vlm-server-vision-chat")
+
+    page.goto(f"{vlm_live.web.url}/servers/{embedder.pk}/")
+    assert page.locator("form.chat-form").count() == 0, "an embedding model does not chat"
+    page.fill("#try-first", "the cat")
+    page.fill("#try-second", "the cat")
+    page.click("#try-run")
+    page.wait_for_selector(".try-similarity")
+    assert abs(float(page.inner_text(".try-similarity")) - 1.0) < 1e-3, "a text is most like itself"
+    screenshots(page, "vlm-server-embeddings")
+
+    page.goto(f"{vlm_live.web.url}/servers/{reranker.pk}/")
+    page.fill("#try-first", "cat")
+    page.fill("#try-second", "the cat\na dog\n\napple tree")
+    page.click("#try-run")
+    page.wait_for_selector(".try-ranking li")
+    assert page.locator(".try-ranking li").count() == 3
+    records = UsageRecord.objects.filter(user=member, api_key=None, status=200)
+    wait_for(lambda: records.count() == 3, timeout=20, what="three records, signed in without a key")
+    assert set(records.values_list("api", flat=True)) == {"chat", "embeddings", "rerank"}

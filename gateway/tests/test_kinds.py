@@ -92,3 +92,12 @@ def test_a_body_too_large_is_a_400_in_the_apis_shape(secret: str, settings: Any)
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 2000}}
     answer = post(ThreadClient(), "/v1/chat/completions", chat("vis", [image]), authorization=f"Bearer {secret}")
     assert answer.status_code == 400 and "over 1000 bytes" in answer.json()["error"]["message"]
+
+
+def test_a_responses_input_image_goes_to_a_vision_model_only(secret: str) -> None:
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    turn = [{"role": "user", "content": [{"type": "input_text", "text": "what is it"}, image]}]
+    answer = post(ThreadClient(), "/v1/responses", {"model": "text", "input": turn}, authorization=f"Bearer {secret}")
+    assert answer.status_code == 400 and "takes no images" in answer.json()["error"]["message"]
+    answer = post(ThreadClient(), "/v1/responses", {"model": "vis", "input": turn}, authorization=f"Bearer {secret}")
+    assert answer.status_code == 503, answer.content

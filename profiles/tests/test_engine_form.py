@@ -82,3 +82,13 @@ def test_the_page_shows_the_chosen_engines_options_only(admin_client: Client) ->
     assert 'data-engine="mlx_lm" hidden' in page and 'data-engine="mlx_vlm">' in page
     page = admin_client.get("/profiles/new/").content.decode()
     assert 'data-engine="mlx_vlm" hidden' in page and 'data-engine="mlx_lm">' in page
+
+
+def test_the_profile_page_lists_its_engines_settings_with_its_defaults(admin_client: Client) -> None:
+    vlm = ServerProfile.objects.create(name="v", model="/m/v", port=9201, engine="mlx_vlm", kind="vision")
+    page = admin_client.get(f"/profiles/{vlm.pk}/").content.decode()
+    assert "Vision cache size" in page and "Temperature" not in page and "Decode concurrency" not in page
+    assert "server default (2048)" in page, "mlx-vlm's own max tokens, not mlx-lm's 512"
+    lm = ServerProfile.objects.create(name="l", model="/m/l", port=9202)
+    page = admin_client.get(f"/profiles/{lm.pk}/").content.decode()
+    assert "Temperature" in page and "Vision cache size" not in page and "server default (512)" in page

@@ -36,6 +36,10 @@ def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (40
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def chat_image(image: str) -> Any:
+    return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}}
+
+
 class VlmLive:
     def __init__(self, web: WebServer, secret: str) -> None:
         self.web, self.secret = web, secret
@@ -105,7 +109,7 @@ def test_embeddings_rerank_and_images_through_the_real_clients(vlm_live: VlmLive
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "what do you see"},
-                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+                    chat_image(image),
                 ],
             }
         ],
@@ -129,9 +133,25 @@ def test_embeddings_rerank_and_images_through_the_real_clients(vlm_live: VlmLive
         ],
     )
     assert message.model == "tiny-vision" and message.usage.input_tokens > 0
+    with vlm_live.ant().messages.stream(
+        model="tiny-vision", max_tokens=3, messages=[{"role": "user", "content": "what is it"}]
+    ) as streamed:
+        final = streamed.get_final_message()
+    assert final.model == "tiny-vision" and final.usage.output_tokens > 0
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny-vision",
+            max_tokens=3,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": [{"type": "text", "text": "and this"}, chat_image(image)]}],
+        )
+    )
+    assert {chunk.model for chunk in chunks} == {"tiny-vision"}, "the client's name in every chunk"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > plain.usage.prompt_tokens
 
     records = UsageRecord.objects.filter(status=200)
-    wait_for(lambda: records.count() >= 7, timeout=10, what="the usage records")
+    wait_for(lambda: records.count() >= 9, timeout=10, what="the usage records")
     embedded = records.filter(api="embeddings", model_name="tiny-embeddings")
     assert embedded.count() == 3 and all(r.prompt_tokens for r in embedded)
     assert records.filter(api="rerank", model_name="tiny-rerank").count() == 1

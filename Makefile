@@ -87,8 +87,10 @@ lint: dev-setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
+## Every benchmark, or some: `make bench BENCH=gateway` runs bench/bench_gateway*.py only.
+BENCH ?=
 bench: dev-setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache

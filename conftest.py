@@ -39,10 +39,16 @@ def _plain_static_storage(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Iterator[None]:
-    """Every test starts with an empty cache: ids repeat between tests, cached answers must not."""
+    """Every test starts with an empty cache, and a gateway that remembers nothing and has nothing
+    left to write: ids repeat between tests, cached answers must not."""
     from django.core.cache import cache
 
+    from gateway.directory import directory
+    from gateway.recorder import recorder
+
     cache.clear()
+    directory.forget()
+    recorder.discard()
     yield
 
 

@@ -36,3 +36,11 @@ def post_worker_init(worker: object) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """Write the usage records and server uses the worker still holds (gateway/recorder.py)
+    before it goes: a SIGTERM loses none."""
+    from gateway.recorder import recorder
+
+    recorder.flush()

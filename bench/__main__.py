@@ -1,5 +1,6 @@
-"""Run every benchmark module (or those named: `python -m bench bench_dashboard`), print one table
-of figures beside their same-run baselines, and write bench/results.json."""
+"""Run every benchmark module (or those named: `python -m bench bench_dashboard`; a short name runs
+every module it begins: `python -m bench gateway` runs bench_gateway*, as `make bench BENCH=gateway`),
+print one table of figures beside their same-run baselines, and write bench/results.json."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def main() -> int:
     results: list[Result] = []
     try:
         for module_info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda m: m.name):
-            if not module_info.name.startswith("bench_") or (only and module_info.name not in only):
+            if not module_info.name.startswith("bench_") or (only and not _chosen(module_info.name, only)):
                 continue
             module = importlib.import_module(f"bench.{module_info.name}")
             print(f"running {module_info.name} ...", flush=True)
@@ -34,6 +35,13 @@ def main() -> int:
     print_table(results)
     (HERE / "results.json").write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
     return 0
+
+
+def _chosen(name: str, only: list[str]) -> bool:
+    """A module's whole name chooses it alone; a short one (`gateway`) every module it begins."""
+    return any(
+        name == wanted or (not wanted.startswith("bench_") and name.startswith(f"bench_{wanted}")) for wanted in only
+    )
 
 
 def _figure(value: float | None, unit: str) -> str:

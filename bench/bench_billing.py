@@ -19,17 +19,14 @@ import json
 import random
 import secrets
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.bench_gateway import SEED, _wait_running
-from bench.common import EMAIL, PASSWORD, Result, summarize
-from testing.net import free_port
-from testing.stack import Stack
+from bench.common import Result, summarize
+from bench.gateway_run import GatewayRun
 from testing.tinymodel import WORDS, make_tiny_model
 
 ROUNDS = 5
@@ -95,25 +92,15 @@ def run() -> list[Result]:
     words = random.Random(27)
     samples: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cold: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="mlxm-billing-") as root:
-        model = _long_context_model(Path(root) / "long-llama")
-        stack = Stack(Path(root) / "stack").start()
-        try:
-            seeded = stack.manage(
-                "shell", "-c", SEED.format(email=EMAIL, password=PASSWORD, model=model, port=free_port())
-            )
-            secret = seeded.stdout.strip().splitlines()[-1]
-            client = httpx.Client(base_url=stack.url, headers={"x-api-key": secret}, timeout=300)
-            _wait_running(httpx.Client(base_url=f"{stack.url}/v1", headers={"x-api-key": secret}, timeout=60))
-            _two_requests_ms(client, "none", "warm up")
-            for _ in range(ROUNDS):
-                for variant in VARIANTS:  # a system prompt no earlier request had, each time
-                    prompt = " ".join(words.choices(WORDS, k=SYSTEM_WORDS))
-                    first, second = _two_requests_ms(client, variant, prompt)
-                    cold.append(first)
-                    samples[variant].append(second)
-        finally:
-            stack.stop()
+    with GatewayRun(make_model=_long_context_model) as gateway:
+        client = httpx.Client(base_url=gateway.stack.url, headers={"x-api-key": gateway.secret}, timeout=300)
+        _two_requests_ms(client, "none", "warm up")
+        for _ in range(ROUNDS):
+            for variant in VARIANTS:  # a system prompt no earlier request had, each time
+                prompt = " ".join(words.choices(WORDS, k=SYSTEM_WORDS))
+                first, second = _two_requests_ms(client, variant, prompt)
+                cold.append(first)
+                samples[variant].append(second)
     none = statistics.median(samples["none"])
     return [
         summarize(

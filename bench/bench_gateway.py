@@ -1,10 +1,12 @@
-"""The gateway (`/v1/`) against the same requests sent straight to the model server: the whole app
-as `make run` serves it (testing/stack.py) and a real `mlx_lm.server` on the tiny model.
+"""The gateway (`/v1/`) against the same requests sent straight to the model server, with LiteLLM's
+proxy beside it on the same model server in the same run (bench/litellm_proxy.py): the whole app
+as `make run` serves it (bench/gateway_run.py) and a real `mlx_lm.server` on the tiny model.
 
 - added latency of a small non-streaming completion (p50, p95), 200 requests each, interleaved;
 - added time to the first byte of a stream, 200 each, interleaved;
-- 16 concurrent streams: total tokens per second through the gateway against direct;
-- the dashboard partial's p95 while 16 streams run, against idle.
+- 16 concurrent streams: total tokens per second direct ÷ through;
+- the dashboard partial's p95 while the 16 streams through run, ÷ its idle p95 just before
+  (each round; the three paths' order alternates between rounds).
 
 `WEB_WORKER_CLASS=uvicorn.workers.UvicornWorker make bench` measures uvicorn's worker instead of
 gunicorn's own `asgi` worker (docs/performance.md, "Serving")."""
@@ -12,162 +14,179 @@ gunicorn's own `asgi` worker (docs/performance.md, "Serving")."""
 from __future__ import annotations
 
 import os
-import tempfile
+import statistics
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 
-from bench.common import EMAIL, PASSWORD, Result, SessionClient, first_byte, paired_difference, summarize
-from testing.net import free_port
-from testing.stack import Stack
+from bench.common import (
+    Result,
+    SessionClient,
+    completion,
+    concurrent_streams,
+    first_byte,
+    paired_difference,
+    percentile,
+    summarize,
+)
+from bench.gateway_run import GatewayRun
+from bench.litellm_proxy import WORKERS, LiteLLMProxy, ensure_litellm, version
 
 REQUESTS = 200
 STREAMS = 16
 STREAM_TOKENS = 100
-ROUNDS = 3
-NO_EOS = {"2": -1000}  # the tiny model's </s>: streams run to max_tokens
-
-SEED = """
-import sys
-from accounts.models import User
-from gateway.services import key_create
-from profiles.models import ServerProfile
-from servers.services import server_start
-user = User.objects.create_superuser(email="{email}", password="{password}")
-profile = ServerProfile.objects.create(name="tiny", model="{model}", port={port})
-server_start(profile=profile, by=user)
-sys.stdout.write(key_create(user=user, name="bench").secret)
-"""
+ROUNDS = 5
+MODEL = "tiny"  # the profile's name, and LiteLLM's model_name
+DIRECT_MODEL = "default_model"
 
 
-def _p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def _wait_running(client: httpx.Client, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = client.get("/models").json().get("data", [])
-        if models and models[0].get("state") == "running":
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the tiny model's server did not reach running")
-
-
-def _completion(client: httpx.Client, model: str) -> float:
-    began = time.perf_counter()
-    answer = client.post(
-        "/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    )
-    answer.raise_for_status()
-    return (time.perf_counter() - began) * 1000
-
-
-def _stream_tokens(base_url: str, headers: dict[str, str], model: str, counts: list[int]) -> None:
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": STREAM_TOKENS,
-        "stream": True,
-        "logit_bias": NO_EOS,
-    }
-    with (
-        httpx.Client(base_url=base_url, headers=headers, timeout=300) as client,
-        client.stream("POST", "/chat/completions", json=body) as answer,
-    ):
-        counts.append(sum(1 for line in answer.iter_lines() if line.startswith("data: {") and '"content": "' in line))
-
-
-def _concurrent(base_url: str, headers: dict[str, str], model: str) -> float:
-    """Tokens per second over all of STREAMS streams at once."""
-    counts: list[int] = []
-    threads = [threading.Thread(target=_stream_tokens, args=(base_url, headers, model, counts)) for _ in range(STREAMS)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - began)
-
-
-def _dashboard_p95(port: int, samples: int = 60) -> float:
-    browser = SessionClient(port)
-    browser.log_in()
-    latencies = []
-    for _ in range(samples):
+def _dashboard_polls(browser: SessionClient, more: Callable[[int], bool]) -> list[float]:
+    """Milliseconds of the dashboard's partial, polled every 50 ms while `more(polls so far)`."""
+    latencies: list[float] = []
+    while more(len(latencies)):
         began = time.perf_counter()
         status, _ = browser.request("GET", "/servers/", headers={"HX-Request": "true"})
-        assert status == 200
+        if status != 200:
+            raise RuntimeError(f"the dashboard answered {status}")
         latencies.append((time.perf_counter() - began) * 1000)
         time.sleep(0.05)
-    return _p95(latencies)
+    return latencies
 
 
-def _dashboard_into(port: int, holder: list[float]) -> None:
-    holder.append(_dashboard_p95(port, samples=30))
+def _dashboard_until(browser: SessionClient, done: threading.Event, latencies: list[float]) -> None:
+    latencies.extend(_dashboard_polls(browser, lambda n: n < 1 or not done.is_set()))
+
+
+def _rate(base_url: str, headers: dict[str, str], model: str) -> float:
+    return concurrent_streams(base_url, headers, model, streams=STREAMS, tokens=STREAM_TOKENS).rate
+
+
+def _interleaved(paths: dict[str, Callable[[], float]], count: int) -> dict[str, list[float]]:
+    """`count` samples of each path, one of each in turn, so the machine's load moves them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(count):
+        for name, measure in paths.items():
+            samples[name].append(measure())
+    return samples
+
+
+def _paths(
+    run: GatewayRun, litellm: httpx.Client | None, measure: Callable[[httpx.Client, str], float]
+) -> dict[str, Callable[[], float]]:
+    paths = {
+        "through": lambda: measure(run.through, MODEL),
+        "direct": lambda: measure(run.direct, DIRECT_MODEL),
+    }
+    if litellm is not None:
+        paths["litellm"] = lambda: measure(litellm, MODEL)
+    return paths
 
 
 def run() -> list[Result]:
-    from testing.tinymodel import make_tiny_model
-
     worker = os.environ.get("WEB_WORKER_CLASS", "asgi")
-    with tempfile.TemporaryDirectory(prefix="mlxm-gateway-") as root:
-        model = make_tiny_model(Path(root) / "tiny-llama")
-        model_port = free_port()
-        stack = Stack(Path(root) / "stack").start()
+    installed = ensure_litellm()
+    print(f"  LiteLLM {version()}: {installed.note}", flush=True)
+    with GatewayRun() as gateway:
+        proxy = litellm = None
+        if installed.litellm is not None:
+            proxy = LiteLLMProxy(installed.litellm, gateway.root, name=MODEL, api_base=gateway.direct_url)
+            try:
+                proxy.wait_ready()
+                litellm = httpx.Client(
+                    base_url=f"{proxy.url}/v1", headers={"Authorization": f"Bearer {proxy.key}"}, timeout=60
+                )
+            except RuntimeError as failed:
+                print(f"  {failed}: LiteLLM column skipped", flush=True)
+                proxy.stop()
+                proxy = None
         try:
-            seeded = stack.manage(
-                "shell", "-c", SEED.format(email=EMAIL, password=PASSWORD, model=model, port=model_port)
-            )
-            secret = seeded.stdout.strip().splitlines()[-1]
-            auth = {"Authorization": f"Bearer {secret}"}
-            through = httpx.Client(base_url=f"{stack.url}/v1", headers=auth, timeout=60)
-            direct = httpx.Client(base_url=f"http://127.0.0.1:{model_port}/v1", timeout=60)
-            _wait_running(through)
-            for _ in range(10):  # warm both paths
-                _completion(through, "tiny"), _completion(direct, "default_model")
+            warm = _paths(gateway, litellm, completion)
+            _interleaved(warm, 10)
+            latency = _interleaved(warm, REQUESTS)
+            ttfb = _interleaved(_paths(gateway, litellm, lambda c, m: first_byte(c, m, max_tokens=4)), REQUESTS)
 
-            via, straight = [], []
-            for _ in range(REQUESTS):
-                via.append(_completion(through, "tiny"))
-                straight.append(_completion(direct, "default_model"))
-            ttfb_via, ttfb_straight = [], []
-            for _ in range(REQUESTS):
-                ttfb_via.append(first_byte(through, "tiny", max_tokens=4))
-                ttfb_straight.append(first_byte(direct, "default_model", max_tokens=4))
-
-            idle_p95 = _dashboard_p95(stack.port)
-            ratios, busy_p95 = [], []
-            for _ in range(ROUNDS):
-                direct_rate = _concurrent(f"http://127.0.0.1:{model_port}/v1", {}, "default_model")
-                holder: list[float] = []
-                dash = threading.Thread(target=_dashboard_into, args=(stack.port, holder))
-                dash.start()
-                via_rate = _concurrent(f"{stack.url}/v1", auth, "tiny")
-                dash.join()
-                ratios.append(direct_rate / via_rate)
-                busy_p95.append(holder[0] / idle_p95)
+            ratios, busy_p95, idle_p95 = _stream_rounds(gateway, proxy)
         finally:
-            stack.stop()
+            if proxy is not None:
+                proxy.stop()
+    results = _relay_figures(
+        "gateway", "through", latency, ttfb, ratios, goals=True, note=f"worker {worker}, interleaved"
+    )
+    results.append(
+        summarize(
+            "gateway: dashboard p95 under 16 streams / idle",
+            "x",
+            busy_p95,
+            baseline="",
+            baseline_samples=[],
+            goal=2.0,
+            note=f"idle p95 (before each round) {statistics.median(idle_p95):.1f} ms, polls every 50 ms",
+        )
+    )
+    if "litellm" in latency:
+        note = f"LiteLLM {version()} proxy ({WORKERS} workers), same model server, interleaved; {installed.note}"
+        results += _relay_figures("LiteLLM", "litellm", latency, ttfb, ratios, goals=False, note=note)
+    return results
+
+
+def _stream_rounds(
+    gateway: GatewayRun, proxy: LiteLLMProxy | None
+) -> tuple[dict[str, list[float]], list[float], list[float]]:
+    """ROUNDS rounds of 16 streams direct, through (the dashboard polled meanwhile, and idle just
+    before) and through LiteLLM, in an order that alternates: (direct ÷ each path's rates, the
+    dashboard's p95 under streams ÷ idle, the idle p95s)."""
+    browser = SessionClient(gateway.stack.port)
+    browser.log_in()
+    ratios: dict[str, list[float]] = {"through": [], "litellm": []}
+    busy_p95, idle_p95 = [], []
+    for round_number in range(ROUNDS):
+        rates: dict[str, float] = {}
+        order = ["direct", "through", "litellm"] if proxy is not None else ["direct", "through"]
+        for path in order if round_number % 2 == 0 else order[::-1]:  # neither always first
+            if path == "direct":
+                rates[path] = _rate(gateway.direct_url, {}, DIRECT_MODEL)
+            elif path == "litellm" and proxy is not None:
+                rates[path] = _rate(f"{proxy.url}/v1", {"Authorization": f"Bearer {proxy.key}"}, MODEL)
+            else:
+                idle_p95.append(percentile(_dashboard_polls(browser, lambda n: n < 60), 0.95))
+                busy: list[float] = []
+                done = threading.Event()
+                dash = threading.Thread(target=_dashboard_until, args=(browser, done, busy))
+                dash.start()
+                rates[path] = _rate(gateway.through_url, gateway.auth(), MODEL)
+                done.set()
+                dash.join()
+                busy_p95.append(percentile(busy, 0.95) / idle_p95[-1])
+        for path in rates.keys() - {"direct"}:
+            ratios[path].append(rates["direct"] / rates[path])
+    return ratios, busy_p95, idle_p95
+
+
+def _relay_figures(
+    who: str,
+    path: str,
+    latency: dict[str, list[float]],
+    ttfb: dict[str, list[float]],
+    ratios: dict[str, list[float]],
+    *,
+    goals: bool,
+    note: str,
+) -> list[Result]:
+    """A relay's three figures against the direct baseline; the goals are the gateway's own."""
     return [
         paired_difference(
-            "gateway: added latency, small completion", "ms", via, straight,
-            baseline="direct to the model server", goal=2.0, note=f"worker {worker}, interleaved pairs",
+            f"{who}: added latency, small completion", "ms", latency[path], latency["direct"],
+            baseline="direct to the model server", goal=2.0 if goals else None, note=note,
         ),
         paired_difference(
-            "gateway: added time to first streamed byte", "ms", ttfb_via, ttfb_straight,
-            baseline="direct to the model server", goal=2.0, note=f"worker {worker}",
+            f"{who}: added time to first streamed byte", "ms", ttfb[path], ttfb["direct"],
+            baseline="direct to the model server", goal=2.0 if goals else None, note=note,
         ),
         summarize(
-            "gateway: 16 streams, direct / through tokens per second", "x", ratios,
-            baseline="", baseline_samples=[], goal=1 / 0.95,
-            note="at most 1.053x means through keeps at least 0.95 of direct throughput",
-        ),
-        summarize(
-            "gateway: dashboard p95 under 16 streams / idle", "x", busy_p95,
-            baseline="", baseline_samples=[], goal=2.0, note=f"idle p95 {idle_p95:.1f} ms",
+            f"{who}: 16 streams, direct / through tokens per second", "x", ratios[path],
+            baseline="", baseline_samples=[], goal=1.05 if goals else None,
+            note=f"{note}; goal 1.05x: through keeps 0.95 of direct throughput" if goals else note,
         ),
     ]  # fmt: skip

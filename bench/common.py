@@ -13,6 +13,7 @@ import re
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -114,6 +115,69 @@ def first_byte(client: httpx.Client, model: str, *, max_tokens: int) -> float:
         for _ in chunks:
             pass
     return elapsed
+
+
+NO_EOS = {"2": -1000}  # the tiny model's </s> banned: a stream runs to max_tokens
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def completion(client: httpx.Client, model: str) -> float:
+    """Milliseconds of one small non-streamed chat completion (one token)."""
+    began = time.perf_counter()
+    answer = client.post("/chat/completions", json={"model": model, **CHAT, "max_tokens": 1})
+    answer.raise_for_status()
+    return (time.perf_counter() - began) * 1000
+
+
+def stream_tokens(base_url: str, headers: dict[str, str], model: str, tokens: int) -> tuple[int, bool]:
+    """One stream of `tokens` tokens (the end token banned): (content chunks received, whether it
+    ended with [DONE] after a 200). Raises on a refusal or a broken connection."""
+    body = {"model": model, **CHAT, "max_tokens": tokens, "stream": True, "logit_bias": NO_EOS}
+    with (
+        httpx.Client(base_url=base_url, headers=headers, timeout=600) as client,
+        client.stream("POST", "/chat/completions", json=body) as answer,
+    ):
+        answer.raise_for_status()
+        count, done = 0, False
+        for line in answer.iter_lines():
+            if line.startswith("data: {") and re.search(r'"content": ?"[^"]', line):
+                count += 1
+            done = done or line.strip() == "data: [DONE]"
+    return count, done
+
+
+@dataclass
+class Streams:
+    """What `concurrent_streams` saw: tokens per second over all streams, and how each ended."""
+
+    rate: float
+    counts: list[int]
+    completed: int  # streams answered 200 that ended with [DONE]
+    refused: list[str]  # what the failed ones said
+
+
+def concurrent_streams(base_url: str, headers: dict[str, str], model: str, *, streams: int, tokens: int) -> Streams:
+    """`streams` streams at once, each of `tokens` tokens: their total tokens per second."""
+    counts: list[int] = []
+    refused: list[str] = []
+    finished: list[bool] = []
+
+    def one() -> None:
+        try:
+            count, done = stream_tokens(base_url, headers, model, tokens)
+        except (httpx.HTTPError, OSError) as failed:
+            refused.append(repr(failed)[:200])
+            return
+        counts.append(count)
+        finished.append(done)
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Streams(sum(counts) / (time.perf_counter() - began), counts, sum(finished), refused)
 
 
 # --- a signed-in client ---

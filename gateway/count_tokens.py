@@ -19,10 +19,11 @@ from django.http.response import HttpResponseBase
 from gateway.anthropic_request import prompt_of
 from gateway.errors import Flavour, GatewayError, error_response
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
+from gateway.incoming import parse_body
 from gateway.inline import anthropic_inline_guard
 from gateway.routing import Caller, caller_identify, profile_permitted, profile_resolve
 from gateway.token_pool import COUNT_TIMEOUT, CountFailed, CountTimedOut, tokens_counted
-from gateway.views import gateway_view, parse_body
+from gateway.views import gateway_view
 from library.local import local_model_path
 from profiles.models import ServerProfile
 
@@ -53,7 +54,7 @@ async def prompt_tokens(profile: ServerProfile, prompt: dict[str, Any]) -> int:
 
 def _counted(request: HttpRequest) -> tuple[ServerProfile, dict[str, Any], Forward | None, Caller]:
     caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
-    body = parse_body(request)
+    body = parse_body(request.body)
     anthropic_inline_guard(body.get("messages"))
     prompt = prompt_of(body)
     profile = profile_permitted(caller, profile_resolve(caller, body["model"]))

@@ -11,7 +11,6 @@ little-endian float32.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 from dataclasses import dataclass
@@ -22,15 +21,18 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
-from gateway.errors import Flavour, GatewayError, error_response
+from gateway.errors import Flavour, GatewayError
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
+from gateway.incoming import body_bytes, parse_body
 from gateway.kinds import refuse_wrong_endpoint
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
+from gateway.recorder import recorder
+from gateway.relay import answered
 from gateway.routing import ForwardNeeded, Target, caller_identify, profile_resolve, target_of
 from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
-from gateway.views import gateway_view, parse_body
+from gateway.views import gateway_view
 from servers.services import server_use_begin
 
 MAX_ITEMS = 2048  # OpenAI's limit on inputs per request; the same for documents
@@ -99,14 +101,15 @@ def _target(meter: Meter, api: GatewayApi, upstream: dict[str, Any]) -> Target:
     refuse_wrong_endpoint(meter.profile, ENDPOINT[api])
     upstream["model"] = meter.profile.model  # what the server preloaded (never the client's)
     target = target_of(meter.caller, meter.profile)
-    server_use_begin(profile=target.profile)
+    if recorder.begin(target.profile):
+        server_use_begin(profile=target.profile)
     meter.in_use = True
     return target
 
 
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
-    body = parse_body(request)
+    body = parse_body(body_bytes(request))
     meter.model_name = body["model"]
     if body.get("stream"):
         raise GatewayError(400, "stream: not supported here; the answer comes whole.")
@@ -133,34 +136,27 @@ async def rerank(request: HttpRequest) -> HttpResponseBase:
 
 async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
     meter = Meter(api=api, stream=False)
-    try:
-        if request.method != "POST":
-            raise GatewayError(405, "Use POST.", headers={"Allow": "POST"})
-        prepared = await sync_to_async(_prepare)(request, meter, api)
-        if prepared.forward is not None:  # that node checks the rest and records the usage
-            caller, meter.caller = meter.caller, None
-            assert caller is not None
-            try:
-                return await forward_relay(request, prepared.forward, caller, Flavour.OPENAI)
-            except GatewayError:
-                meter.caller = caller
-                raise
-        target = prepared.target or await _started(meter, api, prepared.upstream)
-        data = await _answer(target.base_url + UPSTREAM_PATH[api], prepared.upstream)
-        meter.usage({**_usage(data), "completion_tokens": 0})
-        answer = (
-            _embeddings_answer(data, prepared.body) if api is GatewayApi.EMBEDDINGS else _rerank_answer(data, prepared)
-        )
-        meter.record_soon()
-        return JsonResponse(answer)
-    except GatewayError as error:
-        meter.fail(error.status, error.message)
-        meter.record_soon()
-        return error_response(Flavour.OPENAI, error)
-    except asyncio.CancelledError:
-        meter.fail(499, "The client closed the connection before the answer began.")
-        meter.record_soon()
-        raise
+    return await answered(meter, _relayed(request, api, meter))
+
+
+async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpResponseBase:
+    if request.method != "POST":
+        raise GatewayError(405, "Use POST.", headers={"Allow": "POST"})
+    prepared = await sync_to_async(_prepare)(request, meter, api)
+    if prepared.forward is not None:  # that node checks the rest and records the usage
+        caller, meter.caller = meter.caller, None
+        assert caller is not None
+        try:
+            return await forward_relay(request, prepared.forward, caller, Flavour.OPENAI)
+        except GatewayError:
+            meter.caller = caller
+            raise
+    target = prepared.target or await _started(meter, api, prepared.upstream)
+    data = await _answer(target.base_url + UPSTREAM_PATH[api], prepared.upstream)
+    meter.usage({**_usage(data), "completion_tokens": 0})
+    answer = _embeddings_answer(data, prepared.body) if api is GatewayApi.EMBEDDINGS else _rerank_answer(data, prepared)
+    meter.record_soon()
+    return JsonResponse(answer)
 
 
 async def _started(meter: Meter, api: GatewayApi, upstream: dict[str, Any]) -> Target:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
-
 from gateway.models import GatewayApi
+from gateway.recorder import recorder
 from gateway.routing import Caller
-from gateway.services import usage_record
 from profiles.models import ServerProfile
-from servers.services import server_use_end, server_use_still
 
-log = logging.getLogger(__name__)
-_pending: set[asyncio.Task[None]] = set()
 # While a stream flows its server's `last_used_at` is refreshed this often (seconds), not per
 # chunk: the card's idle clock and the supervisor's check for requests whose worker died
 # (`in_flight_stale`) both read it.
@@ -44,26 +36,16 @@ class Meter:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     in_use: bool = False  # counted in its server's `in_flight`: released when recorded
-    stamped_at: float = field(default_factory=time.perf_counter)  # last use written (at most every USE_STAMP_INTERVAL)
-    stamping: asyncio.Task[None] | None = None
+    stamped_at: float = field(default_factory=time.perf_counter)  # last use noted (at most every USE_STAMP_INTERVAL)
 
     def token(self) -> None:
         self.counted_tokens += 1
         now = time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = now
-        if self.in_use and now - self.stamped_at >= USE_STAMP_INTERVAL:
-            self._stamp_use(now)
-
-    def _stamp_use(self, now: float) -> None:
-        """Refresh the server's last use off the stream's path; one write at a time."""
-        if self.profile is None or (self.stamping is not None and not self.stamping.done()):
-            return
-        self.stamped_at = now
-        write = sync_to_async(_write_use, thread_sensitive=False)
-        self.stamping = asyncio.get_running_loop().create_task(write(self.profile))
-        _pending.add(self.stamping)
-        self.stamping.add_done_callback(_pending.discard)
+        if self.in_use and now - self.stamped_at >= USE_STAMP_INTERVAL and self.profile is not None:
+            self.stamped_at = now
+            recorder.still(self.profile)
 
     def usage(self, usage: dict[str, Any] | None) -> None:
         if isinstance(usage, dict):
@@ -74,14 +56,20 @@ class Meter:
     def fail(self, status: int, error: str) -> None:
         self.status, self.error = status, error[:300]
 
+    def release(self) -> None:
+        """No longer counted in its server's use, and recorded by none (another view takes it)."""
+        if self.in_use and self.profile is not None:
+            recorder.end(self.profile)
+        self.in_use = False
+
     def record_soon(self) -> None:
-        """Write the usage record off the request's path (the answer does not wait for the INSERT)."""
+        """Hand the usage record to the recorder, which writes it off the request's path."""
         if self.caller is None:
             return
-        release, self.in_use = (self.profile if self.in_use else None), False
-        task = asyncio.get_running_loop().create_task(self._write(self._fields(), release))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        self.release()
+        recorder.record(self._fields())
+        if self.caller.key is not None:
+            recorder.key_used(self.caller.key)
 
     def _fields(self) -> dict[str, Any]:
         ended = time.perf_counter()
@@ -104,25 +92,3 @@ class Meter:
             "duration_ms": (ended - self.began) * 1000,
             "tokens_per_second": completion / generating if completion and generating > 0 else None,
         }
-
-    @staticmethod
-    async def _write(fields: dict[str, Any], release: ServerProfile | None) -> None:
-        try:
-            await sync_to_async(_write_record, thread_sensitive=False)(fields, release)
-        except Exception:  # a lost record must never break an answer
-            log.exception("could not write a usage record")
-
-
-def _write_use(profile: ServerProfile) -> None:
-    close_old_connections()
-    try:
-        server_use_still(profile=profile)
-    except Exception:  # a missed stamp costs nothing: the next one, or the request's end, writes it
-        log.exception("could not stamp the server's last use")
-
-
-def _write_record(fields: dict[str, Any], release: ServerProfile | None) -> None:
-    close_old_connections()
-    if release is not None:
-        server_use_end(profile=release)
-    usage_record(**fields)

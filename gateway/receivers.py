@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
+from accounts.models import User
+from core.changes import changes_bump
 from gateway.cards import card_usage
+from gateway.models import ApiKey
 from gateway.services import forward_seen_prune, usage_prune
+from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.dashboard.cards import CardExtra
+from servers.models import Server
 from servers.signals import cards_shown, prune_due
 
 
@@ -27,3 +33,25 @@ def gateway_prune(sender: Any, *, now: datetime, **kwargs: Any) -> None:
 def gateway_card_usage(sender: Any, *, profiles: Sequence[ServerProfile], **kwargs: Any) -> dict[int, CardExtra]:
     """The gateway's section on each dashboard card (gateway/cards.py)."""
     return card_usage(profiles)
+
+
+REMEMBERED = (ApiKey, User, ServerProfile, Server, Node)  # what gateway/directory.py answers from
+
+
+def routes_changed(sender: Any, **kwargs: Any) -> None:
+    """A key, person, profile, server or node changed: every gateway forgets what it remembers
+    (the supervisor's state changes bump the same counter in `transition`)."""
+    changes_bump()
+
+
+# Connected to these models only: a delete signal listened to for every model would keep Django
+# from deleting any model's rows in bulk (the usage records' pruning among them).
+for model in REMEMBERED:
+    post_save.connect(routes_changed, sender=model, dispatch_uid=f"routes-saved-{model.__name__}")
+    post_delete.connect(routes_changed, sender=model, dispatch_uid=f"routes-deleted-{model.__name__}")
+
+
+@receiver(m2m_changed, sender=ApiKey.profiles.through)
+def key_models_changed(sender: Any, action: str, **kwargs: Any) -> None:
+    if action.startswith("post_"):
+        changes_bump()

@@ -101,6 +101,7 @@ ROUTE_FIELDS = (
     "host",
     "port",
     "on_demand",
+    "keep_running",
     "engine",  # what the model answers and how its server is asked (gateway/kinds.py)
     "kind",
     "server__state",

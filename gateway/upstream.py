@@ -29,11 +29,15 @@ def upstream_client() -> httpx.AsyncClient:
     return client
 
 
+class Unreachable(GatewayError):
+    """The model server could not be reached: nothing was sent (it stopped, or is stopping)."""
+
+
 def upstream_failure(exc: httpx.HTTPError) -> GatewayError:
     if isinstance(exc, httpx.TimeoutException):
         return GatewayError(504, "The model server did not answer in time.")
     if isinstance(exc, httpx.ConnectError):
-        return GatewayError(502, "Could not connect to the model server: it may have just stopped or crashed.")
+        return Unreachable(502, "Could not connect to the model server: it may have just stopped or crashed.")
     return GatewayError(502, f"The model server failed while answering ({type(exc).__name__}).")
 
 

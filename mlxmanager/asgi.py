@@ -121,10 +121,15 @@ def _next_part(parts: Iterator[bytes]) -> bytes | None:
 
 def _router() -> Any:
     django.setup(set_prefix=False)
+    from gateway import fastpath  # needs the apps loaded
+
     gateway = ASGIHandler()  # Django's own, with its thread per request for the ORM's hops
     pages = SyncPagesHandler(threads=PAGE_THREADS)
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (api := fastpath.fast_api(scope)) is not None:
+            await fastpath.serve(scope, receive, send, api=api, django=gateway)
+            return
         path = scope.get("path", "")
         handler = gateway if scope["type"] != "http" or path.startswith(ASYNC_PREFIXES) else pages
         await handler(scope, receive, send)

@@ -15,8 +15,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_tiny_model(target: Path) -> Path:
-    """Write config.json, model.safetensors and a word-level tokenizer into `target`."""
+def make_tiny_model(target: Path, *, context: int = 256) -> Path:
+    """Write config.json, model.safetensors and a word-level tokenizer into `target`. `context` is
+    the context length it declares (the gateway caps an answer's `max_tokens` to the room left)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
@@ -42,7 +43,7 @@ def make_tiny_model(target: Path) -> Path:
         "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5,
         "vocab_size": len(vocab),
-        "max_position_embeddings": 256,
+        "max_position_embeddings": context,
         "rope_theta": 10000.0,
         "tie_word_embeddings": True,
         "bos_token_id": 1,

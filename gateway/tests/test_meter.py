@@ -1,62 +1,93 @@
-"""The gateway's meter stamps a server's last use while a stream flows, at most every few seconds."""
+"""The gateway's meter notes a server's use while a stream flows, at most every few seconds, and
+the recorder writes it (and the request's begin and end) in batches."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import runpy
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from gateway.meter import USE_STAMP_INTERVAL, Meter, _pending
-from gateway.models import GatewayApi
+from accounts.models import User
+from gateway.meter import USE_STAMP_INTERVAL, Meter
+from gateway.models import GatewayApi, UsageRecord
+from gateway.recorder import Recorder, recorder
 from profiles.models import ServerProfile
 from servers.models import Server
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def last_used(server: Server) -> datetime | None:
-    return Server.objects.values_list("last_used_at", flat=True).get(pk=server.pk)
-
-
-async def stream_chunks(meter: Meter, count: int) -> None:
-    for _ in range(count):
-        meter.token()
-    await asyncio.gather(*_pending)
-
-
-def run_in_thread(meter: Meter, count: int) -> None:
-    """Its own event loop in a fresh thread (the stamp is written from yet another thread)."""
-    thread = threading.Thread(target=lambda: asyncio.run(stream_chunks(meter, count)))
-    thread.start()
-    thread.join(30)
+def row(server: Server) -> tuple[int, datetime | None]:
+    return Server.objects.values_list("in_flight", "last_used_at").get(pk=server.pk)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_long_stream_stamps_last_use_while_it_flows_but_not_per_chunk() -> None:
+def test_a_long_stream_notes_its_use_once_per_interval_not_per_chunk() -> None:
     profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
     server = Server.objects.create(profile=profile, in_flight=1, last_used_at=LONG_AGO)
     meter = Meter(api=GatewayApi.CHAT, stream=True, profile=profile, in_use=True)
+    recorder.flush()
 
-    run_in_thread(meter, 50)
-    assert last_used(server) == LONG_AGO, "the request's begin stamped it a moment ago: no write yet"
+    for _ in range(50):
+        meter.token()
+    assert profile.pk not in recorder.used, "the request's begin noted it a moment ago"
 
     meter.stamped_at = time.perf_counter() - USE_STAMP_INTERVAL  # the stream has flowed that long
-    run_in_thread(meter, 50)
-    stamped = last_used(server)
-    assert stamped is not None and stamped > LONG_AGO
-    Server.objects.filter(pk=server.pk).update(last_used_at=LONG_AGO)
-    run_in_thread(meter, 50)
-    assert last_used(server) == LONG_AGO, "one write per interval, however many chunks"
+    for _ in range(50):
+        meter.token()
+    assert recorder.flush()
+    in_flight, stamped = row(server)
+    assert in_flight == 1 and stamped is not None and stamped > LONG_AGO
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_not_counted_in_flight_stamps_nothing() -> None:
+def test_begins_and_ends_are_written_as_one_change_per_server() -> None:
     profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
     server = Server.objects.create(profile=profile, in_flight=0, last_used_at=LONG_AGO)
-    meter = Meter(api=GatewayApi.CHAT, stream=True, profile=profile, in_use=True)
-    meter.stamped_at = time.perf_counter() - USE_STAMP_INTERVAL
-    run_in_thread(meter, 5)
-    assert last_used(server) == LONG_AGO, "an ended request's server is not marked as used by it"
+    mine = Recorder()
+    assert mine.begin(profile), "the first request after a quiet spell is written before it is sent"
+    Server.objects.filter(pk=server.pk).update(in_flight=1)  # as server_use_begin writes it
+    assert not mine.begin(profile) and not mine.begin(profile), "the next ones within a second are not"
+    mine.end(profile)
+    assert row(server)[0] == 1, "nothing written before the batch"
+    assert mine.flush()
+    assert row(server)[0] == 2
+    mine.end(profile)
+    mine.end(profile)
+    assert mine.flush()
+    assert row(server)[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_flight_never_goes_below_zero_after_the_supervisor_released_it() -> None:
+    profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    server = Server.objects.create(profile=profile, in_flight=0)
+    mine = Recorder()
+    mine.end(profile)
+    assert mine.flush()
+    assert row(server)[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_a_worker_still_holds_is_written_when_it_exits(make_user: Callable[..., User]) -> None:
+    """gunicorn's `worker_exit` hook (and `atexit`) write the records no batch has taken yet."""
+    profile = ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    user = make_user()
+    held = [
+        {
+            "user": user,
+            "profile": profile,
+            "model_name": "tiny",
+            "api": GatewayApi.CHAT,
+            "status": 200,
+            "duration_ms": 1.0,
+        }
+    ]
+    recorder.records.extend(held * 3)  # as `record` keeps them, before the batch thread's turn
+    hooks = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
+    hooks["worker_exit"](None, None)
+    assert UsageRecord.objects.filter(user=user).count() == 3

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditKind
 from audit.services import audit_record
+from core.changes import changes_bump
 from core.wakeup import wake_watchers
 from servers.models import Server, ServerEvent
 from servers.states import State, is_allowed
@@ -38,6 +39,7 @@ def transition(
     updates: dict[str, Any] = {"state": new_state.value, "state_changed_at": at, **fields}
     with transaction.atomic():
         Server.objects.filter(pk=server.pk).update(**updates)
+        changes_bump()  # the gateway answers from memory whether and where a server answers
         ServerEvent.objects.create(
             server=server,
             kind=ServerEvent.Kind.TRANSITION,

@@ -44,11 +44,13 @@ def _empty_cache() -> Iterator[None]:
     from django.core.cache import cache
 
     from gateway.directory import directory
+    from gateway.limits.gate import caller_limits_forget
     from gateway.recorder import recorder
 
     cache.clear()
     directory.forget()
     recorder.discard()
+    caller_limits_forget()
     yield
 
 

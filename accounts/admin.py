@@ -8,14 +8,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from accounts import services
-from accounts.models import User, UserStatus
+from accounts.models import GroupLimits, User, UserLimits, UserStatus
 
 
 class UserAdminChangeForm(UserChangeForm):  # type: ignore[type-arg]
@@ -39,6 +41,29 @@ class UserAdminCreationForm(AdminUserCreationForm):  # type: ignore[type-arg]
     class Meta:
         model = User
         fields = ("email",)
+
+
+@admin.register(UserLimits)
+class UserLimitsAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """A person's own limits (also on the Users page): each one set wins over their groups'."""
+
+    list_display = ("user", "requests_per_minute", "tokens_per_minute", "tokens_per_day", "tokens_per_month")
+    search_fields = ("user__email",)
+    autocomplete_fields = ("user",)
+
+
+class GroupLimitsInline(admin.StackedInline):  # type: ignore[type-arg]
+    model = GroupLimits
+    can_delete = False
+    verbose_name_plural = "limits (a person in several groups gets each one's most generous value)"
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin):
+    inlines = (GroupLimitsInline,)
 
 
 @admin.register(User)

@@ -6,7 +6,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
-from accounts.models import GRANTABLE_RIGHTS, User, UserStatus, canonical_email
+from accounts.limits import LIMIT_FIELDS, LimitSet
+from accounts.models import GRANTABLE_RIGHTS, LIMIT_MAX, User, UserStatus, canonical_email
 
 
 class CanonicalEmailField(forms.EmailField):
@@ -71,3 +72,40 @@ class RightsForm(forms.Form):
     rights = forms.MultipleChoiceField(
         required=False, choices=list(GRANTABLE_RIGHTS.items()), widget=forms.CheckboxSelectMultiple
     )
+
+
+LIMIT_LABELS = {
+    "requests_per_minute": "Requests per minute",
+    "tokens_per_minute": "Tokens per minute",
+    "tokens_per_day": "Tokens per day",
+    "tokens_per_month": "Tokens per month",
+    "max_concurrent": "Concurrent requests",
+}
+
+
+def _limit_field(name: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=LIMIT_LABELS[name],
+        required=False,
+        min_value=1,
+        max_value=LIMIT_MAX,
+        error_messages={"min_value": "At least 1; blank for no limit.", "invalid": "A whole number, or blank."},
+    )
+
+
+class LimitsForm(forms.Form):
+    """The five limits (blank: none); a person's on the Users page, a key's on the keys page."""
+
+    requests_per_minute = _limit_field("requests_per_minute")
+    tokens_per_minute = _limit_field("tokens_per_minute")
+    tokens_per_day = _limit_field("tokens_per_day")
+    tokens_per_month = _limit_field("tokens_per_month")
+    max_concurrent = _limit_field("max_concurrent")
+
+    def limits(self) -> LimitSet:
+        """The cleaned values (call after `is_valid()`)."""
+        return LimitSet(**{name: self.cleaned_data.get(name) for name in LIMIT_FIELDS})
+
+    def limit_rows(self, bounds: LimitSet | None = None) -> list[tuple[forms.BoundField, int | None]]:
+        """Each field with the bound above it (a key's owner's limit), for the template."""
+        return [(self[name], getattr(bounds or LimitSet(), name)) for name in LIMIT_FIELDS]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, ClassVar
 
-from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Group, PermissionsMixin
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -114,3 +115,56 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_approved(self) -> bool:
         return self.status == UserStatus.APPROVED
+
+
+# The largest value a limit holds: every database's plain integer.
+LIMIT_MAX = 2**31 - 1
+
+
+def _limit(label: str, help_text: str) -> models.PositiveIntegerField:  # type: ignore[type-arg]
+    return models.PositiveIntegerField(
+        label,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(LIMIT_MAX)],
+        help_text=help_text,
+    )
+
+
+class Limits(models.Model):
+    """The five limits of the gateway (`/v1/`); blank: none set here (accounts/limits.py says how a
+    person's, their groups' and a key's combine). Tokens are prompt + completion, as the model
+    server's `usage` counts them; minutes, days and months are calendar ones in TIME_ZONE."""
+
+    requests_per_minute = _limit("requests per minute", "Blank: no limit.")
+    tokens_per_minute = _limit("tokens per minute", "Prompt and answer. Blank: no limit.")
+    tokens_per_day = _limit("tokens per day", "A budget, renewed at midnight. Blank: none.")
+    tokens_per_month = _limit("tokens per month", "A budget, renewed on the 1st. Blank: none.")
+    max_concurrent = _limit("concurrent requests", "Requests at once. Blank: no limit.")
+
+    class Meta:
+        abstract = True
+
+
+class UserLimits(Limits):
+    """A person's own limits, set by an administrator: each one set wins over their groups'."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="limits")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "person's limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"
+
+
+class GroupLimits(Limits):
+    """A group's limits: a person in several groups gets each limit's most generous value."""
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="limits")
+
+    class Meta:
+        verbose_name = verbose_name_plural = "group's limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.group}"

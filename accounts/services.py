@@ -13,7 +13,8 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import GRANTABLE_RIGHTS, User, UserStatus, canonical_email
+from accounts.limits import LimitSet
+from accounts.models import GRANTABLE_RIGHTS, User, UserLimits, UserStatus, canonical_email
 from audit.models import AuditKind
 from audit.services import audit_record
 
@@ -204,3 +205,14 @@ def users_delete(*, users: Iterable[User], by: User) -> int:
         audit_record(kind=AuditKind.USER, action="delete", subject=user.email, by=by)
         user.delete()
     return len(users)
+
+
+@transaction.atomic
+def user_limits_set(*, user: User, limits: LimitSet, by: User) -> bool:
+    """Set a person's own limits (blank ones: their groups' apply); audited. True when changed."""
+    row = UserLimits.objects.filter(user=user).first()
+    if LimitSet.of(row) == limits:
+        return False
+    UserLimits.objects.update_or_create(user=user, defaults=limits.as_dict())
+    audit_record(kind=AuditKind.USER, action="set limits", subject=f"{user.email}: {limits.text() or 'none'}", by=by)
+    return True

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/grant-admin/", users_views.user_grant_admin, name="grant_admin"),
     path("<int:pk>/revoke-admin/", users_views.user_revoke_admin, name="revoke_admin"),
     path("<int:pk>/rights/", users_views.user_rights, name="rights"),
+    path("<int:pk>/limits/", users_views.user_limits, name="limits"),
     path("<int:pk>/password/", users_views.user_password, name="password"),
     path("<int:pk>/delete/", users_views.user_delete, name="delete"),
 ]

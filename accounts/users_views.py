@@ -21,8 +21,9 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import services
-from accounts.forms import RightsForm
-from accounts.models import GRANTABLE_RIGHTS, User, UserStatus
+from accounts.forms import LIMIT_LABELS, LimitsForm, RightsForm
+from accounts.limits import LimitSet, person_limits
+from accounts.models import GRANTABLE_RIGHTS, User, UserLimits, UserStatus
 from accounts.types import AuthedRequest
 
 STATUS_FILTERS = ("all", *UserStatus.values)
@@ -46,7 +47,7 @@ class UsersQuery(forms.Form):
 
 def _users(status: str) -> QuerySet[User]:
     users = (
-        User.objects.select_related("approved_by")
+        User.objects.select_related("approved_by", "limits")
         .prefetch_related("user_permissions__content_type")
         .annotate(
             pending_first=Case(
@@ -160,3 +161,21 @@ def user_password(request: AuthedRequest, pk: int) -> HttpResponse:
         messages.success(request, f"The password of {user.email} is changed.")
         return redirect("users:list")
     return render(request, "accounts/user_password.html", {"u": user, "form": form})
+
+
+@admin_required
+def user_limits(request: AuthedRequest, pk: int) -> HttpResponse:
+    """A person's own limits (GET the form, POST saves); blank ones leave their groups' in force."""
+    user = get_object_or_404(User, pk=pk)
+    own = LimitSet.of(UserLimits.objects.filter(user=user).first())
+    form = LimitsForm(request.POST or None, initial=own.as_dict())
+    if request.method == "POST" and form.is_valid():
+        changed = services.user_limits_set(user=user, limits=form.limits(), by=request.user)
+        messages.success(request, f"{user.email}'s limits are {'saved' if changed else 'unchanged'}.")
+        return redirect("users:list")
+    context = {
+        "u": user,
+        "form": form,
+        "effective": [(LIMIT_LABELS[name], value) for name, value in person_limits(user).as_dict().items()],
+    }
+    return render(request, "accounts/user_limits.html", context, status=400 if form.errors else 200)

@@ -19,7 +19,7 @@ from ninja.parser import Parser
 from ninja.types import DictStrAny
 
 from accounts.models import User
-from api import library, profiles, servers, system, users
+from api import library, limits, profiles, servers, system, users
 from api.auth import ApiKeyAuth, user_of
 from api.errors import ERROR_CODES, ApiError, Error
 from core.jsontext import not_text_at
@@ -145,3 +145,4 @@ api.add_router("/servers/", servers.router)
 api.add_router("/models/", library.router)
 api.add_router("/system/", system.router)
 api.add_router("/users/", users.router)
+api.add_router("/limits/", limits.router)

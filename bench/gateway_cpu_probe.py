@@ -35,6 +35,9 @@ BODY = {"model": "canned", "messages": [{"role": "user", "content": "hi"}], "max
 
 class Canned(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as mlx_lm.server's clients use it
+    # The headers and the body go in two writes: without this, Nagle's algorithm holds the body
+    # until the client's delayed ACK (40 ms), and every request waits for it.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.db.models import Count
 from django.utils import timezone
 
+from gateway.limits.queue import queue_views
 from gateway.models import UsageRecord
 from profiles.models import ServerProfile
 from servers.dashboard.cards import CardExtra
@@ -27,8 +28,16 @@ def card_usage(profiles: Sequence[ServerProfile]) -> dict[int, CardExtra]:
     if not ids:
         return {}
     figures = _usage_figures(ids)
+    queues = queue_views()  # this node's fair queue, read at each poll (a local file, no cache)
     return {
-        p.pk: CardExtra(TEMPLATE, {"profile_id": p.pk, **figures.get(p.pk, {"requests_hour": 0, "last_speed": None})})
+        p.pk: CardExtra(
+            TEMPLATE,
+            {
+                "profile_id": p.pk,
+                "queue": queues.get(p.pk),
+                **figures.get(p.pk, {"requests_hour": 0, "last_speed": None}),
+            },
+        )
         for p in profiles
     }
 

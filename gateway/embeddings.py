@@ -25,6 +25,7 @@ from gateway.errors import Flavour, GatewayError
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.incoming import body_bytes, parse_body
 from gateway.kinds import refuse_wrong_endpoint
+from gateway.limits.gate import caller_limits_soon, gate_enter
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
@@ -152,11 +153,18 @@ async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpR
             meter.caller = caller
             raise
     target = prepared.target or await _started(meter, api, prepared.upstream)
+    # The caller's limits and a turn in the profile's fair queue, as for chat (gateway/relay.py).
+    assert meter.caller is not None
+    limits = await caller_limits_soon(user=meter.caller.user, key=meter.caller.key)
+    meter.passage = await gate_enter(
+        limits=limits, profile=target.profile, flavour=Flavour.OPENAI, who=meter.caller.user.email
+    )
     data = await _answer(target.base_url + UPSTREAM_PATH[api], prepared.upstream)
     meter.usage({**_usage(data), "completion_tokens": 0})
     answer = _embeddings_answer(data, prepared.body) if api is GatewayApi.EMBEDDINGS else _rerank_answer(data, prepared)
+    headers = meter.passage.headers  # the meter gives the passage back as it records
     meter.record_soon()
-    return JsonResponse(answer)
+    return JsonResponse(answer, headers=headers)
 
 
 async def _started(meter: Meter, api: GatewayApi, upstream: dict[str, Any]) -> Target:

@@ -25,23 +25,40 @@ _KINDS: dict[int, tuple[str, str, str]] = {
     503: ("api_error", "model_not_running", "api_error"),
     504: ("api_error", "upstream_timeout", "timeout_error"),
 }
+# A limit or the queue refused (gateway/limits/): kind -> the same three, as OpenAI and Anthropic
+# name them (OpenAI's `type` says which rate, its budget's code is `insufficient_quota`).
+_LIMIT_KINDS: dict[str, tuple[str, str, str]] = {
+    "requests": ("requests", "rate_limit_exceeded", "rate_limit_error"),
+    "tokens": ("tokens", "rate_limit_exceeded", "rate_limit_error"),
+    "budget": ("insufficient_quota", "insufficient_quota", "rate_limit_error"),
+    "concurrency": ("requests", "concurrency_limit_exceeded", "rate_limit_error"),
+    "queue_full": ("requests", "queue_full", "rate_limit_error"),
+    "queue_timeout": ("api_error", "queue_timeout", "overloaded_error"),
+}
 
 
 class GatewayError(Exception):
     """A request the gateway answers itself, with `status` and a message for people."""
 
     def __init__(
-        self, status: int, message: str, *, retry_after: int | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
         self.headers = headers or {}
+        self.kind = kind  # one of _LIMIT_KINDS, else the status says it
 
 
-def error_body(flavour: Flavour, status: int, message: str) -> dict[str, object]:
-    openai_type, code, anthropic_type = _KINDS.get(status, _KINDS[502])
+def error_body(flavour: Flavour, status: int, message: str, kind: str | None = None) -> dict[str, object]:
+    openai_type, code, anthropic_type = _LIMIT_KINDS.get(kind or "") or _KINDS.get(status, _KINDS[502])
     if flavour is Flavour.ANTHROPIC:
         return {"type": "error", "error": {"type": anthropic_type, "message": message}}
     return {"error": {"message": message, "type": openai_type, "code": code, "param": None}}
@@ -49,7 +66,7 @@ def error_body(flavour: Flavour, status: int, message: str) -> dict[str, object]
 
 def error_response(flavour: Flavour, error: GatewayError) -> JsonResponse:
     response = JsonResponse(
-        error_body(flavour, error.status, error.message), status=error.status, headers=error.headers
+        error_body(flavour, error.status, error.message, error.kind), status=error.status, headers=error.headers
     )
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)

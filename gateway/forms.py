@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django import forms
 from django.utils import timezone
 
+from accounts.forms import LimitsForm
+from accounts.limits import LimitSet
 from gateway.usage import PERIODS
 from profiles.models import ServerProfile
 
 
-class KeyForm(forms.Form):
+class KeyForm(LimitsForm):
+    """A new key. Its limits narrow its owner's (`owner_limits`): a value beyond them is refused,
+    and a blank one means the owner's."""
+
     name = forms.CharField(
         max_length=100, error_messages={"required": "Give the key a name, such as the machine or tool that uses it."}
     )
@@ -34,6 +40,20 @@ class KeyForm(forms.Form):
         help_text="Scripts with this key may also change things through /api/v1/ (profiles, servers, downloads), "
         "as you may in the pages. Unticked: it only uses models.",
     )
+
+    def __init__(self, *args: Any, owner_limits: LimitSet | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner_limits = owner_limits or LimitSet()
+
+    def owner_rows(self) -> list[tuple[forms.BoundField, int | None]]:
+        return self.limit_rows(self.owner_limits)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name, bound in self.limits().over(self.owner_limits).items():
+            if cleaned.get(name) is not None:
+                self.add_error(name, f"At most {bound:,}: your own limit. A key narrows it, never widens it.")
+        return cleaned
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()

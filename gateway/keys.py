@@ -2,7 +2,8 @@
 
 `authenticate_key` is the one check every key-authenticated door uses (`/v1/`, `/metrics`,
 `/api/v1/`); it re-reads the key and its user on every call, so revoking a key or disabling,
-un-approving or deleting its user takes effect on the next request.
+un-approving or deleting its user takes effect on the next request here; `/v1/`'s memory of keys
+(gateway/directory.py) obeys it within a second on every worker and node.
 """
 
 from __future__ import annotations

@@ -15,9 +15,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.limits import person_limits
 from accounts.types import AuthedRequest
 from core.web import GATEWAY_PATH, gateway_base_url
 from gateway.forms import KeyForm, UserQuery
+from gateway.limits.standing import standings_of
 from gateway.models import ApiKey
 from gateway.services import KeyPermissionError, key_create, key_revoke
 from profiles.models import ServerProfile
@@ -44,17 +46,18 @@ def _page(request: AuthedRequest, form: KeyForm, status: int = 200) -> HttpRespo
         "others": others,
         "new_secret": request.session.pop(NEW_SECRET_SESSION_KEY, None),
         "base_url": gateway_base_url(request),
+        "own_standings": standings_of(request.user),
     }
     return render(request, "gateway/keys.html", context, status=status)
 
 
 def key_list(request: AuthedRequest) -> HttpResponse:
-    return _page(request, KeyForm())
+    return _page(request, KeyForm(owner_limits=person_limits(request.user)))
 
 
 @require_POST
 def key_new(request: AuthedRequest) -> HttpResponse:
-    form = KeyForm(request.POST)
+    form = KeyForm(request.POST, owner_limits=person_limits(request.user))
     if not form.is_valid():
         return _page(request, form, status=400)
     created = key_create(
@@ -63,6 +66,7 @@ def key_new(request: AuthedRequest) -> HttpResponse:
         expires_at=form.cleaned_data["expires_at"],
         profiles=form.cleaned_data["profiles"],
         may_manage=form.cleaned_data["may_manage"],
+        limits=form.limits(),
     )
     # Shown once, on the page after the redirect, then gone from the session.
     request.session[NEW_SECRET_SESSION_KEY] = {"name": created.key.name, "secret": created.secret}

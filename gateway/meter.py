@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.limits.gate import Passage, gate_exit
 from gateway.models import GatewayApi
 from gateway.recorder import recorder
 from gateway.routing import Caller
@@ -37,6 +38,9 @@ class Meter:
     completion_tokens: int | None = None
     in_use: bool = False  # counted in its server's `in_flight`: released when recorded
     stamped_at: float = field(default_factory=time.perf_counter)  # last use noted (at most every USE_STAMP_INTERVAL)
+    # Issue 29: the passage through the caller's limits and the fair queue (gateway/limits/gate.py,
+    # taken in relay.answer), given back once: with the usage when recorded, without on release.
+    passage: Passage | None = None
 
     def token(self) -> None:
         self.counted_tokens += 1
@@ -58,18 +62,26 @@ class Meter:
 
     def release(self) -> None:
         """No longer counted in its server's use, and recorded by none (another view takes it)."""
+        self._gate_exit(handed_over=True)
         if self.in_use and self.profile is not None:
             recorder.end(self.profile)
         self.in_use = False
 
     def record_soon(self) -> None:
         """Hand the usage record to the recorder, which writes it off the request's path."""
+        self._gate_exit()
         if self.caller is None:
             return
         self.release()
         recorder.record(self._fields())
         if self.caller.key is not None:
             recorder.key_used(self.caller.key)
+
+    def _gate_exit(self, *, handed_over: bool = False) -> None:
+        """Issue 29: free the fair queue's slot and charge the answer's usage (once)."""
+        passage, self.passage = self.passage, None
+        completion = self.completion_tokens if self.completion_tokens is not None else (self.counted_tokens or None)
+        gate_exit(passage, prompt_tokens=self.prompt_tokens, completion_tokens=completion, handed_over=handed_over)
 
     def _fields(self) -> dict[str, Any]:
         ended = time.perf_counter()

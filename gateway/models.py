@@ -13,12 +13,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from accounts.models import Limits
 from profiles.models import ServerProfile
 
 
-class ApiKey(models.Model):
+class ApiKey(Limits):
     """A person's key for `/v1/` (and `/api/v1/`). Only a SHA-256 of the secret is kept: the secret
-    is 32 random bytes, so a slow password hash would add nothing but latency to every request."""
+    is 32 random bytes, so a slow password hash would add nothing but latency to every request.
+    Its limits (`Limits`) narrow its owner's, never widen them (accounts/limits.py)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
@@ -105,3 +107,26 @@ class SeenForward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.signature[:12]}… at {self.seen_at:%H:%M:%S}"
+
+
+class NodeCount(models.Model):
+    """What one node counted for a limit's subject (`u<user id>`, `k<key id>`) in one span (`m`
+    minute, `d` day, `M` month, starting at `start`, epoch seconds): each node's supervisor writes
+    its own rows every few seconds and reads the others' sums into its node-local store
+    (gateway/limits/sync.py), so a budget holds across nodes, a few seconds behind."""
+
+    node = models.CharField(max_length=100)
+    subject = models.CharField(max_length=24)
+    span = models.CharField(max_length=1)
+    start = models.BigIntegerField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["node", "subject", "span", "start"], name="node_count_unique"),
+        ]
+        indexes = [models.Index(fields=["start"])]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.subject} {self.span}@{self.start}: {self.requests} req, {self.tokens} tok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,13 +13,16 @@ from django.dispatch import receiver
 from accounts.models import User
 from core.changes import changes_bump
 from gateway.cards import card_usage
+from gateway.limits.sync import counts_prune, counts_share
 from gateway.models import ApiKey
 from gateway.services import forward_seen_prune, usage_prune
 from nodes.models import Node
 from profiles.models import ServerProfile
 from servers.dashboard.cards import CardExtra
 from servers.models import Server
-from servers.signals import cards_shown, prune_due
+from servers.signals import cards_shown, prune_due, sampled
+
+log = logging.getLogger(__name__)
 
 
 @receiver(prune_due)
@@ -27,6 +31,17 @@ def gateway_prune(sender: Any, *, now: datetime, **kwargs: Any) -> None:
     signatures go."""
     usage_prune(now=now)
     forward_seen_prune(now=now)
+    counts_prune(now=now.timestamp())
+
+
+@receiver(sampled)
+def gateway_counts_share(sender: Any, *, now: datetime, **kwargs: Any) -> None:
+    """Every few seconds in the supervisor: the limits' counts to and from the other nodes. A
+    failure costs only freshness (the next pass tries again), never the supervisor's loop."""
+    try:
+        counts_share(now=now.timestamp())
+    except Exception:
+        log.exception("could not share the limits' counts with the other nodes")
 
 
 @receiver(cards_shown)

@@ -45,6 +45,7 @@ class Recorder:
         self.lock = threading.Lock()  # the buffers
         self.writing = threading.Lock()  # one batch at a time (the thread's, or the last one at exit)
         self.wake = threading.Event()
+        self.urgent = threading.Event()  # a batch that should not wait for BATCH_WINDOW
         self.records: list[dict[str, Any]] = []
         self.in_flight: dict[int, int] = {}  # server's profile id → requests begun minus ended
         self.used: set[int] = set()  # profile ids whose server was used since the last batch
@@ -56,8 +57,7 @@ class Recorder:
         """Count a request to the profile's server. True: the caller must write it now
         (`servers.services.server_use_begin`), before the request is sent."""
         now = time.monotonic()
-        room_victim = profile.on_demand and not profile.keep_running
-        if room_victim or now - self.written_use.get(profile.pk, float("-inf")) >= SYNC_BEGIN_AFTER:
+        if _room_victim(profile) or now - self.written_use.get(profile.pk, float("-inf")) >= SYNC_BEGIN_AFTER:
             self.written_use[profile.pk] = now
             return True
         self._change(profile.pk, +1)
@@ -68,6 +68,10 @@ class Recorder:
         self._change(profile.pk, 0)
 
     def end(self, profile: ServerProfile) -> None:
+        """The request ended. A server that may be stopped to make room is told at once: the
+        next request, for another model, may need that room now."""
+        if _room_victim(profile):
+            self.urgent.set()
         self._change(profile.pk, -1)
 
     def key_used(self, key: ApiKey) -> None:
@@ -100,8 +104,9 @@ class Recorder:
     def _run(self) -> None:
         while True:
             self.wake.wait()
-            time.sleep(BATCH_WINDOW)  # what else ends meanwhile goes in the same batch
+            self.urgent.wait(BATCH_WINDOW)  # what else ends meanwhile goes in the same batch
             self.wake.clear()
+            self.urgent.clear()
             if not self.flush():
                 time.sleep(RETRY_AFTER)
                 self.wake.set()
@@ -141,6 +146,11 @@ class Recorder:
                 self.in_flight[profile_id] = self.in_flight.get(profile_id, 0) + delta
             self.used |= used
             self.keys = {**keys, **self.keys}
+
+
+def _room_victim(profile: ServerProfile) -> bool:
+    """Whether the supervisor may stop the profile's server to make room for another."""
+    return bool(profile.on_demand and not profile.keep_running)
 
 
 def _write(records: list[dict[str, Any]], in_flight: dict[int, int], used: set[int], keys: dict[int, datetime]) -> None:

@@ -18,6 +18,7 @@ from django.http.response import HttpResponseBase
 
 from gateway.anthropic_request import wants_thinking
 from gateway.errors import Flavour, GatewayError, error_response, stream_error_event
+from gateway.limits.gate import caller_limits_soon, gate_enter
 from gateway.logprobs import logprobs_complete
 from gateway.meter import Meter
 from gateway.models import GatewayApi
@@ -58,19 +59,34 @@ async def answered(
 
 
 def _refused(meter: Meter, error: GatewayError) -> HttpResponseBase:
+    limit_headers = meter.passage.headers if meter.passage is not None else {}  # issue 29
     meter.fail(error.status, error.message)
     meter.record_soon()
-    return error_response(flavour_of(meter.api), error)
+    return _with_headers(error_response(flavour_of(meter.api), error), limit_headers)
 
 
 async def answer(
     meter: Meter, api: GatewayApi, target: Target, upstream: dict[str, Any], body: dict[str, Any]
 ) -> HttpResponseBase:
     """Send the request to `target` and answer with what it says, whole or streamed."""
+    # Issue 29: the caller's limits, then a turn in the profile's fair queue (a GatewayError 429 or
+    # 503 when refused); given back by the meter when the request is recorded or released.
+    assert meter.caller is not None
+    limits = await caller_limits_soon(user=meter.caller.user, key=meter.caller.key)
+    meter.passage = await gate_enter(
+        limits=limits, profile=target.profile, flavour=flavour_of(api), who=meter.caller.user.email
+    )
+    limit_headers = meter.passage.headers
     url = target.base_url + UPSTREAM_PATHS.get(api, "/v1/chat/completions")
     if meter.stream:
-        return await _open_stream(url, upstream, meter, api, body)
-    return await _whole(url, upstream, meter, api, target, body)
+        return _with_headers(await _open_stream(url, upstream, meter, api, body), limit_headers)
+    return _with_headers(await _whole(url, upstream, meter, api, target, body), limit_headers)
+
+
+def _with_headers(response: HttpResponseBase, headers: dict[str, str]) -> HttpResponseBase:
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 async def _sent(url: str, upstream: dict[str, Any], *, stream: bool) -> httpx.Response:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.limits import LimitSet
 from accounts.models import User
 from audit.models import AuditKind
 from audit.services import audit_record
@@ -36,9 +37,11 @@ def key_create(
     expires_at: datetime | None = None,
     profiles: Iterable[ServerProfile] = (),
     may_manage: bool = False,
+    limits: LimitSet | None = None,
 ) -> NewKey:
     """A new key for `user`. `may_manage` lets it change things through `/api/v1/`; it never
-    grants more than the person may do in the pages (the API's services check that)."""
+    grants more than the person may do in the pages (the API's services check that). `limits`
+    narrow the person's (the form refuses wider ones; wider ones would not count anyway)."""
     secret = new_secret()
     key = ApiKey.objects.create(
         user=user,
@@ -47,9 +50,12 @@ def key_create(
         secret_hash=key_hash(secret),
         expires_at=expires_at,
         may_manage=may_manage,
+        **(limits or LimitSet()).as_dict(),
     )
     key.profiles.set(list(profiles))
     scope = " (may manage)" if may_manage else ""
+    if limits:
+        scope += f" limited to {limits.text()}"
     audit_record(kind=AuditKind.KEY, action="create", subject=f"{key}{scope} of {user.email}", by=user)
     return NewKey(key=key, secret=secret)
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.types import AuthedRequest
 from gateway.forms import UsageQuery
+from gateway.limits.standing import standings_all, standings_of
 from gateway.usage import CSV_COLUMNS, PERIODS, usage_csv_rows, usage_summarise, usage_visible
 
 
@@ -28,8 +29,16 @@ def usage(request: AuthedRequest) -> HttpResponse:
         writer.writerow(CSV_COLUMNS)
         writer.writerows(usage_csv_rows(records))
         return response
+    own = standings_of(request.user)
+    if request.user.is_admin and chosen != request.user.pk:
+        person = User.objects.filter(pk=chosen).first() if chosen else None
+        standings = standings_of(person) if person else standings_all() if not chosen else []
+    else:
+        standings = own
     context = {
         "section": "usage",
+        "standings": standings,
+        "own_standings": own,
         "summary": usage_summarise(records, days=int(days), with_users=request.user.is_admin and chosen is None),
         "days": days,
         "periods": PERIODS.items(),

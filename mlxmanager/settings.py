@@ -120,7 +120,17 @@ CORS_ALLOW_HEADERS = (
     *("x-stainless-runtime-version", "x-stainless-arch", "x-stainless-retry-count", "x-stainless-timeout"),
     *("x-stainless-async", "x-stainless-helper-method", "x-stainless-stream-helper"),
 )
-CORS_EXPOSE_HEADERS = ("retry-after",)
+# What a browser app may read of an answer: when to retry, and its limits (gateway/limits/headers.py).
+CORS_EXPOSE_HEADERS = (
+    "retry-after",
+    "x-should-retry",
+    *(f"x-ratelimit-{what}-{unit}" for unit in ("requests", "tokens") for what in ("limit", "remaining", "reset")),
+    *(
+        f"anthropic-ratelimit-{unit}-{what}"
+        for unit in ("requests", "tokens")
+        for what in ("limit", "remaining", "reset")
+    ),
+)
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # Content-Security-Policy on every page: scripts and styles from this site only, no inline code.
@@ -294,3 +304,7 @@ MLXM_GATEWAY_TIMEOUT = env.float("MLXM_GATEWAY_TIMEOUT", default=300.0)
 # The largest request body read (Django's 2.5 MB default is less than one photo sent inline to a
 # vision model); a /v1/ request over it is a 400 in its API's shape (gateway.views.parse_body).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MLXM_MAX_BODY_BYTES", default=32 * 1024**2)
+# Seconds a /v1/ request may wait for its turn in a model server's fair queue (then 503, Retry-After).
+MLXM_QUEUE_TIMEOUT = env.float("MLXM_QUEUE_TIMEOUT", default=120.0)
+# Requests one person may have waiting for one model server (more: 429, Retry-After).
+MLXM_QUEUE_MAX_PER_PERSON = env.int("MLXM_QUEUE_MAX_PER_PERSON", default=64)

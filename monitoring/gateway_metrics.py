@@ -10,11 +10,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db.models import Count, Q, Sum
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from gateway.limits.queue import queue_views
 from gateway.models import UsageRecord
 from monitoring.collector import family, node_name
+from profiles.models import ServerProfile
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -89,6 +91,7 @@ class GatewayCollector:
             LABELS,
             ((labels, completion) for labels, (_prompt, completion) in tokens.items()),
         )
+        yield from _queue_metrics()
         yield _histogram(
             "mlxm_gateway_request_duration_seconds", "Duration of /v1/ requests.", "duration_ms", DURATION_BUCKETS
         )
@@ -98,3 +101,19 @@ class GatewayCollector:
             "ttft_ms",
             TTFT_BUCKETS,
         )
+
+
+def _queue_metrics() -> Iterator[Metric]:
+    """This node's fair queues (gateway/limits/queue.py): served and waiting per model, who waits,
+    and the longest wait. Models are the profiles' names; people their emails."""
+    views = queue_views()
+    names = dict(ServerProfile.objects.filter(pk__in=views).values_list("pk", "name"))
+    node = node_name()
+    shown = [(names.get(pk, str(pk)), view) for pk, view in views.items()]
+    yield family(GaugeMetricFamily, "mlxm_gateway_queue_serving", "Requests a model server serves now.",
+                 ["model", "node"], (([model, node], view.serving) for model, view in shown))  # fmt: skip
+    yield family(GaugeMetricFamily, "mlxm_gateway_queue_waiting", "Requests waiting for their turn.",
+                 ["model", "node", "user"],
+                 (([model, node, who], n) for model, view in shown for who, n in view.by_person))  # fmt: skip
+    yield family(GaugeMetricFamily, "mlxm_gateway_queue_oldest_wait_seconds", "How long the longest-waiting request has waited.",
+                 ["model", "node"], (([model, node], view.oldest_wait) for model, view in shown))  # fmt: skip

@@ -13,6 +13,11 @@ from django.dispatch import Signal
 # forward signatures).
 prune_due = Signal()
 
+# Sent by the supervisor after each sampling pass (every MLXM_SUPERVISOR_POLL seconds) with `now`
+# (servers/supervisor/loop.py, `Loop.sample`): for work that must be fresh within seconds and off
+# every request path. Answered by gateway/receivers.py (the limits' counts shared between nodes).
+sampled = Signal()
+
 # Sent by the dashboard with `profiles` (the ServerProfiles whose cards it is about to show) by
 # `card_extras` (servers/dashboard/cards.py): each receiver answers a dict of profile pk -> the
 # `CardExtra` section it adds to that card, reading all of them in one query. Answered by

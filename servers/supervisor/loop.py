@@ -27,6 +27,7 @@ from nodes.versions import node_versions
 from profiles.argv import build_server_argv
 from profiles.models import ServerProfile
 from servers.models import DesiredState, Server
+from servers.signals import sampled
 from servers.states import PROBED, UP, State
 from servers.supervisor import checks, eviction, upkeep
 from servers.supervisor.host import Host
@@ -293,6 +294,7 @@ class Supervisor:
             available = upkeep.samples_write(node=self.node, host=self.host, at=at, usages=usages, servers=servers)
             self.beat(now, memory_available=available)
         upkeep.logs_rotate((servers[pk].profile_id for pk in usages), self.policy)
+        sampled.send(sender=Server, now=at)
         if now >= self.next_cache_size:
             self.next_cache_size = now + self.policy.cache_size_interval
             self.measure_hub_cache()

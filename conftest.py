@@ -113,6 +113,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vlm_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real model folders for mlx_vlm.server (testing/tinyvlm.py): `vision` (a Qwen2-VL),
+    `embeddings` (a BERT encoder), `rerank` (a BERT cross-encoder) and `broken` (a vision tower
+    that does not match its weights)."""
+    from testing.tinyvlm import make_tiny_embedder, make_tiny_reranker, make_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny-vlm")
+    return {
+        "vision": make_tiny_vlm(root / "tiny-qwen2-vl"),
+        "embeddings": make_tiny_embedder(root / "tiny-bert"),
+        "rerank": make_tiny_reranker(root / "tiny-bert-reranker"),
+        "broken": make_tiny_vlm(root / "broken-qwen2-vl", broken=True),
+    }
+
+
+@pytest.fixture(scope="session")
 def scripted_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Makes (once per script) a model folder whose answers are scripted (testing/scriptedmodel.py):
     `scripted_model(ToolCall("Bash", {"command": "..."}), answer="...")`."""
@@ -313,6 +329,7 @@ def browser_login(page: Any, live_server_url: str, email: str, password: str = P
 REAL_PART_MARKERS = {
     "tiny_model": "mlx",
     "scripted_model": "mlx",
+    "tiny_vlm_models": "mlx",
     "supervisor_process": "mlx",
     "browser_instance": "browser",
     "postgres_cluster": "debian",

@@ -33,6 +33,7 @@ from testing.web import WebServer
 
 README = BASE_DIR / "README.md"
 README_URL, README_KEY, README_MODEL = "http://127.0.0.1:8000", "mlxm_…", "qwen"
+README_VISION, README_EMBEDDINGS, README_IMAGE = "qwen-vl", "bge", "cat.png"  # mlx_vlm profiles, and a picture
 MAX_LINES = 150
 
 # A block that starts with a key is not run here, for the reason given.
@@ -96,10 +97,21 @@ def substituted(code: str, placeholders: dict[str, str]) -> str:
 
 @pytest.mark.mlx
 def test_the_readme_examples_run_as_written(
-    supervisor_process: Any, tiny_model: Path, make_user: Callable[..., User], tmp_path: Path
+    supervisor_process: Any,
+    tiny_model: Path,
+    tiny_vlm_models: dict[str, Path],
+    make_user: Callable[..., User],
+    tmp_path: Path,
 ) -> None:
+    from PIL import Image
+
     supervisor_process.start()
     profile = start_profile(tiny_model, README_MODEL, supervisor_process)
+    vision, embeddings = (
+        start_profile(tiny_vlm_models[kind], name, supervisor_process, engine="mlx_vlm", kind=kind)
+        for kind, name in (("vision", README_VISION), ("embeddings", README_EMBEDDINGS))
+    )
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / README_IMAGE)  # python blocks run in tmp_path
     admin = make_user("admin@example.com", admin=True)
     placeholders = {README_KEY: key_create(user=admin, name="readme", may_manage=True).secret}
     shell_env = fresh_venv(tmp_path / "venv")
@@ -126,4 +138,7 @@ def test_the_readme_examples_run_as_written(
         return set(UsageRecord.objects.filter(profile=profile, status=200).values_list("api", flat=True))
 
     wait_for(lambda: served() >= {"chat", "messages"}, timeout=30, what="the gateway to record the README's calls")
+    for other, api in ((vision, "chat"), (embeddings, "embeddings")):
+        records = UsageRecord.objects.filter(profile=other, status=200, api=api)
+        wait_for(records.exists, timeout=30, what=f"the README's call to {other.name}")
     assert not UsageRecord.objects.exclude(status=200).exists()

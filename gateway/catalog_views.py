@@ -10,13 +10,14 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
 from gateway.errors import Flavour, GatewayError, error_response
+from gateway.kinds import capabilities
 from gateway.routing import Caller, caller_identify, usable_profiles
 from gateway.views import gateway_view
 from library.local import local_model_path, takes_tools
 from nodes.status import node_statuses
+from profiles.models import ServerProfile
 
 ANTHROPIC_PATHS = ("/v1/messages",)
-CHAT_APIS = ["chat", "completions", "messages", "responses"]
 
 
 def _flavour(request: HttpRequest) -> Flavour:
@@ -60,11 +61,11 @@ async def not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
     return error_response(_flavour(request), missing)
 
 
-def _capabilities(model: str) -> list[str]:
-    """What a client may ask of the model: the APIs every chat model answers here, and tool calls
-    where the model's chat template renders tools (a model on another node: only what every model does)."""
-    folder = local_model_path(model)
-    return [*CHAT_APIS, *(["tools"] if folder is not None and takes_tools(folder) else [])]
+def _capabilities(profile: ServerProfile) -> list[str]:
+    """What a client may ask of the model (gateway.kinds.capabilities); tool calls where the model's
+    chat template renders tools (a model on another node: only what every model of its kind does)."""
+    folder = local_model_path(profile.model)
+    return capabilities(profile, tools=folder is not None and takes_tools(folder))
 
 
 def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
@@ -89,7 +90,8 @@ def _model_list(request: HttpRequest) -> list[dict[str, Any]]:
                 "aliases": profile.alias_list,
                 "state": state,
                 "node": profile.node.name,
-                "capabilities": _capabilities(profile.model),
+                "kind": profile.kind,
+                "capabilities": _capabilities(profile),
             }
         )
     return listed

@@ -26,6 +26,7 @@ from gateway.errors import GatewayError
 from gateway.forward import FORWARD_HEADERS
 from gateway.incoming import guard_prompt_fit, parse_body, upstream_body
 from gateway.keys import key_from_headers, key_hash
+from gateway.kinds import kind_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.recorder import recorder
@@ -164,6 +165,7 @@ def _from_memory(
         meter.caller = None  # Django's view identifies the caller again and records the request
         raise Declined
     meter.profile = target.profile
+    kind_guard(meter.api, target.profile, upstream)  # as Django's view does (gateway/kinds.py)
     return target, body, upstream
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+
 from core.jsontext import not_text_at
 from gateway.errors import GatewayError
 from gateway.inline import anthropic_inline_guard, openai_inline_guard
@@ -21,6 +25,17 @@ LOADING_FIELDS = ("model", "draft_model", "adapters")
 
 def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
+
+
+def body_bytes(request: HttpRequest) -> bytes:
+    """The request's body; one over MLXM_MAX_BODY_BYTES is a 400 in the API's shape, never
+    Django's HTML page."""
+    try:
+        return request.body
+    except RequestDataTooBig:
+        raise GatewayError(
+            400, f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (MLXM_MAX_BODY_BYTES)."
+        ) from None
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -46,7 +61,7 @@ def upstream_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
     nothing in it that would make the server load a model."""
     if api is GatewayApi.MESSAGES:
         anthropic_inline_guard(body.get("messages"))
-        upstream = messages_to_chat(body)
+        upstream = messages_to_chat(body, takes_images=True)  # images: to vision models only (kind_guard)
     elif api is GatewayApi.RESPONSES:
         upstream = responses_to_chat(body)
         openai_inline_guard(upstream["messages"])  # images are data: URLs already; this says it twice

@@ -63,6 +63,8 @@ class GatewayApi(models.TextChoices):
     COMPLETIONS = "completions", "OpenAI completions"
     MESSAGES = "messages", "Anthropic messages"
     RESPONSES = "responses", "OpenAI responses"
+    EMBEDDINGS = "embeddings", "OpenAI embeddings"
+    RERANK = "rerank", "Rerank (Jina/Cohere)"
 
 
 class UsageRecord(models.Model):

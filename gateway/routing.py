@@ -102,6 +102,8 @@ ROUTE_FIELDS = (
     "port",
     "on_demand",
     "keep_running",
+    "engine",  # what the model answers and how its server is asked (gateway/kinds.py)
+    "kind",
     "decode_concurrency",  # issue 29: the fair queue's capacity (gateway/limits/queue.py)
     "server__state",
     "server__port",

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from gateway import catalog_views, count_tokens, views
+from gateway import catalog_views, count_tokens, embeddings, views
 
 app_name = "gateway"
 
@@ -12,5 +12,7 @@ urlpatterns = [
     path("messages", views.messages, name="messages"),
     path("messages/count_tokens", count_tokens.count_tokens, name="count_tokens"),
     path("responses", views.responses, name="responses"),
+    path("embeddings", embeddings.embeddings, name="embeddings"),
+    path("rerank", embeddings.rerank, name="rerank"),
     re_path(r"^(?P<rest>.*)$", catalog_views.not_found, name="not_found"),  # JSON, never Django's HTML 404
 ]

@@ -25,8 +25,9 @@ from accounts.middleware import public
 from gateway.directory import directory
 from gateway.errors import GatewayError
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
-from gateway.incoming import guard_prompt_fit, parse_body, upstream_body
+from gateway.incoming import body_bytes, guard_prompt_fit, parse_body, upstream_body
 from gateway.keys import key_from_headers, key_hash
+from gateway.kinds import kind_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.ondemand import StartNeeded, start_and_wait
@@ -34,6 +35,7 @@ from gateway.recorder import recorder
 from gateway.relay import answer, answered, flavour_of
 from gateway.routing import ForwardNeeded, Target, caller_identify, profile_resolve, target_of
 from gateway.sampling import sampling_guard
+from profiles.models import ServerProfile
 from servers.services import server_use_begin
 
 
@@ -56,11 +58,11 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     a running server is counted as in use from here (one hop to the ORM for all of it)."""
     generation = directory.generation  # before the reads: what they find is remembered only if nothing changed since
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
-    body = parse_body(request.body)
+    body = parse_body(body_bytes(request))
     meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
     upstream = upstream_body(api, body)
     try:
-        target: Target | None = _target_in_use(meter, body["model"])
+        target: Target | None = _target_in_use(meter, body["model"], lambda p: kind_guard(api, p, upstream))
     except StartNeeded as needed:
         meter.profile, target = needed.profile, None
     except ForwardNeeded as needed:  # that node checks the rest and records the usage
@@ -77,9 +79,11 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     return Prepared(body=body, upstream=upstream, target=target)
 
 
-def _target_in_use(meter: Meter, model: str) -> Target:
+def _target_in_use(meter: Meter, model: str, guard: Callable[[ServerProfile], None] | None = None) -> Target:
     assert meter.caller is not None
     meter.profile = profile_resolve(meter.caller, model)  # before the checks: a refusal is counted under its name
+    if guard is not None:  # what the model's kind answers, before its state (gateway/kinds.py)
+        guard(meter.profile)
     target = target_of(meter.caller, meter.profile)
     if recorder.begin(target.profile):
         server_use_begin(profile=target.profile)

@@ -23,6 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, Reposit
 from huggingface_hub.utils import build_hf_headers
 
 from core.memory import for_models
+from library.kinds import CHAT, model_kind
 from library.local import cached_repo_ids
 
 T = TypeVar("T")
@@ -188,6 +189,7 @@ class HubModel:
     size: int | None = None
     files: list[tuple[str, int]] = field(default_factory=list)
     downloaded: bool = False
+    kind: str = CHAT  # library.kinds: from the tags here, from config and files on the model's page
 
     @property
     def fits(self) -> bool:
@@ -222,6 +224,7 @@ def _model_from(info: Any, downloaded: set[str]) -> HubModel:
         parameters=safetensors.total if safetensors else None,
         quantization=quantization_from(info.id, dtypes),
         downloaded=info.id in downloaded,
+        kind=model_kind(tags=getattr(info, "tags", None) or [], pipeline_tag=getattr(info, "pipeline_tag", None)),
     )
 
 
@@ -235,7 +238,7 @@ def hub_search(*, query: str, author: str, sort: str, max_size: int | None) -> l
                 author=author or None,
                 sort=SORTS.get(sort, "downloads"),  # type: ignore[arg-type]
                 limit=SEARCH_LIMIT,
-                expand=["downloads", "likes", "lastModified", "safetensors", "sha"],  # type: ignore[list-item]
+                expand=["downloads", "likes", "lastModified", "safetensors", "sha", "tags", "pipeline_tag"],  # type: ignore[list-item]
             )
         )
         downloaded = set(cached_repo_ids())
@@ -316,6 +319,8 @@ def hub_model(repo_id: str) -> HubModelPage:
             except ValueError:
                 config = {}
         readme = _fetch_text(repo_id, "README.md", info.sha) if "README.md" in names else ""
+        tags = getattr(info, "tags", None) or []
+        model.kind = model_kind(config=config, tags=tags, files=names, pipeline_tag=getattr(info, "pipeline_tag", None))
         return HubModelPage(model=model, config=config, readme=first_paragraph(readme))
 
     return _with_deadline(run)

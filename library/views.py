@@ -24,6 +24,7 @@ from library.folders import ModelFolderForm, model_folder_add, model_folder_remo
 from library.forms import DownloadForm, SearchForm
 from library.hub import HubError, HubModel, hub_search
 from library.hub import hub_model as fetch_hub_model
+from library.kinds import engine_for
 from library.local import is_valid_repo_id, local_model_path, model_facts
 from library.local import local_models as list_local_models
 from library.models import Download, DownloadState, ModelFolder
@@ -160,6 +161,9 @@ def hub_model(request: AuthedRequest, repo_id: str) -> HttpResponse:
         context["error"] = str(problem)
         return render(request, "library/hub_model.html", context)
     context.update(page=page, model=page.model, facts=model_facts(page.config))
+    kind = page.model.kind  # "Create a profile" picks its engine and kind
+    query = {"model": repo_id, "kind": kind, "engine": engine_for(kind)}
+    context["new_profile_url"] = f"{reverse('profiles:new')}?{urlencode(query)}"
     return render(request, "library/hub_model.html", context)
 
 

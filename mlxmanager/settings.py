@@ -301,6 +301,9 @@ if _node_host := urlsplit(MLXM_NODE_URL).hostname:
 MLXM_USAGE_RETENTION_DAYS = env.int("MLXM_USAGE_RETENTION_DAYS", default=90)
 # Seconds the gateway waits for a model server's answer (or its next streamed token) before a 504.
 MLXM_GATEWAY_TIMEOUT = env.float("MLXM_GATEWAY_TIMEOUT", default=300.0)
+# The largest request body read (Django's 2.5 MB default is less than one photo sent inline to a
+# vision model); a /v1/ request over it is a 400 in its API's shape (gateway.views.parse_body).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MLXM_MAX_BODY_BYTES", default=32 * 1024**2)
 # Seconds a /v1/ request may wait for its turn in a model server's fair queue (then 503, Retry-After).
 MLXM_QUEUE_TIMEOUT = env.float("MLXM_QUEUE_TIMEOUT", default=120.0)
 # Requests one person may have waiting for one model server (more: 429, Retry-After).

@@ -1,10 +1,12 @@
-"""A profile turned into the argv of its `mlx_lm.server` process, and the same as a shell line.
+"""A profile turned into the argv of its model server (`mlx_lm.server`, or `mlx_vlm.server` for
+the mlx_vlm engine), and the same as a shell line.
 
 The supervisor runs the list as is (never through a shell). Only options that are set and differ
 from `mlx_lm.server`'s own defaults are passed, so the command stays short and readable and a
 profile keeps following the server's defaults where the user left them alone.
-The defaults below are those of the pinned mlx-lm; `profiles/tests/test_argv.py` checks them
-against mlx-lm's own argument parser, so an upgrade that changes one fails a test.
+The defaults below are those of the pinned mlx-lm and mlx-vlm; `profiles/tests/test_argv.py` and
+`test_vlm_argv.py` check them against each server's own argument parser, so an upgrade that
+changes one fails a test.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from profiles.models import ServerProfile
+from profiles.models import Engine, Kind, ServerProfile
 
-Kind = Literal["value", "flag", "json", "origins"]
+OptionKind = Literal["value", "flag", "json", "origins"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Option:
     field: str  # ServerProfile field
     flag: str  # mlx_lm.server's flag
     default: Any  # the server's default (None: the server has none, any set value is passed)
-    kind: Kind = "value"
+    kind: OptionKind = "value"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -55,6 +57,38 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+# mlx_vlm.server's options a profile sets (the same fields as mlx-lm's where the flag means the same).
+VLM_OPTIONS: tuple[Option, ...] = (
+    Option("trust_remote_code", "--trust-remote-code", False, "flag"),
+    Option("log_level", "--log-level", "INFO"),
+    Option("max_tokens", "--max-tokens", 2048),
+    Option("prefill_step_size", "--prefill-step-size", 2048),
+    Option("kv_bits", "--kv-bits", None),
+    Option("kv_group_size", "--kv-group-size", 64),
+    Option("quantized_kv_start", "--quantized-kv-start", 5000),
+    Option("max_num_seqs", "--max-num-seqs", None),
+    Option("vision_cache_size", "--vision-cache-size", 20),
+)
+# Which of mlx_vlm.server's model flags loads the profile's model, by kind.
+VLM_MODEL_FLAG = {
+    Kind.CHAT: "--model",
+    Kind.VISION: "--model",
+    Kind.EMBEDDINGS: "--embedding-model",
+    Kind.RERANK: "--reranker-model",
+}
+# Options that only the generating kinds use (an embedding model has no KV cache, no adapter).
+VLM_GENERATION_ONLY = {"max_tokens", "kv_bits", "kv_group_size", "quantized_kv_start", "max_num_seqs"}
+
+
+def engine_options(profile: ServerProfile) -> tuple[Option, ...]:
+    """The options `profile`'s engine (and kind) reads."""
+    if profile.engine != Engine.MLX_VLM:
+        return OPTIONS
+    if profile.kind in (Kind.CHAT, Kind.VISION):
+        return VLM_OPTIONS
+    return tuple(option for option in VLM_OPTIONS if option.field not in VLM_GENERATION_ONLY)
+
+
 def split_origins(text: str) -> list[str]:
     """The allowed origins as a list: comma-separated, blanks dropped; empty means the default."""
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -75,10 +109,16 @@ def _option_args(option: Option, value: Any) -> list[str]:
 
 
 def build_server_argv(profile: ServerProfile) -> list[str]:
-    """The command that serves `profile`: this interpreter, `-m mlx_lm server`, and its options."""
-    argv = [sys.executable, "-m", "mlx_lm", "server"]
-    argv += ["--model", profile.model, "--host", profile.host, "--port", str(profile.port)]
-    for option in OPTIONS:
+    """The command that serves `profile`: this interpreter, `-m mlx_lm server` (or
+    `-m mlx_vlm.server` with the flag that loads its kind of model), and its options."""
+    if profile.engine == Engine.MLX_VLM:
+        argv = [sys.executable, "-m", "mlx_vlm.server", VLM_MODEL_FLAG[Kind(profile.kind)], profile.model]
+        if profile.adapter_path and profile.kind in (Kind.CHAT, Kind.VISION):
+            argv += ["--adapter-path", profile.adapter_path]
+    else:
+        argv = [sys.executable, "-m", "mlx_lm", "server", "--model", profile.model]
+    argv += ["--host", profile.host, "--port", str(profile.port)]
+    for option in engine_options(profile):
         argv += _option_args(option, getattr(profile, option.field))
     return argv
 

@@ -17,7 +17,7 @@ from library.local import is_allowed_path
 from nodes.forms import NodeChoiceField
 from nodes.models import Node
 from nodes.selectors import this_node
-from profiles.argv import split_origins
+from profiles.argv import OPTIONS, VLM_OPTIONS, split_origins
 from profiles.modelinfo import (
     NOT_ALLOWED,
     START_SECONDS_PER_GIB,
@@ -25,7 +25,7 @@ from profiles.modelinfo import (
     folder_problem,
     model_shape_problem,
 )
-from profiles.models import ServerProfile, split_aliases
+from profiles.models import ENGINE_KINDS, Engine, Kind, ServerProfile, split_aliases
 from profiles.ports import PORT_MAX, PORT_MIN
 from profiles.services import UNSAFE_WHO, profile_unsafe_problems, user_may_use_unsafe_options
 
@@ -102,6 +102,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# The options only one engine reads: the form shows the chosen engine's, and clears the other's.
+ENGINE_ONLY = {
+    Engine.MLX_LM: {o.field for o in OPTIONS} - {o.field for o in VLM_OPTIONS} - {"adapter_path"},
+    Engine.MLX_VLM: {o.field for o in VLM_OPTIONS} - {o.field for o in OPTIONS},
+}
+EMPTY = {"chat_template_args": {}, "use_default_chat_template": False, "allowed_origins": ""}
+EMPTY |= {"chat_template": "", "draft_model": ""}
+
+
 # What happens at the supervisor's start either way: it restores what was wanted when it stopped.
 AUTO_START_HELP = (
     "On: started every time the supervisor starts. Off: started with the supervisor only if it was running "
@@ -151,6 +160,10 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
     quantized_kv_start = _int(
         "Quantized KV start", 0, 1_000_000_000, help_text="Token position where KV quantization starts (mlx: 5000)."
     )
+    max_num_seqs = _int(
+        "Most sequences at once", 1, 4096, help_text="Requests decoded together; more wait (mlx-vlm: no limit)."
+    )
+    vision_cache_size = _int("Vision cache size", 0, 100_000, help_text="Image features kept for reuse (mlx-vlm: 20).")
     start_timeout = _int("Start timeout (seconds)", 10, 86_400)
     idle_minutes = _int(
         "Stop after N minutes idle",
@@ -174,6 +187,8 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "description",
             "node",
             "model",
+            "engine",
+            "kind",
             "host",
             "port",
             "auto_start",
@@ -202,6 +217,8 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
             "kv_bits",
             "kv_group_size",
             "quantized_kv_start",
+            "max_num_seqs",
+            "vision_cache_size",
             "allowed_origins",
         ]
         labels = {
@@ -251,6 +268,10 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
         for name, message in required.items():
             self.fields[name].error_messages["required"] = message
         self._describe_start_timeout()
+        for name in ("engine", "kind"):  # left out (a script's POST, an older form): today's engine, chat
+            self.fields[name].required = False
+        engine = self.data.get("engine") if self.is_bound else self.initial.get("engine", self.instance.engine)
+        self.engine_value = engine if engine in Engine.values else Engine.MLX_LM
         # The select's options are node names (the initial value would otherwise be the row's id).
         if self.instance.pk:
             self.initial["node"] = self.instance.node.name
@@ -307,10 +328,28 @@ class ProfileForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any]:
         data = self._clean_options()
+        self._clean_engine(data)
         name = (data.get("name") or "").lower()
         if name and name in {alias.lower() for alias in split_aliases(data.get("aliases") or "")}:
             self.add_error("aliases", "The profile's own name need not be listed as an alias.")
         return data
+
+    def _clean_engine(self, data: dict[str, Any]) -> None:
+        """The kind must be one the engine serves; the other engine's options are cleared (hidden in
+        the form, and never passed to this server)."""
+        engine = Engine(data.get("engine") or Engine.MLX_LM)
+        kind = data.get("kind") or Kind.CHAT
+        data["engine"], data["kind"] = engine, kind
+        if kind not in ENGINE_KINDS[engine] and "kind" not in self.errors:
+            self.add_error(
+                "kind", f"{engine.label} serves text chat only; choose mlx-vlm for {Kind(kind).label.lower()}."
+            )
+        for other, fields in ENGINE_ONLY.items():
+            if other == engine:
+                continue
+            for name in fields:
+                self.errors.pop(name, None)
+                data[name] = EMPTY.get(name)
 
     def clean_model(self) -> str:
         model: str = self.cleaned_data["model"].strip()

@@ -18,6 +18,24 @@ class LogLevel(models.TextChoices):
     CRITICAL = "CRITICAL", "Critical"
 
 
+class Engine(models.TextChoices):
+    MLX_LM = "mlx_lm", "mlx-lm (text chat)"
+    MLX_VLM = "mlx_vlm", "mlx-vlm (vision chat, embeddings, rerank)"
+
+
+class Kind(models.TextChoices):
+    """What the model does, so what the gateway may send it (one model per server)."""
+
+    CHAT = "chat", "Chat"
+    VISION = "vision", "Vision chat (text and images)"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    RERANK = "rerank", "Rerank"
+
+
+# The kinds each engine serves; mlx-lm serves text chat only.
+ENGINE_KINDS = {Engine.MLX_LM: (Kind.CHAT,), Engine.MLX_VLM: (Kind.CHAT, Kind.VISION, Kind.EMBEDDINGS, Kind.RERANK)}
+
+
 def split_aliases(text: str) -> list[str]:
     """The names in a comma-separated aliases field, stripped, first spelling of each kept."""
     seen: set[str] = set()
@@ -31,7 +49,8 @@ def split_aliases(text: str) -> list[str]:
 
 
 class ServerProfile(models.Model):
-    """The recipe for one `mlx_lm.server`: which model, where, and with which options.
+    """The recipe for one model server (`mlx_lm.server`, or `mlx_vlm.server` as its `engine` says):
+    which model, what kind, where, and with which options.
 
     Option fields are blank/null when the user leaves the server's own default in place; the argv
     builder (`profiles.argv.build_server_argv`) passes only what is set and differs from it.
@@ -55,6 +74,13 @@ class ServerProfile(models.Model):
     model = models.CharField(
         max_length=500, help_text="A Hugging Face repo id (mlx-community/Qwen3-4B-4bit) or an absolute path."
     )
+    engine = models.CharField(
+        max_length=10,
+        choices=Engine.choices,
+        default=Engine.MLX_LM,
+        help_text="The model server program: mlx_lm.server, or mlx_vlm.server for vision, embeddings and rerank.",
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CHAT)
     host = models.CharField(max_length=255, default="127.0.0.1")
     port = models.PositiveIntegerField(unique=True, validators=[MinValueValidator(1024), MaxValueValidator(65535)])
 
@@ -79,6 +105,8 @@ class ServerProfile(models.Model):
     kv_bits = models.PositiveSmallIntegerField(null=True, blank=True)
     kv_group_size = models.PositiveIntegerField(null=True, blank=True)
     quantized_kv_start = models.PositiveIntegerField(null=True, blank=True)
+    max_num_seqs = models.PositiveIntegerField(null=True, blank=True)  # mlx-vlm only
+    vision_cache_size = models.PositiveIntegerField(null=True, blank=True)  # mlx-vlm only
     allowed_origins = models.CharField(max_length=1000, blank=True, help_text="Comma-separated; blank means any (*).")
 
     auto_start = models.BooleanField(default=False, help_text="Start this server whenever the supervisor starts.")

@@ -17,10 +17,10 @@ from core.web import gateway_base_url
 from library.local import cached_repo_ids
 from nodes.models import Node
 from profiles import services
-from profiles.argv import OPTIONS, command_line
-from profiles.forms import AUTO_START_SHOWN, ProfileForm, name_from_model
+from profiles.argv import OPTIONS, VLM_OPTIONS, command_line
+from profiles.forms import AUTO_START_SHOWN, ENGINE_ONLY, ProfileForm, name_from_model
 from profiles.modelinfo import apply_suggestions, check_model, default_start_timeout, format_suggestion
-from profiles.models import ServerProfile
+from profiles.models import ENGINE_KINDS, Engine, Kind, ServerProfile
 from profiles.ports import TYPING_SCAN_SECONDS, NoFreePort, next_free_port, port_status
 from profiles.selectors import server_status, server_statuses
 
@@ -33,7 +33,7 @@ def profile_list(request: AuthedRequest) -> HttpResponse:
     return render(request, "profiles/list.html", {"rows": rows})
 
 
-PAGE_HEAD = ("name", "description")
+PAGE_HEAD = {"name", "description"}
 
 
 @require_GET
@@ -42,7 +42,11 @@ def profile_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     status = server_status(profile)
     form = ProfileForm(instance=profile)
     # The name heads the page and the description is a paragraph under it: the rest, as set.
-    settings_rows = [(form[name].label, *_display(profile, name)) for name in form.fields if name not in PAGE_HEAD]
+    # ...of its engine only: the other engine's options do not reach its server.
+    hidden = ENGINE_ONLY[Engine.MLX_VLM if profile.engine == Engine.MLX_LM else Engine.MLX_LM]
+    settings_rows = [
+        (form[name].label, *_display(profile, name)) for name in form.fields if name not in PAGE_HEAD | hidden
+    ]
     return render(
         request,
         "profiles/detail.html",
@@ -64,6 +68,7 @@ REMOTE_CODE_WARNING = (
 )
 
 SERVER_DEFAULTS = {option.field: option.default for option in OPTIONS}
+VLM_DEFAULTS = {option.field: option.default for option in VLM_OPTIONS}
 
 
 def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
@@ -77,9 +82,10 @@ def _display(profile: ServerProfile, name: str) -> tuple[str, bool]:
         if name == "start_timeout":
             seconds = default_start_timeout(profile.model, base=settings.MLXM_START_TIMEOUT)
             return f"by the model's size ({seconds} s)", True
-        if name not in SERVER_DEFAULTS:
+        defaults = VLM_DEFAULTS if profile.engine == Engine.MLX_VLM else SERVER_DEFAULTS
+        if name not in defaults:
             return "—", True
-        default = SERVER_DEFAULTS[name]
+        default = defaults[name]
         if name == "allowed_origins":
             return "any origin (*)", True
         return ("server default" if default in (None, "") else f"server default ({default})"), True
@@ -151,6 +157,9 @@ def _new_initial(request: AuthedRequest) -> dict[str, Any]:
     if query.is_valid() and (model := query.cleaned_data["model"].strip()):
         initial["model"] = model
         initial["name"] = name_from_model(model)
+    kind, engine = request.GET.get("kind", ""), request.GET.get("engine", "")
+    if kind in Kind.values and engine in Engine.values and kind in ENGINE_KINDS[Engine(engine)]:  # from the library
+        initial["kind"], initial["engine"] = kind, engine
     node = request.GET.get("node", "")
     if Node.objects.filter(name=node).exists():  # "New profile" from another node's model list
         initial["node"] = node

@@ -68,11 +68,12 @@ def chat_url(host: str, port: int) -> str:
 
 
 def chat_complete(
-    *, url: str, prompt: str, timeout: float = CHAT_TIMEOUT, max_tokens: int = CHAT_MAX_TOKENS
+    *, url: str, prompt: str, timeout: float = CHAT_TIMEOUT, max_tokens: int = CHAT_MAX_TOKENS, model: str = ""
 ) -> ChatReply:
-    body = json.dumps(
-        {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": False}
-    ).encode()
+    """`model`: what an mlx_vlm.server preloaded (it loads whatever a request names; mlx-lm's
+    server answers with its own without one)."""
+    asked = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "stream": False}
+    body = json.dumps({**asked, "model": model} if model else asked).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     began = time.perf_counter()
     try:

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.types import AuthedRequest
 from nodes.status import supervisor_status
 from profiles.argv import command_line
-from profiles.models import ServerProfile
+from profiles.models import Engine, Kind, ServerProfile
 from servers.addresses import listen_address
 from servers.chat import CHAT_MAX_TOKENS, ChatError, ChatReply, chat_complete, chat_url
 from servers.dashboard.data import Dashboard, card_for, dashboard_data
@@ -192,6 +192,8 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
         error = "Write a prompt first (at most 8000 characters)."
     elif not profile.node.is_local:  # its server listens on that Mac's loopback, not on this one's
         error = f"{profile.name} runs on node {profile.node.name}: chat with it on that node's page or through /v1/."
+    elif profile.kind in (Kind.EMBEDDINGS, Kind.RERANK):
+        error = f"{profile.name} is a {profile.kind} model: it does not chat (try it in the box on this page)."
     elif server is None or server.state not in UP:
         state = server.get_state_display().lower() if server else "stopped"
         error = f"{profile.name} is {state}: start it first, then chat."
@@ -203,6 +205,7 @@ def server_chat(request: AuthedRequest, profile_id: int) -> HttpResponse:
                 url=chat_url(*listen_address(server)),
                 prompt=form.cleaned_data["prompt"],
                 max_tokens=fit.answer_tokens(CHAT_MAX_TOKENS),
+                model=profile.model if profile.engine == Engine.MLX_VLM else "",
             )
         except ChatError as exc:
             error = str(exc)

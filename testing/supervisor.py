@@ -48,11 +48,15 @@ def answers_one_token(port: int, timeout: float = 60.0) -> bool:
 
 
 def server_processes(port: int) -> list[psutil.Process]:
-    """Every mlx_lm.server on this machine listening (or about to) on `port`."""
+    """Every mlx_lm.server (or mlx_vlm.server) on this machine listening (or about to) on `port`."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "mlx_lm" in cmdline and "--port" in cmdline and cmdline[cmdline.index("--port") + 1] == str(port):
+        if (
+            ("mlx_lm" in cmdline or "mlx_vlm.server" in cmdline)
+            and "--port" in cmdline
+            and cmdline[cmdline.index("--port") + 1] == str(port)
+        ):
             found.append(process)
     return found
 

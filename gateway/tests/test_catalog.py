@@ -24,7 +24,7 @@ def secret(approved_user: User) -> str:
 
 
 def test_unknown_paths_are_json_404_in_the_apis_shape(secret: str) -> None:
-    for path in ("/v1/embeddings", "/v1/chat/completions/extra", "/v1/", "/v1/models/"):
+    for path in ("/v1/audio/speech", "/v1/chat/completions/extra", "/v1/", "/v1/models/"):
         answer = post(ThreadClient(), path, {}, authorization=f"Bearer {secret}")
         assert answer.status_code == 404 and answer["Content-Type"] == "application/json", path
         assert answer.json()["error"]["type"] == "invalid_request_error" and path in answer.json()["error"]["message"]

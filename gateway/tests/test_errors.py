@@ -76,7 +76,7 @@ def test_no_key_is_401_in_each_shape_even_for_a_bad_body() -> None:
         (
             "/v1/messages",
             {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
-            "this model takes no images",
+            "content.0.source: must be {'type': 'base64'",
         ),
         (
             "/v1/messages",
@@ -150,16 +150,20 @@ def test_a_prompt_longer_than_the_context_is_400_with_the_counts(
 
 
 def test_inline_media_passes_the_url_check(approved_user: User) -> None:
-    """A data: URL and base64 go past the check (here to the 503 of a stopped server); a URL does not."""
-    ServerProfile.objects.create(name="tiny", model="/m", port=9001)
+    """A data: URL and base64 go past the check (here to the 503 of a stopped vision server); a URL
+    does not; a text-only model takes no images at all."""
+    ServerProfile.objects.create(name="tiny", model="/m", port=9001, engine="mlx_vlm", kind="vision")
+    ServerProfile.objects.create(name="text", model="/t", port=9002)
     secret = key_create(user=approved_user, name="k").secret
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     chat = {"model": "tiny", "messages": [{"role": "user", "content": [image]}]}
     assert post(ThreadClient(), "/v1/chat/completions", chat, authorization=f"Bearer {secret}").status_code == 503
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
     message = {"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]}
-    answer = post(ThreadClient(), "/v1/messages", message, x_api_key=secret)
-    assert answer.status_code == 400 and "takes no images" in answer.json()["error"]["message"]  # not a URL refusal
+    assert post(ThreadClient(), "/v1/messages", message, x_api_key=secret).status_code == 503
+    for path, body in (("/v1/chat/completions", chat), ("/v1/messages", message)):
+        answer = post(ThreadClient(), path, {**body, "model": "text"}, x_api_key=secret)
+        assert answer.status_code == 400 and "takes no images" in answer.json()["error"]["message"]
     image["image_url"] = {"url": " HTTP://127.0.0.1/x"}
     answer = post(ThreadClient(), "/v1/chat/completions", chat, authorization=f"Bearer {secret}")
     assert answer.status_code == 400 and "image_url.url" in answer.json()["error"]["message"]

@@ -185,12 +185,12 @@ def test_refusals_in_openai_shape(responses_client: openai.OpenAI) -> None:
         )
     assert "input.0.content.0.image_url: a URL" in image.value.message
     inline = "data:image/png;base64,iVBORw0KGgo="
-    with pytest.raises(openai.BadRequestError) as text_only:  # the model server refuses, not a 500
+    with pytest.raises(openai.BadRequestError) as text_only:  # the gateway refuses for a text-only model
         responses_client.responses.create(
             model="scripted",
             input=[{"role": "user", "content": [{"type": "input_image", "image_url": inline, "detail": "auto"}]}],
         )
-    assert "refused" in text_only.value.message
+    assert "takes no images" in text_only.value.message
 
 
 def test_model_server_killed_mid_stream_fails_the_response(

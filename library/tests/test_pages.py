@@ -116,7 +116,7 @@ def test_model_page_shows_files_facts_card_profiles_and_create_link(user_client:
     assert "A tiny llama model for tests, made with random weights." in html
     assert "More text." not in html  # only the first paragraph
     assert "tiny-chat" in html
-    assert 'href="/profiles/new/?model=mlx-community%2FTiny-Llama-4bit"' in html
+    assert 'href="/profiles/new/?model=mlx-community%2FTiny-Llama-4bit&amp;kind=chat&amp;engine=mlx_lm"' in html
 
 
 def test_downloads_poll_pauses_while_the_tab_is_hidden(user_client: Client) -> None:

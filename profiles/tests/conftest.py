@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -7,6 +8,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 
@@ -84,3 +86,20 @@ def cached_repo(settings: Any, tmp_path: Path) -> str:
         if not link.exists():
             link.symlink_to(os.path.relpath(blob, snapshot))
     return repo_id
+
+
+class _Captured(Exception):
+    pass
+
+
+def parser_of(main: Callable[[], Any]) -> argparse.ArgumentParser:
+    """A server's real argument parser: its `main()` builds it and calls parse_args, which we intercept."""
+    captured: dict[str, argparse.ArgumentParser] = {}
+
+    def intercept(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+        captured["parser"] = self
+        raise _Captured
+
+    with patch.object(argparse.ArgumentParser, "parse_args", intercept), pytest.raises(_Captured):
+        main()
+    return captured["parser"]

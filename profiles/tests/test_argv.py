@@ -8,13 +8,13 @@ import shlex
 import subprocess
 import sys
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 
 from nodes.models import Node
 from profiles.argv import build_server_argv, command_line
 from profiles.models import ServerProfile
+from profiles.tests.conftest import parser_of
 
 PREFIX = [sys.executable, "-m", "mlx_lm", "server"]
 # Options of mlx_lm.server a profile does not expose (argparse's own --help; --pipeline is for
@@ -55,24 +55,12 @@ CASES: list[tuple[str, Any, str, Any]] = [
 FIELD_TO_DEST = {field: dest for field, _, dest, _ in CASES}
 
 
-class _Captured(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
 def server_parser() -> argparse.ArgumentParser:
-    """mlx_lm.server's real parser: `main()` builds it and calls parse_args, which we intercept."""
+    """mlx_lm.server's real parser."""
     import mlx_lm.server
 
-    captured: dict[str, argparse.ArgumentParser] = {}
-
-    def intercept(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
-        captured["parser"] = self
-        raise _Captured
-
-    with patch.object(argparse.ArgumentParser, "parse_args", intercept), pytest.raises(_Captured):
-        mlx_lm.server.main()
-    return captured["parser"]
+    return parser_of(mlx_lm.server.main)
 
 
 def profile(**fields: Any) -> ServerProfile:

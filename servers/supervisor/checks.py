@@ -8,7 +8,7 @@ from typing import Any
 from core.formatting import human_bytes
 from core.memory import for_models
 from library.local import local_model_path, read_config, weights_bytes
-from profiles.models import ServerProfile
+from profiles.models import Kind, ServerProfile
 from servers.supervisor.host import Host
 
 GiB = 1024**3
@@ -54,11 +54,16 @@ def kv_cache_margin(config: dict[str, Any], weights: int) -> int:
     return max(kv, weights // 10)
 
 
+def has_kv_cache(profile: ServerProfile) -> bool:
+    """Embedding and rerank models read their input once: no KV cache grows with a conversation."""
+    return profile.kind not in (Kind.EMBEDDINGS, Kind.RERANK)
+
+
 def check_memory(profile: ServerProfile, host: Host, *, headroom: int) -> str | None:
     folder = local_model_path(profile.model)
     if folder is None:
         return None
-    return memory_refusal(Path(folder), host, headroom=headroom)
+    return memory_refusal(Path(folder), host, headroom=headroom, kv_cache=has_kv_cache(profile))
 
 
 def memory_shortfall(profile: ServerProfile, host: Host, *, headroom: int) -> int:
@@ -66,20 +71,22 @@ def memory_shortfall(profile: ServerProfile, host: Host, *, headroom: int) -> in
     folder = local_model_path(profile.model)
     if folder is None:
         return 0
-    needed = memory_needed(Path(folder))
+    needed = memory_needed(Path(folder), kv_cache=has_kv_cache(profile))
     total, available = host.memory()
     return max(needed - min(available - headroom, for_models(total).bytes), 0)
 
 
-def memory_needed(folder: Path) -> int:
-    """The weights plus a KV-cache allowance: what a server on this model is expected to use."""
+def memory_needed(folder: Path, *, kv_cache: bool = True) -> int:
+    """The weights (a vision tower's included: every safetensors file counts) plus a KV-cache
+    allowance, or for a model without one a tenth of the weights of working memory: what a
+    server on this model is expected to use."""
     weights = weights_bytes(folder)
-    return weights + kv_cache_margin(read_config(folder), weights)
+    return weights + (kv_cache_margin(read_config(folder), weights) if kv_cache else weights // 10)
 
 
-def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
+def memory_refusal(folder: Path, host: Host, *, headroom: int, kv_cache: bool = True) -> str | None:
     weights = weights_bytes(folder)
-    needed = memory_needed(folder)
+    needed = memory_needed(folder, kv_cache=kv_cache)
     margin = needed - weights
     total, available = host.memory()
     limit = for_models(total).bytes
@@ -92,7 +99,8 @@ def memory_refusal(folder: Path, host: Host, *, headroom: int) -> str | None:
         why = f"{human_bytes(available)} available minus {human_bytes(headroom)} kept free as headroom"
     return (
         f"The model does not fit in memory: it needs about {human_bytes(needed)} "
-        f"({human_bytes(weights)} of weights + {human_bytes(margin)} for the KV cache), but only "
+        f"({human_bytes(weights)} of weights + {human_bytes(margin)} for the "
+        f"{'KV cache' if kv_cache else 'working memory'}), but only "
         f"{human_bytes(max(usable, 0))} is usable ({why})."
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
-import json
 import os
 import socket
 import subprocess
@@ -25,6 +24,7 @@ import psutil
 from core.memory import memory, swap
 from profiles.ports import port_holder
 from servers.addresses import probe_address
+from servers.supervisor.ready import READY_REQUEST, ReadyRequest, ready_answer
 
 
 class Process(Protocol):
@@ -60,10 +60,6 @@ class HealthAnswer:
         return self.status == 503
 
 
-# The readiness request: one token of any prompt proves the model is loaded and can generate.
-READY_REQUEST = {"prompt": "Hello", "max_tokens": 1, "temperature": 0.0}
-
-
 class Host(Protocol):
     def time(self) -> float: ...
 
@@ -81,9 +77,12 @@ class Host(Protocol):
         """GET /health in the background: the loop never waits for a server that does not answer."""
         ...
 
-    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
-        """Ask for a one-token completion in the background; the result is None when it answered,
-        else why not, in words."""
+    def generate_one(
+        self, host: str, port: int, *, timeout: float, request: ReadyRequest = READY_REQUEST
+    ) -> Future[str | None]:
+        """Send the readiness request (a one-token completion, or what the profile's kind answers:
+        servers.supervisor.ready) in the background; the result is None when it answered, else
+        why not, in words."""
         ...
 
     def memory(self) -> tuple[int, int]: ...
@@ -282,8 +281,10 @@ class RealHost:
     def health_soon(self, host: str, port: int, *, timeout: float) -> Future[HealthAnswer]:
         return self._requests.submit(self.health, host, port, timeout=timeout)
 
-    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
-        return self._requests.submit(one_token_answer, probe_address(host), port, timeout=timeout)
+    def generate_one(
+        self, host: str, port: int, *, timeout: float, request: ReadyRequest = READY_REQUEST
+    ) -> Future[str | None]:
+        return self._requests.submit(ready_answer, probe_address(host), port, timeout=timeout, request=request)
 
     def memory(self) -> tuple[int, int]:
         """Total and available memory in bytes, as the OS counts them (vm_stat on macOS)."""
@@ -332,27 +333,3 @@ class RealHost:
                 cache.pop(pid, None)
         process.cpu_handles = cache  # type: ignore[attr-defined]
         return rss, cpu
-
-
-def one_token_answer(host: str, port: int, *, timeout: float) -> str | None:
-    """POST a one-token /v1/completions; None when a token came back, else what went wrong."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("POST", "/v1/completions", json.dumps(READY_REQUEST), {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        body = response.read(65_536)
-    except TimeoutError:
-        return f"No answer to a one-token generation within {timeout:g} s."
-    except (OSError, http.client.HTTPException) as exc:
-        return f"The one-token generation failed: {exc or type(exc).__name__}."
-    finally:
-        conn.close()
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    if response.status == 200 and isinstance(answer, dict) and answer.get("choices"):
-        return None
-    error = answer.get("error") if isinstance(answer, dict) else None
-    detail = str(error) if error else body[:200].decode("utf-8", "replace").strip()
-    return f"The one-token generation answered HTTP {response.status}: {detail or 'no body'}."

@@ -12,6 +12,7 @@ from servers.states import State
 from servers.supervisor import logfile
 from servers.supervisor.host import HealthAnswer
 from servers.supervisor.policy import KillReason, on_grid, refusal_message, utc
+from servers.supervisor.ready import ready_request
 from servers.supervisor.transitions import save_fields, transition
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def _ready(m: Managed, now: float) -> None:
         server,
         State.RUNNING,
         cause="health",
-        message=f"Answered a one-token generation {since:.1f} s after the start (GET /health answered first).",
+        message=f"Answered a {ready_request(server.profile).what} {since:.1f} s after the start "
+        "(GET /health answered first).",
         at=utc(ready),
         health_failures=0,
         last_error="",
@@ -75,7 +77,8 @@ def _first_health(m: Managed, now: float) -> None:
     save_fields(m.server, last_health_at=utc(now), last_health_ms=answer.ms)
     m.next_probe = now + m.policy.loading_probe_interval
     address = listen_address(m.server)
-    m.readiness = m.host.generate_one(*address, timeout=max(m.start_deadline - now, 1.0))
+    request = ready_request(m.server.profile)
+    m.readiness = m.host.generate_one(*address, timeout=max(m.start_deadline - now, 1.0), request=request)
     m.readiness.add_done_callback(m.owner.answered)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servers.supervisor.host import HealthAnswer, Process
+from servers.supervisor.ready import READY_REQUEST, ReadyRequest
 
 GiB = 1024**3
 
@@ -50,6 +51,7 @@ class FakeHost:
         self.pending_generations: list[Future[str | None]] = []  # while set, answers wait for finish_loading
         self.hold_generations = False
         self.generation_calls = 0
+        self.ready_requests: list[ReadyRequest] = []
         self.port_holders: dict[int, str] = {}
         self.total = 64 * GiB
         self.available = 32 * GiB
@@ -118,8 +120,11 @@ class FakeHost:
             future.set_result(HealthAnswer(status=status, ms=1.5 if status else 0.0))
         self.hung_probes.clear()
 
-    def generate_one(self, host: str, port: int, *, timeout: float) -> Future[str | None]:
+    def generate_one(
+        self, host: str, port: int, *, timeout: float, request: ReadyRequest = READY_REQUEST
+    ) -> Future[str | None]:
         self.generation_calls += 1
+        self.ready_requests.append(request)
         future: Future[str | None] = Future()
         if self.hold_generations:
             self.pending_generations.append(future)

@@ -11,6 +11,7 @@
   const clear = document.getElementById("chat-clear");
   const result = document.getElementById("chat-result");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const picker = document.getElementById("chat-image");  // a vision model's: an image goes inline as a data: URL
   const history = [];
   // The server-side chat's cap, or a quarter of the context (servers/promptfit.py); the gateway
   // lowers it to the room the model's context has left.
@@ -40,9 +41,20 @@
     item.setAttribute("role", "alert");
   }
 
-  async function ask(text) {
-    history.push({ role: "user", content: text });
-    bubble("user", text);
+  function readImage(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new Error("Could not read the image."));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  async function ask(text, image) {
+    const content = image ? [{ type: "text", text }, { type: "image_url", image_url: { url: image } }] : text;
+    history.push({ role: "user", content });
+    const asked = bubble("user", text);
+    if (image) asked.append(Object.assign(document.createElement("img"), { className: "chat-image", src: image, alt: "The image sent" }));
     const answer = bubble("assistant", "");
     answer.classList.add("chat-streaming");
     send.disabled = true;
@@ -124,7 +136,10 @@
     if (!text) { showError("Write a prompt first."); return; }
     if (result) result.hidden = true;
     prompt.value = "";
-    ask(text);
+    const file = picker && picker.files && picker.files[0];
+    if (picker) picker.value = "";
+    if (!file) { ask(text, null); return; }
+    readImage(file).then((image) => ask(text, image), (error) => showError(error.message));
   }, true);
 
   clear.hidden = false;

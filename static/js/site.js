@@ -105,4 +105,13 @@
     }, 2500);
   });
 
+  // The profile form shows the chosen engine's options only (the server clears the other's on save).
+  document.addEventListener("change", function (event) {
+    if (!event.target.matches || !event.target.matches("#profile-form select[name=engine]")) { return; }
+    var engine = event.target.value;
+    document.querySelectorAll("#profile-form [data-engine]").forEach(function (el) {
+      el.hidden = el.getAttribute("data-engine") !== engine;
+    });
+  });
+
 })();

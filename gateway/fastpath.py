@@ -47,7 +47,6 @@ FAST_APIS = {
     "/v1/messages": GatewayApi.MESSAGES,
     "/v1/responses": GatewayApi.RESPONSES,
 }
-BODY_MAX = 2_621_440  # bytes: Django's DATA_UPLOAD_MAX_MEMORY_SIZE; a larger body gets Django's refusal
 COUNT_IN_THREAD_OVER = 16_384  # bytes of body: its tokens are counted off the event loop
 DJANGO_ONLY_HEADERS = frozenset({b"origin", b"cookie", *(name.lower().encode() for name in FORWARD_HEADERS)})
 
@@ -114,7 +113,8 @@ def _headers(scope: Scope) -> dict[bytes, bytes] | None:
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
-    """The body, and whether it is whole (False: longer than BODY_MAX, the rest not read yet)."""
+    """The body, and whether it is whole (False: longer than MLXM_MAX_BODY_BYTES, the rest not
+    read yet: Django's view refuses it in the API's shape)."""
     parts: list[bytes] = []
     size = 0
     while True:
@@ -126,7 +126,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool] | None:
         size += len(part)
         if not message.get("more_body"):
             return b"".join(parts), True
-        if size > BODY_MAX:
+        if size > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return b"".join(parts), False
 
 

@@ -29,6 +29,8 @@ KEY_AUTHENTICATED = {
     "gateway:messages",
     "gateway:count_tokens",
     "gateway:responses",
+    "gateway:embeddings",
+    "gateway:rerank",
     "gateway:not_found",
 }
 # Every view of /api/v1/ (namespace `api`) authenticates each request with a key (its docs and

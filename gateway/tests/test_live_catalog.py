@@ -25,5 +25,8 @@ def test_models_retrieve_with_both_sdks(live: Live) -> None:
     assert isinstance(openai_error(lambda: oai(live).models.retrieve("gpt-5")), openai.NotFoundError)
     assert isinstance(anthropic_error(lambda: ant(live).models.retrieve("gpt-5")), anthropic.NotFoundError)
     # an endpoint the gateway does not serve: the SDK parses the JSON error
+    o = openai_error(lambda: oai(live).images.generate(model="tiny", prompt="x"))
+    assert isinstance(o, openai.NotFoundError) and "/v1/images/generations" in str(o.message)
+    # one it serves, for another kind of model: the 400 names what this one answers
     o = openai_error(lambda: oai(live).embeddings.create(model="tiny", input="x"))
-    assert isinstance(o, openai.NotFoundError) and "/v1/embeddings" in str(o.message)
+    assert isinstance(o, openai.BadRequestError) and "/v1/chat/completions" in str(o.message)

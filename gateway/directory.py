@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
+from django.http import HttpRequest
 
 from core.changes import changes_listen, changes_read
+from gateway.keys import key_from_headers, key_hash
 from gateway.routing import Caller, Target
 
 CHECK_EVERY = 0.25  # seconds: a request older than this since the last check starts one (not waited for)
@@ -77,6 +79,15 @@ class Directory:
 
     def target(self, model: str) -> Target | None:
         return self.targets.get(model.strip().lower())
+
+    def remember_found(
+        self, request: HttpRequest, *, caller: Caller, model: str, target: Target, generation: int | None
+    ) -> None:
+        """Keep what Django's view found for `request` (only a key's: a session is Django's)."""
+        if caller.key is None:
+            return
+        secret = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-Api-Key", ""))
+        self.remember(secret_hash=key_hash(secret), caller=caller, model=model, target=target, generation=generation)
 
     def remember(self, *, secret_hash: str, caller: Caller, model: str, target: Target, generation: int | None) -> None:
         """Keep what a request found in the database, unless a change was counted meanwhile

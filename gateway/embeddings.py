@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
+from gateway.directory import directory
 from gateway.errors import Flavour, GatewayError
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.incoming import body_bytes, parse_body
@@ -108,15 +109,25 @@ def _target(meter: Meter, api: GatewayApi, upstream: dict[str, Any]) -> Target:
     return target
 
 
+def checked_body(api: GatewayApi, body: dict[str, Any]) -> dict[str, Any]:
+    """What the model server is sent for this embeddings or rerank body (its `model` comes later)."""
+    if body.get("stream"):
+        raise GatewayError(400, "stream: not supported here; the answer comes whole.")
+    return embeddings_body(body) if api is GatewayApi.EMBEDDINGS else rerank_body(body)
+
+
 def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
+    generation = directory.generation  # before the reads, as in gateway/views.py
     meter.caller = forwarded_caller(request) if is_forwarded(request) else caller_identify(request)
     body = parse_body(body_bytes(request))
     meter.model_name = body["model"]
-    if body.get("stream"):
-        raise GatewayError(400, "stream: not supported here; the answer comes whole.")
-    upstream = embeddings_body(body) if api is GatewayApi.EMBEDDINGS else rerank_body(body)
+    upstream = checked_body(api, body)
     try:
-        return Prepared(body, upstream, _target(meter, api, upstream))
+        target = _target(meter, api, upstream)
+        directory.remember_found(
+            request, caller=meter.caller, model=body["model"], target=target, generation=generation
+        )
+        return Prepared(body, upstream, target)
     except StartNeeded as needed:
         meter.profile = needed.profile
         return Prepared(body, upstream, None)
@@ -143,6 +154,7 @@ async def _relay(request: HttpRequest, api: GatewayApi) -> HttpResponseBase:
 async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpResponseBase:
     if request.method != "POST":
         raise GatewayError(405, "Use POST.", headers={"Allow": "POST"})
+    await directory.current()
     prepared = await sync_to_async(_prepare)(request, meter, api)
     if prepared.forward is not None:  # that node checks the rest and records the usage
         caller, meter.caller = meter.caller, None
@@ -153,15 +165,22 @@ async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpR
             meter.caller = caller
             raise
     target = prepared.target or await _started(meter, api, prepared.upstream)
+    return await embedded(meter, api, target, prepared.body, prepared.upstream)
+
+
+async def embedded(
+    meter: Meter, api: GatewayApi, target: Target, body: dict[str, Any], upstream: dict[str, Any]
+) -> HttpResponseBase:
+    """The model server's embeddings or ranking, in the client's shape (for the views and the fast path)."""
     # The caller's limits and a turn in the profile's fair queue, as for chat (gateway/relay.py).
     assert meter.caller is not None
     limits = await caller_limits_soon(user=meter.caller.user, key=meter.caller.key)
     meter.passage = await gate_enter(
         limits=limits, profile=target.profile, flavour=Flavour.OPENAI, who=meter.caller.user.email
     )
-    data = await _answer(target.base_url + UPSTREAM_PATH[api], prepared.upstream)
+    data = await _answer(target.base_url + UPSTREAM_PATH[api], upstream)
     meter.usage({**_usage(data), "completion_tokens": 0})
-    answer = _embeddings_answer(data, prepared.body) if api is GatewayApi.EMBEDDINGS else _rerank_answer(data, prepared)
+    answer = _embeddings_answer(data, body) if api is GatewayApi.EMBEDDINGS else _rerank_answer(data, body, upstream)
     headers = meter.passage.headers  # the meter gives the passage back as it records
     meter.record_soon()
     return JsonResponse(answer, headers=headers)
@@ -228,18 +247,18 @@ def _embeddings_answer(data: dict[str, Any], body: dict[str, Any]) -> dict[str, 
     return {"object": "list", "data": out, "model": body["model"], "usage": _usage(data)}
 
 
-def _rerank_answer(data: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+def _rerank_answer(data: dict[str, Any], body: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
     results = data.get("results")
     if not isinstance(results, list):
         raise GatewayError(502, "The model server's answer held no results.")
-    documents = prepared.upstream["documents"]
+    documents = upstream["documents"]
     out = []
     for result in results:
         index = result.get("index") if isinstance(result, dict) else None
         if not isinstance(index, int) or not 0 <= index < len(documents):
             raise GatewayError(502, "The model server's answer named a document that was not sent.")
         item: dict[str, Any] = {"index": index, "relevance_score": result.get("relevance_score")}
-        if prepared.body.get("return_documents"):
+        if body.get("return_documents"):
             item["document"] = {"text": documents[index]}
         out.append(item)
-    return {"model": prepared.body["model"], "results": out, "usage": _usage(data)}
+    return {"model": body["model"], "results": out, "usage": _usage(data)}

@@ -22,11 +22,12 @@ from django.http.request import split_domain_port, validate_host
 from django.http.response import HttpResponseBase
 
 from gateway.directory import directory
+from gateway.embeddings import ENDPOINT, checked_body, embedded
 from gateway.errors import GatewayError
 from gateway.forward import FORWARD_HEADERS
 from gateway.incoming import guard_prompt_fit, parse_body, upstream_body
 from gateway.keys import key_from_headers, key_hash
-from gateway.kinds import kind_guard
+from gateway.kinds import kind_guard, refuse_wrong_endpoint
 from gateway.meter import Meter
 from gateway.models import GatewayApi
 from gateway.recorder import recorder
@@ -46,7 +47,10 @@ FAST_APIS = {
     "/v1/completions": GatewayApi.COMPLETIONS,
     "/v1/messages": GatewayApi.MESSAGES,
     "/v1/responses": GatewayApi.RESPONSES,
+    "/v1/embeddings": GatewayApi.EMBEDDINGS,
+    "/v1/rerank": GatewayApi.RERANK,
 }
+EMBEDDING_APIS = frozenset({GatewayApi.EMBEDDINGS, GatewayApi.RERANK})
 COUNT_IN_THREAD_OVER = 16_384  # bytes of body: its tokens are counted off the event loop
 DJANGO_ONLY_HEADERS = frozenset({b"origin", b"cookie", *(name.lower().encode() for name in FORWARD_HEADERS)})
 
@@ -158,14 +162,19 @@ def _from_memory(
         raise Declined
     meter.caller = caller
     body = parse_body(raw)
-    meter.stream, meter.model_name = bool(body.get("stream")), body["model"]
-    upstream = upstream_body(meter.api, body)
+    embedding = meter.api in EMBEDDING_APIS
+    meter.stream, meter.model_name = bool(body.get("stream")) and not embedding, body["model"]
+    upstream = checked_body(meter.api, body) if embedding else upstream_body(meter.api, body)
     target = directory.target(body["model"])
     if target is None or not profile_may_use(caller, target.profile):
         meter.caller = None  # Django's view identifies the caller again and records the request
         raise Declined
     meter.profile = target.profile
-    kind_guard(meter.api, target.profile, upstream)  # as Django's view does (gateway/kinds.py)
+    if embedding:  # as gateway/embeddings.py's view does
+        refuse_wrong_endpoint(target.profile, ENDPOINT[meter.api])
+        upstream["model"] = target.profile.model
+    else:
+        kind_guard(meter.api, target.profile, upstream)  # as Django's view does (gateway/kinds.py)
     return target, body, upstream
 
 
@@ -175,6 +184,8 @@ async def _answer(
     if recorder.begin(target.profile):
         await sync_to_async(server_use_begin, thread_sensitive=False)(profile=target.profile)
     meter.in_use = True
+    if meter.api in EMBEDDING_APIS:
+        return await embedded(meter, meter.api, target, body, upstream)
     sampling_guard(upstream, target.profile.model)
     if size > COUNT_IN_THREAD_OVER:
         await sync_to_async(guard_prompt_fit, thread_sensitive=False)(upstream, target.profile.model)

@@ -26,7 +26,6 @@ from gateway.directory import directory
 from gateway.errors import GatewayError
 from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
 from gateway.incoming import body_bytes, guard_prompt_fit, parse_body, upstream_body
-from gateway.keys import key_from_headers, key_hash
 from gateway.kinds import kind_guard
 from gateway.meter import Meter
 from gateway.models import GatewayApi
@@ -71,10 +70,9 @@ def _prepare(request: HttpRequest, meter: Meter, api: GatewayApi) -> Prepared:
     assert meter.profile is not None
     sampling_guard(upstream, meter.profile.model)
     guard_prompt_fit(upstream, meter.profile.model)
-    if target is not None and meter.caller.key is not None:
-        secret = key_from_headers(request.headers.get("Authorization", ""), request.headers.get("X-Api-Key", ""))
-        directory.remember(
-            secret_hash=key_hash(secret), caller=meter.caller, model=body["model"], target=target, generation=generation
+    if target is not None:
+        directory.remember_found(
+            request, caller=meter.caller, model=body["model"], target=target, generation=generation
         )
     return Prepared(body=body, upstream=upstream, target=target)
 

@@ -23,7 +23,7 @@ from django.http.response import HttpResponseBase
 
 from gateway.directory import directory
 from gateway.errors import Flavour, GatewayError
-from gateway.forward import Forward, forward_destination, forward_relay, forwarded_caller, is_forwarded
+from gateway.forward import Forward, forward_destination, forwarded_caller, is_forwarded
 from gateway.incoming import body_bytes, parse_body
 from gateway.kinds import refuse_wrong_endpoint
 from gateway.limits.gate import caller_limits_soon, gate_enter
@@ -34,7 +34,7 @@ from gateway.recorder import recorder
 from gateway.relay import answered
 from gateway.routing import ForwardNeeded, Target, caller_identify, profile_resolve, target_of
 from gateway.upstream import upstream_failure, upstream_refusal, upstream_send
-from gateway.views import gateway_view
+from gateway.views import forwarded, gateway_view
 from servers.services import server_use_begin
 
 MAX_ITEMS = 2048  # OpenAI's limit on inputs per request; the same for documents
@@ -157,13 +157,7 @@ async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpR
     await directory.current()
     prepared = await sync_to_async(_prepare)(request, meter, api)
     if prepared.forward is not None:  # that node checks the rest and records the usage
-        caller, meter.caller = meter.caller, None
-        assert caller is not None
-        try:
-            return await forward_relay(request, prepared.forward, caller, Flavour.OPENAI)
-        except GatewayError:
-            meter.caller = caller
-            raise
+        return await forwarded(request, prepared.forward, meter)
     target = prepared.target or await _started(meter, api, prepared.upstream)
     return await embedded(meter, api, target, prepared.body, prepared.upstream)
 

@@ -130,13 +130,13 @@ async def _relayed(request: HttpRequest, api: GatewayApi, meter: Meter) -> HttpR
     await directory.current()
     prepared = await sync_to_async(_prepare)(request, meter, api)
     if prepared.forward is not None:
-        return await _forwarded(request, prepared.forward, meter)
+        return await forwarded(request, prepared.forward, meter)
     target = prepared.target or await _started_target(meter, prepared.body["model"])
     response = await answer(meter, api, target, prepared.upstream, prepared.body)
     return await _whole_under_wsgi(request, response)
 
 
-async def _forwarded(request: HttpRequest, forward: Forward, meter: Meter) -> HttpResponseBase:
+async def forwarded(request: HttpRequest, forward: Forward, meter: Meter) -> HttpResponseBase:
     """Relay the other node's answer; its usage is recorded there, unless it could not be reached."""
     caller, meter.caller = meter.caller, None
     assert caller is not None

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import EMAIL, PASSWORD, Result, summarize
+from bench.gateway_run import wait_running
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -37,16 +38,6 @@ profile = ServerProfile.objects.create(
 server_start(profile=profile, by=user)
 sys.stdout.write(key_create(user=user, name="bench").secret)
 """
-
-
-def _wait_running(client: httpx.Client, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = client.get("/models").json().get("data", [])
-        if models and models[0].get("state") == "running":
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the tiny embedder's server did not reach running")
 
 
 def _client_loop(base_url: str, headers: dict[str, str], model: str, counts: list[int]) -> None:
@@ -85,7 +76,7 @@ def run() -> list[Result]:
             auth = {"Authorization": f"Bearer {seeded.stdout.strip().splitlines()[-1]}"}
             through_url, direct_url = f"{stack.url}/v1", f"http://127.0.0.1:{model_port}/v1"
             with httpx.Client(base_url=through_url, headers=auth, timeout=60, trust_env=False) as client:
-                _wait_running(client)
+                wait_running(client)
             _rate(direct_url, {}, str(model)), _rate(through_url, auth, "bert")  # warm both paths
             direct_rates, through_rates = [], []
             for _ in range(ROUNDS):

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import EMAIL, PASSWORD, Result, completion, first_byte, paired_difference, summarize
+from bench.gateway_run import wait_running
 from testing.net import free_port
 from testing.stack import Stack
 
@@ -48,16 +49,6 @@ keys = [key_create(user=a, name="agent").secret, key_create(user=b, name="chat")
         key_create(user=b, name="limited", limits=LimitSet(10**6, 10**9, 10**9, 10**9, 1000)).secret]
 sys.stdout.write(" ".join(keys))
 """
-
-
-def _wait_running(client: httpx.Client, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        models = client.get("/models").json().get("data", [])
-        if models and models[0].get("state") == "running":
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the tiny model's server did not reach running")
 
 
 def _agent(base_url: str, secret: str, stop: threading.Event, durations: list[float]) -> None:
@@ -89,7 +80,7 @@ def run() -> list[Result]:
             agent, chat, script, limited = stack.manage("shell", "-c", seed).stdout.strip().splitlines()[-1].split()
             base = f"{stack.url}/v1"
             b = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {chat}"}, timeout=300)
-            _wait_running(b)
+            wait_running(b)
             for _ in range(5):
                 first_byte(b, "tiny", max_tokens=4)
             idle = [first_byte(b, "tiny", max_tokens=4) for _ in range(SAMPLES)]

@@ -61,7 +61,7 @@ class GatewayRun:
             self.secrets = json.loads(self.manage_shell(seed).strip().splitlines()[-1])
             self.through = self.client_through()
             self.direct = httpx.Client(base_url=self.direct_url, timeout=60)
-            self._wait_running()
+            wait_running(self.through)
         except BaseException:
             self.close()
             raise
@@ -93,15 +93,6 @@ class GatewayRun:
 
     def usage_records(self) -> int:
         return int(self.manage_shell(USAGE_COUNT).strip().splitlines()[-1])
-
-    def _wait_running(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            models = self.through.get("/models").json().get("data", [])
-            if models and models[0].get("state") == "running":
-                return
-            time.sleep(0.5)
-        raise TimeoutError("the tiny model's server did not reach running")
 
     def web_masters(self) -> list[psutil.Process]:
         """The gunicorn masters under honcho (the web server a person's SIGTERM would reach)."""
@@ -140,3 +131,14 @@ class GatewayRun:
             process.kill()
         psutil.wait_procs(leftovers, timeout=10)
         self.folder.cleanup()
+
+
+def wait_running(client: httpx.Client, timeout: float = 180.0) -> None:
+    """Until the first model `client`'s `/v1/models` lists says it is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = client.get("/models").json().get("data", [])
+        if models and models[0].get("state") == "running":
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the bench's model server did not reach running")
